@@ -1,0 +1,224 @@
+package auth
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/opsrepl/opsrepl/console/wire"
+)
+
+// ErrUnauthenticated is returned (wrapped) by Authenticate for a request
+// without valid credentials.
+var ErrUnauthenticated = errors.New("unauthenticated")
+
+// Tokens is a set of token hashes, each bound to a subject. The zero value
+// accepts no token. A Tokens is immutable and safe for concurrent use.
+type Tokens struct {
+	entries []entry
+}
+
+type entry struct {
+	subject string
+	hash    [sha256.Size]byte
+}
+
+// NewToken returns a fresh random token for subject and the token-file line
+// ("SUBJECT SHA256-HEX") that makes the server accept it.
+func NewToken(subject string) (token, line string, err error) {
+	if err := ValidSubject(subject); err != nil {
+		return "", "", err
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", fmt.Errorf("auth: random token: %w", err)
+	}
+	token = hex.EncodeToString(b[:])
+	return token, subject + " " + Hash(token), nil
+}
+
+// Hash returns the hex SHA-256 of token, the form a token file stores.
+func Hash(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// ValidSubject reports (as an error) whether s can name a subject: 1 to 64
+// characters from letters, digits and . _ @ -. Colons are excluded so a
+// subject can never be mistaken for a role ("role:admin") or object.
+func ValidSubject(s string) error {
+	if s == "" || len(s) > 64 {
+		return fmt.Errorf("auth: subject must be 1 to 64 characters; got %d", len(s))
+	}
+	for _, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '.' || c == '_' || c == '@' || c == '-'
+		if !ok {
+			return fmt.Errorf("auth: subject %q: only letters, digits and . _ @ - are allowed", s)
+		}
+	}
+	return nil
+}
+
+// NewTokens builds an in-memory token set from subject → token pairs (the
+// tokens in clear, as an embedding app may hold them). Only their hashes
+// are kept.
+func NewTokens(tokens map[string]string) (*Tokens, error) {
+	t := &Tokens{}
+	for subject, token := range tokens {
+		if err := ValidSubject(subject); err != nil {
+			return nil, err
+		}
+		if len(token) < 16 {
+			return nil, fmt.Errorf("auth: token for %q is shorter than 16 characters", subject)
+		}
+		if err := t.add(subject, sha256.Sum256([]byte(token))); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// LoadFile reads a token file.
+func LoadFile(path string) (*Tokens, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	defer f.Close()
+	t, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// Parse reads token-file lines: "SUBJECT SHA256-HEX", blank lines and
+// # comments. Any malformed line is an error naming its line number.
+func Parse(r io.Reader) (*Tokens, error) {
+	t := &Tokens{}
+	sc := bufio.NewScanner(r)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("line %d: want \"SUBJECT SHA256-HEX\"", n)
+		}
+		if err := ValidSubject(f[0]); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		raw, err := hex.DecodeString(f[1])
+		if err != nil || len(raw) != sha256.Size {
+			return nil, fmt.Errorf("line %d: the hash must be 64 hex digits (the SHA-256 of the token, not the token)", n)
+		}
+		if err := t.add(f[0], [sha256.Size]byte(raw)); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("line %d: %w", n+1, err)
+	}
+	return t, nil
+}
+
+func (t *Tokens) add(subject string, h [sha256.Size]byte) error {
+	for _, e := range t.entries {
+		if e.hash == h {
+			return errors.New("the same token is listed twice")
+		}
+	}
+	t.entries = append(t.entries, entry{subject: subject, hash: h})
+	return nil
+}
+
+// Len returns the number of tokens in the set.
+func (t *Tokens) Len() int { return len(t.entries) }
+
+// Lookup returns the subject token belongs to. It compares against every
+// entry in constant time, so timing reveals neither which entry matched
+// nor how much of a hash did.
+func (t *Tokens) Lookup(token string) (subject string, ok bool) {
+	h := sha256.Sum256([]byte(token))
+	found := -1
+	for i := range t.entries {
+		if subtle.ConstantTimeCompare(h[:], t.entries[i].hash[:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 || token == "" {
+		return "", false
+	}
+	return t.entries[found].subject, true
+}
+
+// Authenticate returns the subject of the bearer token in r's Authorization
+// header, or in a wire.BearerProtocolPrefix subprotocol. Errors wrap
+// ErrUnauthenticated and never contain the token.
+func (t *Tokens) Authenticate(r *http.Request) (string, error) {
+	token, err := BearerToken(r)
+	if err != nil {
+		return "", err
+	}
+	subject, ok := t.Lookup(token)
+	if !ok {
+		return "", fmt.Errorf("%w: unknown token", ErrUnauthenticated)
+	}
+	return subject, nil
+}
+
+// BearerToken extracts the bearer token from r: the Authorization header
+// ("Bearer TOKEN", scheme case-insensitive), or else a subprotocol
+// wire.BearerProtocolPrefix+TOKEN. Both at once is an error.
+func BearerToken(r *http.Request) (string, error) {
+	var fromProto string
+	for _, p := range websocketProtocols(r) {
+		if strings.HasPrefix(p, wire.BearerProtocolPrefix) {
+			fromProto = strings.TrimPrefix(p, wire.BearerProtocolPrefix)
+		}
+	}
+	h := r.Header.Values("Authorization")
+	switch {
+	case len(h) > 1:
+		return "", fmt.Errorf("%w: more than one Authorization header", ErrUnauthenticated)
+	case len(h) == 1 && fromProto != "":
+		return "", fmt.Errorf("%w: credentials in both the Authorization header and a subprotocol", ErrUnauthenticated)
+	case len(h) == 1:
+		scheme, token, ok := strings.Cut(strings.TrimSpace(h[0]), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return "", fmt.Errorf("%w: the Authorization header must be \"Bearer TOKEN\"", ErrUnauthenticated)
+		}
+		token = strings.TrimSpace(token)
+		if token == "" {
+			return "", fmt.Errorf("%w: empty bearer token", ErrUnauthenticated)
+		}
+		return token, nil
+	case fromProto != "":
+		return fromProto, nil
+	}
+	return "", fmt.Errorf("%w: no credentials (send \"Authorization: Bearer TOKEN\")", ErrUnauthenticated)
+}
+
+func websocketProtocols(r *http.Request) []string {
+	var out []string
+	for _, h := range r.Header.Values("Sec-Websocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}

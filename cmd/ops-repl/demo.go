@@ -1,0 +1,89 @@
+//go:build !nodemo
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/opsrepl/opsrepl/demo"
+)
+
+const demoUsage = `Usage:
+  ops-repl demo [--listen ADDR] [--dir DIR] [--leak]
+      start the demo service and open an interactive session as admin
+  ops-repl demo --serve [--listen ADDR] [--dir DIR] [--leak]
+      run the demo headless; once ready, print one JSON line on stdout:
+      {"url":…,"app":…,"audit":…,"policy":…,"tokens":{"viewer":…,"operator":…,"admin":…}}
+      then serve until SIGINT or SIGTERM, and exit 0
+
+Flags:
+  --listen ADDR  address of the demo (app at /, console at /ops-repl);
+                 a missing host means 127.0.0.1 (default 127.0.0.1:0, a free port)
+  --dir DIR      state folder: tokens, live policy.csv, audit.jsonl
+                 (default: a new temporary folder)
+  --leak         leak about 1 MiB/s from a function named leakRequestLog
+`
+
+// readyLine is the --serve contract: one JSON line on stdout.
+type readyLine struct {
+	URL    string            `json:"url"`
+	App    string            `json:"app"`
+	Audit  string            `json:"audit"`
+	Policy string            `json:"policy"`
+	Tokens map[string]string `json:"tokens"`
+}
+
+func runDemo(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	serve := fs.Bool("serve", false, "")
+	listen := fs.String("listen", "", "")
+	dir := fs.String("dir", "", "")
+	leak := fs.Bool("leak", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			io.WriteString(stdout, demoUsage)
+			return nil
+		}
+		return exitf(exitUsage, "demo: %v (see ops-repl demo --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return exitf(exitUsage, "demo: unexpected argument %q (see ops-repl demo --help)", fs.Arg(0))
+	}
+	d, err := demo.Start(ctx, demo.Options{Listen: *listen, Dir: *dir, Leak: *leak})
+	if err != nil {
+		return exitf(exitFailed, "%v", err)
+	}
+	defer d.Close()
+
+	if *serve {
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		b, _ := json.Marshal(readyLine{URL: d.ConsoleURL, App: d.AppURL, Audit: d.AuditPath, Policy: d.PolicyPath, Tokens: d.Tokens})
+		fmt.Fprintf(stdout, "%s\n", b)
+		if f, ok := stdout.(*os.File); ok {
+			f.Sync()
+		}
+		<-ctx.Done()
+		return nil
+	}
+
+	fmt.Fprintf(stderr, `ops-repl demo
+  app      %s
+  console  %s
+  state    %s (tokens: token-viewer, token-operator, token-admin)
+  audit    %s
+Try other roles from a second terminal:
+  go run ./cmd/ops-repl --url %s --token-file %s/token-viewer
+
+`, d.AppURL, d.ConsoleURL, d.Dir, d.AuditPath, d.ConsoleURL, d.Dir)
+	return run(ctx, []string{"--url", d.ConsoleURL, "--token-file", d.Dir + "/token-admin"}, getenv, stdin, stdout, stderr)
+}

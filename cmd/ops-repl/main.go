@@ -1,0 +1,272 @@
+// Command ops-repl is the operator's client for an ops-repl console, and a
+// demo service to try it on. Run "ops-repl --help" for usage.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/opsrepl/opsrepl/auth"
+	"github.com/opsrepl/opsrepl/console/wire"
+)
+
+const defaultURL = "ws://127.0.0.1:7227/"
+
+const usage = `ops-repl: a secured maintenance console for Go services.
+
+Usage:
+  ops-repl [flags]                 interactive session (Tab completes, Ctrl-C
+                                   cancels the running request, Ctrl-D exits)
+  ops-repl [flags] -c LINE [-c …]  run lines in order in one session, then exit
+  ops-repl [flags] -f FILE         run the lines of FILE (- for stdin)
+  ops-repl token new SUBJECT       print a new token and its token-file line
+  ops-repl demo [--serve]          start the demo service (see demo --help)
+
+Flags:
+  --url URL          console endpoint (env OPS_REPL_URL; default ` + defaultURL + `)
+  --token-file FILE  read the bearer token from FILE
+  --token TOKEN      bearer token (env OPS_REPL_TOKEN); visible to other local
+                     users in the process list: prefer --token-file or the env
+  -c LINE            a line to run; repeat for more (stops at the first failure)
+  -f FILE            run the lines of FILE; - reads standard input
+  --json             print one JSON object per event instead of text
+  --out DIR          where downloads (heap profiles) are saved (default .)
+
+Lines: a command (help lists yours), or Go source when your role allows it;
+"eval SOURCE" evaluates Go that starts with a command's name.
+
+Exit codes:
+  0  every request succeeded
+  1  a command or evaluation failed
+  2  usage error
+  3  not authenticated, or not permitted
+  4  cannot connect, connection lost, or protocol error
+`
+
+func main() {
+	for _, kv := range os.Environ() {
+		// The interpreter reads YAEGI_* variables (one runs a command).
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "YAEGI_") {
+			os.Unsetenv(k)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	if err != nil && !errors.Is(err, errReported) {
+		fmt.Fprintf(os.Stderr, "ops-repl: %v\n", err)
+	}
+	os.Exit(exitCode(err))
+}
+
+// errReported wraps an error whose message was already shown.
+var errReported = errors.New("reported")
+
+type reportedError struct{ err error }
+
+func (e *reportedError) Error() string   { return e.err.Error() }
+func (e *reportedError) Unwrap() []error { return []error{e.err, errReported} }
+
+type lines []string
+
+func (l *lines) String() string     { return strings.Join(*l, "; ") }
+func (l *lines) Set(s string) error { *l = append(*l, s); return nil }
+
+// run is the whole program, testable: args without the program name.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "token":
+			return runToken(args[1:], stdout, stderr)
+		case "demo":
+			return runDemo(ctx, args[1:], getenv, stdin, stdout, stderr)
+		case "help":
+			io.WriteString(stdout, usage)
+			return nil
+		}
+	}
+	fs := flag.NewFlagSet("ops-repl", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		urlFlag   = fs.String("url", "", "")
+		token     = fs.String("token", "", "")
+		tokenFile = fs.String("token-file", "", "")
+		file      = fs.String("f", "", "")
+		jsonOut   = fs.Bool("json", false, "")
+		outDir    = fs.String("out", ".", "")
+		cmds      lines
+	)
+	fs.Var(&cmds, "c", "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			io.WriteString(stdout, usage)
+			return nil
+		}
+		return exitf(exitUsage, "%v (see ops-repl --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return exitf(exitUsage, "unexpected argument %q (see ops-repl --help)", fs.Arg(0))
+	}
+	if len(cmds) > 0 && *file != "" {
+		return exitf(exitUsage, "-c and -f cannot be used together")
+	}
+	u := firstNonEmpty(*urlFlag, getenv("OPS_REPL_URL"), defaultURL)
+	tok, err := resolveToken(*token, *tokenFile, getenv("OPS_REPL_TOKEN"))
+	if err != nil {
+		return err
+	}
+	if pu, err := parseURL(u); err == nil && pu.Scheme == "ws" && !isLoopback(pu.Host) && tok != "" {
+		fmt.Fprintf(stderr, "ops-repl: warning: sending credentials to %s without TLS (ws://); use wss://\n", pu.Host)
+	}
+	c, err := dial(ctx, u, tok)
+	if err != nil {
+		if tok == "" && exitCode(err) == exitDenied {
+			return fmt.Errorf("%w (no token given: use --token-file, --token or OPS_REPL_TOKEN)", err)
+		}
+		return err
+	}
+	defer c.close()
+	p := &printer{stdout: stdout, stderr: stderr, json: *jsonOut, dir: *outDir, lastNL: true}
+	if *jsonOut {
+		p.emit(c.hello)
+	}
+	switch {
+	case len(cmds) > 0:
+		return runLines(ctx, c, p, cmds, false, stderr)
+	case *file != "":
+		var r io.Reader = stdin
+		if *file != "-" {
+			f, err := os.Open(*file)
+			if err != nil {
+				return exitf(exitUsage, "%v", err)
+			}
+			defer f.Close()
+			r = f
+		}
+		ls, err := readLines(r)
+		if err != nil {
+			return exitf(exitUsage, "reading %s: %v", *file, err)
+		}
+		return runLines(ctx, c, p, ls, true, stderr)
+	case !isTerminal(stdin):
+		ls, err := readLines(stdin)
+		if err != nil {
+			return exitf(exitUsage, "reading standard input: %v", err)
+		}
+		return runLines(ctx, c, p, ls, true, stderr)
+	}
+	return interactive(ctx, c, p, stdin, stdout, stderr)
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func resolveToken(flagTok, file, env string) (string, error) {
+	if flagTok != "" && file != "" {
+		return "", exitf(exitUsage, "--token and --token-file cannot be used together")
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", exitf(exitUsage, "--token-file: %v", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n") {
+			return "", exitf(exitUsage, "--token-file %s: want exactly one token", file)
+		}
+		return tok, nil
+	}
+	return strings.TrimSpace(firstNonEmpty(flagTok, env)), nil
+}
+
+func readLines(r io.Reader) ([]string, error) {
+	var out []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), wire.MaxLine)
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out, sc.Err()
+}
+
+// runLines runs lines in order and stops at the first failure. With join,
+// a line that leaves Go source incomplete is continued by the next ones.
+func runLines(ctx context.Context, c *conn, p *printer, ls []string, join bool, stderr io.Writer) error {
+	intr := interrupts(ctx)
+	pending := ""
+	for i, line := range ls {
+		if pending == "" && strings.TrimSpace(line) == "" {
+			continue
+		}
+		src := pending + line
+		_, err := c.do(wire.Request{Type: wire.TypeRun, Line: src}, p, intr)
+		if errors.Is(err, errIncomplete) && join && i < len(ls)-1 {
+			pending = src + "\n"
+			continue
+		}
+		pending = ""
+		if err != nil {
+			if rest := len(ls) - i - 1; rest > 0 {
+				fmt.Fprintf(stderr, "ops-repl: stopped; %d remaining line(s) not run\n", rest)
+			}
+			var re *remoteError
+			if errors.As(err, &re) {
+				return &reportedError{err: err} // the printer showed it
+			}
+			if errors.Is(err, errIncomplete) {
+				return fmt.Errorf("line %d: Go source is incomplete", i+1)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// interrupts turns SIGINT into cancel requests for the running request.
+func interrupts(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt)
+	go func() {
+		defer signal.Stop(sig)
+		for {
+			select {
+			case <-sig:
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+func runToken(args []string, stdout, stderr io.Writer) error {
+	if len(args) != 2 || args[0] != "new" {
+		return exitf(exitUsage, "usage: ops-repl token new SUBJECT")
+	}
+	tok, line, err := auth.NewToken(args[1])
+	if err != nil {
+		return exitf(exitUsage, "%v", err)
+	}
+	fmt.Fprintf(stdout, "%s\n%s\n", tok, line)
+	fmt.Fprintf(stderr, "Line 1 is the token: give it to %s (it is shown only now).\nLine 2 goes in the server's token file; bind the subject to a role in policy.csv:\n  g, %s, role:viewer\n", args[1], args[1])
+	return nil
+}

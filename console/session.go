@@ -1,0 +1,509 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/opsrepl/opsrepl/audit"
+	"github.com/opsrepl/opsrepl/console/wire"
+	"github.com/opsrepl/opsrepl/interp"
+)
+
+const (
+	chunkBytes = 32 << 10 // output event and file chunk size
+	outQueue   = 64       // frames waiting for the writer
+)
+
+var errCanceled = errors.New("canceled by the client")
+
+// queued is a run request waiting for the worker, with its own context so
+// a cancel reaches it whether it is waiting or running.
+type queued struct {
+	req wire.Request
+	ctx context.Context
+}
+
+type frame struct {
+	typ  int // websocket.TextMessage or BinaryMessage
+	data []byte
+}
+
+// session is one authenticated connection. Goroutines: serve (the reader),
+// writer (the only one that writes to conn) and worker (runs requests one
+// at a time, in order).
+type session struct {
+	srv     *Server
+	conn    *websocket.Conn
+	id      string
+	subject string
+	roles   []string
+	remote  string
+	start   time.Time
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	out       chan frame
+	queue     chan queued
+	closeOnce sync.Once
+	closeCode int
+	closeText string
+
+	mu      sync.Mutex
+	pending map[uint64]context.CancelCauseFunc // queued or running requests
+
+	interp *interp.Interpreter // owned by the worker; built on first eval
+}
+
+func newSession(srv *Server, conn *websocket.Conn, subject, remote string) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{
+		srv: srv, conn: conn, id: newID(), subject: subject, remote: remote, start: time.Now(),
+		ctx: ctx, cancel: cancel,
+		out:       make(chan frame, outQueue),
+		queue:     make(chan queued, srv.opts.MaxQueued),
+		pending:   map[uint64]context.CancelCauseFunc{},
+		closeCode: websocket.CloseNormalClosure,
+	}
+	if rl, ok := srv.opts.Authorizer.(interface{ Roles(string) []string }); ok {
+		s.roles = rl.Roles(subject)
+	}
+	return s
+}
+
+// serve runs the session until the client leaves or the server closes it.
+func (s *session) serve() {
+	defer s.srv.unregister(s)
+	s.srv.auditWrite(audit.Record{Kind: audit.KindSession, Session: s.id, Subject: s.subject, Remote: s.remote, Outcome: "open"})
+	s.srv.log.Info("console: session open", "session", s.id, "subject", s.subject, "remote", s.remote)
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.writer() }()
+	go func() { defer wg.Done(); s.worker() }()
+
+	s.send(event(wire.Event{Type: wire.EventHello, Session: s.id, Subject: s.subject, Roles: s.roles, Server: wire.Subprotocol}))
+	s.reader()
+
+	s.cancel()
+	wg.Wait()
+	s.conn.Close()
+	s.srv.auditWrite(audit.Record{Kind: audit.KindSession, Session: s.id, Subject: s.subject, Remote: s.remote,
+		Outcome: "closed", DurationMS: ms(time.Since(s.start))})
+	s.srv.log.Info("console: session closed", "session", s.id, "subject", s.subject)
+}
+
+// shutdown ends the session from the server side with a close frame.
+func (s *session) shutdown(code int, text string) {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closeCode, s.closeText = code, text
+		s.mu.Unlock()
+		s.cancel()
+		// Unblock the reader; the writer sends the close frame first.
+		s.conn.SetReadDeadline(time.Now().Add(time.Second))
+	})
+}
+
+func (s *session) reader() {
+	wait := 2 * s.srv.opts.PingInterval
+	s.conn.SetReadLimit(s.srv.opts.MaxMessageBytes)
+	s.conn.SetReadDeadline(time.Now().Add(wait))
+	s.conn.SetPongHandler(func(string) error {
+		s.conn.SetReadDeadline(time.Now().Add(wait))
+		return nil
+	})
+	for {
+		typ, msg, err := s.conn.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				s.srv.log.Info("console: frame over the size limit", "session", s.id, "limit", s.srv.opts.MaxMessageBytes)
+			}
+			return
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.conn.SetReadDeadline(time.Now().Add(wait))
+		if typ != websocket.TextMessage {
+			s.sendError(0, wire.Errorf(wire.CodeBadRequest, "binary frames are not accepted from clients; send JSON text frames"))
+			continue
+		}
+		req, err := wire.DecodeRequest(msg)
+		if err != nil {
+			s.sendError(req.ID, err)
+			continue
+		}
+		switch req.Type {
+		case wire.TypeRun:
+			s.enqueue(req)
+		case wire.TypeComplete:
+			s.complete(req)
+		case wire.TypeCancel:
+			s.mu.Lock()
+			if stop := s.pending[req.Target]; stop != nil {
+				stop(errCanceled)
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *session) enqueue(req wire.Request) {
+	ctx, stop := context.WithCancelCause(s.ctx)
+	s.mu.Lock()
+	if _, dup := s.pending[req.ID]; dup {
+		s.mu.Unlock()
+		stop(nil)
+		s.sendError(req.ID, wire.Errorf(wire.CodeBadRequest, "request id %d is already in progress", req.ID))
+		return
+	}
+	s.pending[req.ID] = stop
+	s.mu.Unlock()
+	select {
+	case s.queue <- queued{req: req, ctx: ctx}:
+	default:
+		s.finish(req.ID)
+		s.sendError(req.ID, wire.Errorf(wire.CodeBusy, "%d requests are already waiting in this session; wait for them or cancel one", cap(s.queue)))
+	}
+}
+
+func (s *session) finish(id uint64) {
+	s.mu.Lock()
+	if stop := s.pending[id]; stop != nil {
+		stop(nil)
+	}
+	delete(s.pending, id)
+	s.mu.Unlock()
+}
+
+func (s *session) worker() {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case q := <-s.queue:
+			s.handle(q.ctx, q.req)
+		}
+	}
+}
+
+// writer is the only goroutine that writes to the connection.
+func (s *session) writer() {
+	ping := time.NewTicker(s.srv.opts.PingInterval)
+	defer ping.Stop()
+	wt := s.srv.opts.WriteTimeout
+	for {
+		select {
+		case f := <-s.out:
+			s.conn.SetWriteDeadline(time.Now().Add(wt))
+			if err := s.conn.WriteMessage(f.typ, f.data); err != nil {
+				s.cancel()
+				return
+			}
+		case <-ping.C:
+			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wt)); err != nil {
+				s.cancel()
+				return
+			}
+		case <-s.ctx.Done():
+			s.mu.Lock()
+			code, text := s.closeCode, s.closeText
+			s.mu.Unlock()
+			s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+			s.conn.SetReadDeadline(time.Now().Add(time.Second))
+			return
+		}
+	}
+}
+
+// send queues a frame for the writer; it blocks while the queue is full
+// and gives up when the session ends.
+func (s *session) send(f frame) bool {
+	select {
+	case s.out <- f:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+func event(e wire.Event) frame {
+	b, err := jsonMarshal(e)
+	if err != nil {
+		panic(err) // Event always encodes
+	}
+	return frame{typ: websocket.TextMessage, data: b}
+}
+
+func (s *session) sendError(id uint64, err error) {
+	we := publicError(err)
+	s.send(event(wire.Event{Type: wire.EventError, ID: id, Code: we.Code, Message: we.Message}))
+}
+
+// publicError turns any error into what the client may see.
+func publicError(err error) *wire.Error {
+	var we *wire.Error
+	if errors.As(err, &we) {
+		return we
+	}
+	return &wire.Error{Code: wire.CodeInternal, Message: "internal error (see the server log)"}
+}
+
+// allowed asks the policy, failing closed.
+func (s *session) allowed(object string) bool {
+	act := actRun
+	if strings.HasPrefix(object, pkgPrefix) {
+		act = actImport
+	}
+	ok, err := s.srv.opts.Authorizer.Authorize(s.subject, object, act)
+	if err != nil {
+		s.srv.log.Error("console: authorizer failed; denying", "subject", s.subject, "object", object, "err", err)
+		return false
+	}
+	return ok
+}
+
+// handle runs one request: parse the line, authorize, execute, audit.
+func (s *session) handle(ctx context.Context, req wire.Request) {
+	start := time.Now()
+	defer s.finish(req.ID)
+
+	rec := audit.Record{Kind: audit.KindRequest, Session: s.id, Subject: s.subject, Remote: s.remote, Request: req.ID, Line: req.Line}
+	var value string
+	err := context.Cause(ctx) // cancelled while it waited
+	if err == nil {
+		value, err = s.execute(ctx, req, &rec)
+	}
+	if err == nil && ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
+	switch {
+	case errors.Is(err, interp.ErrIncomplete):
+		rec.Outcome = "incomplete"
+		s.send(event(wire.Event{Type: wire.EventIncomplete, ID: req.ID}))
+	case err != nil:
+		we := s.classify(ctx, err)
+		rec.Outcome, rec.Message = string(we.Code), we.Message
+		if we.Code == wire.CodeInternal {
+			s.srv.log.Error("console: request failed", "session", s.id, "request", req.ID, "err", err)
+		}
+		s.send(event(wire.Event{Type: wire.EventError, ID: req.ID, Code: we.Code, Message: we.Message}))
+	default:
+		rec.Outcome = "ok"
+		s.send(event(wire.Event{Type: wire.EventResult, ID: req.ID, Value: value}))
+	}
+	rec.DurationMS = ms(time.Since(start))
+	if strings.TrimSpace(req.Line) != "" {
+		s.srv.auditWrite(rec)
+	}
+}
+
+// classify maps an execution error to its public form.
+func (s *session) classify(ctx context.Context, err error) *wire.Error {
+	var ce *interp.CheckError
+	var ee *interp.EvalError
+	switch {
+	case errors.Is(context.Cause(ctx), errCanceled) || errors.Is(err, errCanceled):
+		return wire.Errorf(wire.CodeCanceled, "canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return wire.Errorf(wire.CodeTimeout, "stopped after the %s time limit", s.srv.opts.EvalTimeout)
+	case errors.Is(err, interp.ErrOutputLimit):
+		return wire.Errorf(wire.CodeLimit, "output passed the %d-byte limit; stopped", s.srv.opts.MaxOutputBytes)
+	case s.ctx.Err() != nil:
+		return wire.Errorf(wire.CodeUnavailable, "session closing")
+	case errors.As(err, &ce):
+		return wire.Errorf(wire.CodeEval, "%s", ce.Msg)
+	case errors.As(err, &ee):
+		return wire.Errorf(wire.CodeEval, "%s", ee.Msg)
+	}
+	return publicError(err)
+}
+
+// execute authorizes and runs one line. It fills rec's object and decision.
+func (s *session) execute(ctx context.Context, req wire.Request, rec *audit.Record) (value string, err error) {
+	line := strings.TrimSpace(req.Line)
+	if line == "" {
+		return "", nil
+	}
+	word, rest := firstWord(line)
+	cmd := s.srv.commands[word]
+	src := req.Line
+	switch {
+	case word == evalWord:
+		src = rest
+		if src == "" {
+			return "", wire.Errorf(wire.CodeBadRequest, "eval: give Go source to evaluate, e.g. eval gc := 1")
+		}
+	case cmd != nil:
+		rec.Object = cmd.object()
+		if !s.allowed(rec.Object) {
+			rec.Decision = "deny"
+			return "", wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", s.subject, cmd.name, rec.Object)
+		}
+		rec.Decision = "allow"
+		args, err := splitArgs(rest)
+		if err != nil {
+			return "", wire.Errorf(wire.CodeBadRequest, "%s: %v", cmd.name, err)
+		}
+		ew := &eventWriter{s: s, id: req.ID}
+		c := &call{s: s, id: req.ID, cmd: cmd, args: args, out: ew}
+		err = cmd.run(ctx, c)
+		ew.flush()
+		return c.value, err
+	}
+	// Go evaluation.
+	rec.Object = objEval
+	if !s.allowed(objEval) {
+		rec.Decision = "deny"
+		if isWord(line) {
+			return "", wire.Errorf(wire.CodeBadRequest, "unknown command %.40q; type help for the commands you may run", line)
+		}
+		return "", wire.Errorf(wire.CodeForbidden, "%s may not evaluate Go (policy object eval, action run); type help for the commands you may run", s.subject)
+	}
+	rec.Decision = "allow"
+	in, err := s.interpreter()
+	if err != nil {
+		return "", err
+	}
+	ew := &eventWriter{s: s, id: req.ID}
+	value, err = in.Eval(ctx, src, ew)
+	ew.flush()
+	if err != nil && !errors.Is(err, interp.ErrIncomplete) && !isEvalError(err) {
+		// Stopped mid-run: yaegi may resume stopped code, so discard it.
+		s.interp = nil
+		s.send(event(wire.Event{Type: wire.EventNotice, ID: req.ID, Message: "the interpreter was stopped mid-eval and has been reset: your Go variables and imports are gone"}))
+	}
+	if err != nil && isWord(line) && strings.Contains(err.Error(), "undefined: "+line) {
+		err = wire.Errorf(wire.CodeEval, "undefined: %s (it is not a command either; type help)", line)
+	}
+	return value, err
+}
+
+func isEvalError(err error) bool {
+	var ce *interp.CheckError
+	var ee *interp.EvalError
+	return errors.As(err, &ce) || errors.As(err, &ee)
+}
+
+// interpreter returns the session's interpreter, building it on first use
+// with the exported packages this subject may import.
+func (s *session) interpreter() (*interp.Interpreter, error) {
+	if s.interp != nil {
+		return s.interp, nil
+	}
+	var pkgs []string
+	for _, p := range s.srv.opts.Exports.Packages() {
+		if s.allowed(pkgPrefix + p) {
+			pkgs = append(pkgs, p)
+		}
+	}
+	in, err := interp.New(interp.Options{
+		Exports:   s.srv.opts.Exports,
+		Packages:  pkgs,
+		Timeout:   s.srv.opts.EvalTimeout,
+		MaxOutput: s.srv.opts.MaxOutputBytes,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("console: build interpreter: %w", err)
+	}
+	s.interp = in
+	return in, nil
+}
+
+// complete answers a completion request with the command names this
+// subject may run that start with the word under the cursor.
+func (s *session) complete(req wire.Request) {
+	pos := len(req.Line)
+	if req.Pos != nil {
+		pos = *req.Pos
+	}
+	prefix := req.Line[:pos]
+	trimmed := strings.TrimLeft(prefix, " \t")
+	var items []string
+	if !strings.ContainsAny(trimmed, " \t") {
+		for _, name := range s.srv.names {
+			if strings.HasPrefix(name, trimmed) && s.allowed(cmdPrefix+name) {
+				items = append(items, name)
+			}
+		}
+		if strings.HasPrefix(evalWord, trimmed) && s.allowed(objEval) {
+			items = append(items, evalWord)
+		}
+		sort.Strings(items)
+	} else if word, _ := firstWord(trimmed); word == "help" {
+		arg := strings.TrimLeft(trimmed[len(word):], " \t")
+		if !strings.ContainsAny(arg, " \t") {
+			for _, name := range s.srv.names {
+				if strings.HasPrefix(name, arg) {
+					items = append(items, "help "+name)
+				}
+			}
+		}
+	}
+	start := len(prefix) - len(trimmed)
+	s.send(event(wire.Event{Type: wire.EventCompletions, ID: req.ID, Items: items, Start: start}))
+}
+
+// sendFile streams data as a file transfer: a file event, binary chunks,
+// a file_end event.
+func (s *session) sendFile(ctx context.Context, id uint64, name string, data []byte) error {
+	if !s.send(event(wire.Event{Type: wire.EventFile, ID: id, Name: name, Size: int64(len(data)), SHA256: sha256Hex(data)})) {
+		return s.ctx.Err()
+	}
+	for off := 0; off < len(data); off += chunkBytes {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		end := min(off+chunkBytes, len(data))
+		if !s.send(frame{typ: websocket.BinaryMessage, data: data[off:end]}) {
+			return s.ctx.Err()
+		}
+	}
+	s.send(event(wire.Event{Type: wire.EventFileEnd, ID: id, Name: name}))
+	return nil
+}
+
+// eventWriter turns writes into output events, split at rune boundaries
+// so no event carries half a UTF-8 character.
+type eventWriter struct {
+	s    *session
+	id   uint64
+	tail []byte
+}
+
+func (w *eventWriter) Write(p []byte) (int, error) {
+	buf := append(w.tail, p...)
+	cut := len(buf)
+	// Hold back a rune whose last bytes have not been written yet.
+	for i := len(buf) - 1; i >= 0 && i >= len(buf)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(buf[i]) {
+			if !utf8.FullRune(buf[i:]) {
+				cut = i
+			}
+			break
+		}
+	}
+	w.tail = append([]byte(nil), buf[cut:]...)
+	for off := 0; off < cut; off += chunkBytes {
+		end := min(off+chunkBytes, cut)
+		if !w.s.send(event(wire.Event{Type: wire.EventOutput, ID: w.id, Data: string(buf[off:end])})) {
+			return 0, w.s.ctx.Err()
+		}
+	}
+	return len(p), nil
+}
+
+func (w *eventWriter) flush() {
+	if len(w.tail) > 0 {
+		w.s.send(event(wire.Event{Type: wire.EventOutput, ID: w.id, Data: string(w.tail)}))
+		w.tail = nil
+	}
+}

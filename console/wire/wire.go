@@ -1,0 +1,200 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"unicode/utf8"
+)
+
+// Subprotocol is the WebSocket subprotocol a client must offer. A new
+// incompatible protocol gets a new name.
+const Subprotocol = "ops-repl.v1"
+
+// BearerProtocolPrefix lets clients that cannot set an Authorization header
+// (browsers) offer their token as a second subprotocol,
+// BearerProtocolPrefix + token. The server never selects or echoes it.
+const BearerProtocolPrefix = "ops-repl.bearer."
+
+// Request types, sent by the client.
+const (
+	TypeRun      = "run"      // run a command line or Go source
+	TypeComplete = "complete" // ask for completion candidates
+	TypeCancel   = "cancel"   // stop request Target
+)
+
+// Event types, sent by the server.
+const (
+	EventHello       = "hello"       // first frame of a session (id 0)
+	EventOutput      = "output"      // a chunk of text output
+	EventResult      = "result"      // the request succeeded (final)
+	EventError       = "error"       // the request failed (final)
+	EventIncomplete  = "incomplete"  // the source needs more lines (final)
+	EventCompletions = "completions" // completion candidates (final)
+	EventFile        = "file"        // a file transfer starts; binary chunks follow
+	EventFileEnd     = "file_end"    // the file transfer is complete
+	EventNotice      = "notice"      // information not tied to success or failure
+)
+
+// Code is a stable, machine-readable error code.
+type Code string
+
+// Error codes. They are part of the protocol: they never change meaning.
+const (
+	CodeUnauthenticated Code = "unauthenticated" // no or bad credentials
+	CodeForbidden       Code = "forbidden"       // the policy denies the request
+	CodeBadRequest      Code = "bad_request"     // malformed frame, unknown command, bad flags
+	CodeTimeout         Code = "timeout"         // the request ran past its time limit
+	CodeCanceled        Code = "canceled"        // the client cancelled the request
+	CodeBusy            Code = "busy"            // too many requests in flight; try later
+	CodeLimit           Code = "limit"           // a size or count limit was reached
+	CodeEval            Code = "eval"            // Go source failed to compile or run
+	CodeUnavailable     Code = "unavailable"     // the server is shutting down
+	CodeInternal        Code = "internal"        // a server-side failure
+)
+
+// MaxLine is the largest line or source a request may carry, in bytes.
+const MaxLine = 512 << 10
+
+// Request is a client-to-server frame.
+type Request struct {
+	Type string `json:"type"`
+	// ID identifies the request; the client chooses it (1, 2, 3, …). Events
+	// for this request carry the same id. Must be positive.
+	ID uint64 `json:"id"`
+	// Line is the input: a command line or Go source (run, complete).
+	Line string `json:"line,omitempty"`
+	// Pos is the cursor position in Line, in bytes (complete). Default: the
+	// end of Line.
+	Pos *int `json:"pos,omitempty"`
+	// Target is the id of the request to stop (cancel).
+	Target uint64 `json:"target,omitempty"`
+}
+
+// Event is a server-to-client frame. Which fields are set depends on Type.
+type Event struct {
+	Type string `json:"type"`
+	ID   uint64 `json:"id"`
+
+	Data    string `json:"data,omitempty"`    // output
+	Value   string `json:"value,omitempty"`   // result: the value of an expression, if any
+	Code    Code   `json:"code,omitempty"`    // error
+	Message string `json:"message,omitempty"` // error, notice
+
+	Items []string `json:"items,omitempty"` // completions: full replacements…
+	Start int      `json:"start,omitempty"` // …of Line[Start:Pos]
+
+	Name   string `json:"name,omitempty"`   // file: suggested file name
+	Size   int64  `json:"size,omitempty"`   // file: exact size in bytes
+	SHA256 string `json:"sha256,omitempty"` // file: hex SHA-256 of the content
+
+	Session string   `json:"session,omitempty"` // hello
+	Subject string   `json:"subject,omitempty"` // hello
+	Roles   []string `json:"roles,omitempty"`   // hello
+	Server  string   `json:"server,omitempty"`  // hello: server version
+}
+
+// Error is an error as the client sees it: a stable code and a human
+// message. It never carries internal details.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Errorf returns an *Error with a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// DecodeRequest parses and validates one client frame strictly: unknown
+// fields, trailing data, a missing or zero id, an unknown type, or a line
+// that is too long or not UTF-8 are errors (*Error with CodeBadRequest or
+// CodeLimit). The returned request is always safe to act on.
+func DecodeRequest(b []byte) (Request, error) {
+	var r Request
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return Request{}, Errorf(CodeBadRequest, "malformed request: %s", describeJSONError(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Request{}, Errorf(CodeBadRequest, "malformed request: data after the JSON object")
+	}
+	if r.ID == 0 {
+		return Request{}, Errorf(CodeBadRequest, "request needs a positive \"id\"")
+	}
+	if len(r.Line) > MaxLine {
+		return r, Errorf(CodeLimit, "line is %d bytes; the limit is %d", len(r.Line), MaxLine)
+	}
+	if !utf8.ValidString(r.Line) {
+		return r, Errorf(CodeBadRequest, "line is not valid UTF-8")
+	}
+	switch r.Type {
+	case TypeRun:
+		if r.Pos != nil || r.Target != 0 {
+			return r, Errorf(CodeBadRequest, "run takes only \"line\"")
+		}
+	case TypeComplete:
+		if r.Target != 0 {
+			return r, Errorf(CodeBadRequest, "complete takes only \"line\" and \"pos\"")
+		}
+		if r.Pos != nil && (*r.Pos < 0 || *r.Pos > len(r.Line)) {
+			return r, Errorf(CodeBadRequest, "pos %d is outside the line (0..%d)", *r.Pos, len(r.Line))
+		}
+	case TypeCancel:
+		if r.Target == 0 || r.Line != "" || r.Pos != nil {
+			return r, Errorf(CodeBadRequest, "cancel takes only a positive \"target\"")
+		}
+	case "":
+		return r, Errorf(CodeBadRequest, "request needs a \"type\" (run, complete or cancel)")
+	default:
+		return r, Errorf(CodeBadRequest, "unknown request type %.40q (want run, complete or cancel)", r.Type)
+	}
+	return r, nil
+}
+
+// DecodeEvent parses one server frame. Unknown fields are ignored, so a
+// client keeps working when a server adds fields.
+func DecodeEvent(b []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return Event{}, fmt.Errorf("wire: malformed event: %w", err)
+	}
+	if e.Type == "" {
+		return Event{}, errors.New("wire: malformed event: no type")
+	}
+	return e, nil
+}
+
+// Final reports whether e ends its request: no more events follow for its id.
+func (e Event) Final() bool {
+	switch e.Type {
+	case EventResult, EventError, EventIncomplete, EventCompletions:
+		return true
+	}
+	return false
+}
+
+func describeJSONError(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q must be %s", typ.Field, typ.Type)
+	case errors.Is(err, io.EOF):
+		return "empty frame"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "truncated JSON"
+	}
+	msg := err.Error()
+	if len(msg) > 80 {
+		msg = msg[:80]
+	}
+	return msg
+}

@@ -1,0 +1,365 @@
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	opsrepl "github.com/opsrepl/opsrepl"
+	"github.com/opsrepl/opsrepl/audit"
+	"github.com/opsrepl/opsrepl/auth"
+	"github.com/opsrepl/opsrepl/console"
+	"github.com/opsrepl/opsrepl/interp"
+	"github.com/opsrepl/opsrepl/policy"
+)
+
+// Subjects are the demo's users; each holds the role of the same name.
+var Subjects = []string{"viewer", "operator", "admin"}
+
+// ConsolePath is where the demo mounts the console.
+const ConsolePath = "/ops-repl"
+
+// Options configures Start.
+type Options struct {
+	// Listen is the address of the demo's HTTP server (app and console).
+	// A missing host means loopback. Default: 127.0.0.1:0 (a free port).
+	Listen string
+	// Dir holds tokens, the live policy and the audit log; created 0700.
+	// Default: a new temporary folder.
+	Dir string
+	// Leak makes the service leak memory steadily from a function whose
+	// name contains "leak", for the leak report to find.
+	Leak bool
+	// Logger receives the console's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Demo is a running demo service.
+type Demo struct {
+	ConsoleURL string            // ws://…/ops-repl
+	AppURL     string            // http://…/
+	AuditPath  string            // the audit log
+	PolicyPath string            // the live policy file
+	Dir        string            // the state folder
+	Tokens     map[string]string // subject → bearer token
+
+	srv     *http.Server
+	console *console.Server
+	audit   *audit.Log
+	app     *app
+	cancel  context.CancelFunc
+	done    chan struct{}
+	once    sync.Once
+}
+
+// Start creates the state folder, tokens and policy, and serves the app
+// and the console until Close.
+func Start(ctx context.Context, opts Options) (*Demo, error) {
+	dir := opts.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "ops-repl-demo-")
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		dir = d
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	d := &Demo{Dir: dir, Tokens: map[string]string{}, done: make(chan struct{})}
+	if err := d.writeState(); err != nil {
+		return nil, err
+	}
+	tokens, err := auth.LoadFile(filepath.Join(dir, "tokens"))
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	enf, err := policy.New(policy.Options{PolicyPath: d.PolicyPath})
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	if d.audit, err = audit.Open(d.AuditPath); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	d.app = newApp()
+
+	// Embedding the console: exports, then console.New, then mount.
+	exp := new(interp.Exports).
+		Func("demo", "CacheLen", d.app.CacheLen).
+		Func("demo", "CacheKeys", d.app.CacheKeys).
+		Func("demo", "CacheGet", d.app.CacheGet).
+		Func("demo", "Requests", d.app.Requests).
+		Func("demo", "Uptime", d.app.Uptime).
+		Func("demo", "LeakedBytes", d.app.LeakedBytes)
+	d.console, err = console.New(console.Options{
+		Authenticator: tokens,
+		Authorizer:    enf,
+		Audit:         d.audit,
+		Exports:       exp,
+		Logger:        opts.Logger,
+	})
+	if err != nil {
+		d.audit.Close()
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(ConsolePath, d.console)
+	mux.Handle("/", d.app)
+
+	addr := opts.Listen
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	} else if host, port, err := net.SplitHostPort(addr); err == nil && host == "" {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		d.audit.Close()
+		return nil, fmt.Errorf("demo: listen: %w", err)
+	}
+	hostport := ln.Addr().String()
+	d.ConsoleURL = "ws://" + hostport + ConsolePath
+	d.AppURL = "http://" + hostport + "/"
+	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
+
+	wctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); d.app.churn(wctx) }()
+	if opts.Leak {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.app.leakLoop(wctx) }()
+	}
+	go func() {
+		d.srv.Serve(ln)
+		wg.Wait()
+		close(d.done)
+	}()
+	return d, nil
+}
+
+// writeState writes tokens (hashed, plus one 0600 file per subject with
+// the clear token) and the live policy: the default policy plus the demo
+// subjects' role bindings.
+func (d *Demo) writeState() error {
+	var hashes strings.Builder
+	hashes.WriteString("# ops-repl demo tokens: SUBJECT SHA256(token)\n")
+	for _, s := range Subjects {
+		tok, line, err := auth.NewToken(s)
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		d.Tokens[s] = tok
+		hashes.WriteString(line + "\n")
+		if err := os.WriteFile(filepath.Join(d.Dir, "token-"+s), []byte(tok+"\n"), 0o600); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(d.Dir, "tokens"), []byte(hashes.String()), 0o600); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	var pol strings.Builder
+	pol.WriteString(opsrepl.DefaultPolicy)
+	pol.WriteString("\n# demo subjects\n")
+	for _, s := range Subjects {
+		fmt.Fprintf(&pol, "g, %s, role:%s\n", s, s)
+	}
+	d.PolicyPath = filepath.Join(d.Dir, "policy.csv")
+	if err := os.WriteFile(d.PolicyPath, []byte(pol.String()), 0o600); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	d.AuditPath = filepath.Join(d.Dir, "audit.jsonl")
+	return nil
+}
+
+// Close stops the service, ends every console session and closes the
+// audit log. It is idempotent.
+func (d *Demo) Close() error {
+	d.once.Do(func() {
+		d.console.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d.srv.Shutdown(ctx)
+		d.cancel()
+		<-d.done
+		d.audit.Close()
+	})
+	return nil
+}
+
+// app is the demo service: a cache with request counters.
+type app struct {
+	start time.Time
+
+	mu       sync.Mutex
+	cache    map[string]string
+	order    []string
+	requests map[string]int64
+	leaked   [][]byte
+}
+
+const cacheMax = 2000
+
+func newApp() *app {
+	return &app{start: time.Now(), cache: map[string]string{}, requests: map[string]int64{}}
+}
+
+func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	a.requests[r.Method+" "+routeOf(r.URL.Path)]++
+	a.mu.Unlock()
+	switch {
+	case r.URL.Path == "/":
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"cache_entries": a.CacheLen(), "uptime": a.Uptime().String()})
+	case strings.HasPrefix(r.URL.Path, "/cache/"):
+		key := strings.TrimPrefix(r.URL.Path, "/cache/")
+		if r.Method == http.MethodPut || r.Method == http.MethodPost {
+			var b [4096]byte
+			n, _ := r.Body.Read(b[:])
+			a.put(key, string(b[:n]))
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		v, ok := a.CacheGet(key)
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintln(w, v)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func routeOf(p string) string {
+	if strings.HasPrefix(p, "/cache/") {
+		return "/cache/{key}"
+	}
+	if p == "/" {
+		return "/"
+	}
+	return "other"
+}
+
+func (a *app) put(k, v string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.cache[k]; !ok {
+		a.order = append(a.order, k)
+	}
+	a.cache[k] = v
+	for len(a.order) > cacheMax {
+		delete(a.cache, a.order[0])
+		a.order = a.order[1:]
+	}
+}
+
+// CacheLen returns the number of cache entries.
+func (a *app) CacheLen() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.cache)
+}
+
+// CacheKeys returns up to n cache keys, sorted.
+func (a *app) CacheKeys(n int) []string {
+	a.mu.Lock()
+	keys := make([]string, 0, len(a.cache))
+	for k := range a.cache {
+		keys = append(keys, k)
+	}
+	a.mu.Unlock()
+	sort.Strings(keys)
+	if n >= 0 && n < len(keys) {
+		keys = keys[:n]
+	}
+	return keys
+}
+
+// CacheGet returns the value cached under key.
+func (a *app) CacheGet(key string) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	v, ok := a.cache[key]
+	return v, ok
+}
+
+// Requests returns a copy of the request counters by route.
+func (a *app) Requests() map[string]int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]int64, len(a.requests))
+	for k, v := range a.requests {
+		out[k] = v
+	}
+	return out
+}
+
+// Uptime returns how long the service has run.
+func (a *app) Uptime() time.Duration { return time.Since(a.start).Round(time.Millisecond) }
+
+// LeakedBytes returns how much the leak (with --leak) has retained.
+func (a *app) LeakedBytes() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, b := range a.leaked {
+		n += len(b)
+	}
+	return n
+}
+
+// churn allocates steadily and refreshes cache entries, like a busy app.
+func (a *app) churn(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		buf := make([]byte, 16<<10+rand.IntN(16<<10))
+		for j := range buf {
+			buf[j] = byte('a' + j%26)
+		}
+		a.put(fmt.Sprintf("item-%04d", rand.IntN(3000)), string(buf[:64]))
+	}
+}
+
+// leakLoop retains memory forever through leakRequestLog: about 1 MiB/s.
+func (a *app) leakLoop(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.leakRequestLog()
+		}
+	}
+}
+
+// leakRequestLog is the demo's bug: it keeps a copy of every "request".
+func (a *app) leakRequestLog() {
+	b := make([]byte, 50<<10)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	a.mu.Lock()
+	a.leaked = append(a.leaked, b)
+	a.mu.Unlock()
+}
+
