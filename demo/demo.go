@@ -362,4 +362,3 @@ func (a *app) leakRequestLog() {
 	a.leaked = append(a.leaked, b)
 	a.mu.Unlock()
 }
-

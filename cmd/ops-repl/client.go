@@ -228,8 +228,8 @@ func (c *conn) write(req wire.Request) error {
 
 // handler receives the events of one request.
 type handler interface {
-	event(ev wire.Event) error     // every JSON event
-	chunk(data []byte) error       // binary file chunks
+	event(ev wire.Event) error // every JSON event
+	chunk(data []byte) error   // binary file chunks
 }
 
 // do sends one request and feeds its events to h until the final one.

@@ -136,7 +136,9 @@ func (cm *completer) Do(line []rune, pos int) ([][]rune, int) {
 type handlerFunc func(wire.Event) error
 
 func (f handlerFunc) event(ev wire.Event) error { return f(ev) }
-func (f handlerFunc) chunk([]byte) error        { return exitf(exitConnect, "protocol error: unexpected binary frame") }
+func (f handlerFunc) chunk([]byte) error {
+	return exitf(exitConnect, "protocol error: unexpected binary frame")
+}
 
 // history is the prompt history file: mode 0600 in a 0700 folder of the
 // user's config dir. Failures only disable it.

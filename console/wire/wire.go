@@ -116,6 +116,10 @@ func Errorf(code Code, format string, args ...any) *Error {
 // CodeLimit). The returned request is always safe to act on.
 func DecodeRequest(b []byte) (Request, error) {
 	var r Request
+	if !utf8.Valid(b) {
+		// encoding/json would quietly turn bad bytes into U+FFFD.
+		return Request{}, Errorf(CodeBadRequest, "malformed request: text frames must be valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
@@ -129,9 +133,6 @@ func DecodeRequest(b []byte) (Request, error) {
 	}
 	if len(r.Line) > MaxLine {
 		return r, Errorf(CodeLimit, "line is %d bytes; the limit is %d", len(r.Line), MaxLine)
-	}
-	if !utf8.ValidString(r.Line) {
-		return r, Errorf(CodeBadRequest, "line is not valid UTF-8")
 	}
 	switch r.Type {
 	case TypeRun:

@@ -1,0 +1,731 @@
+package console
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	opsrepl "github.com/opsrepl/opsrepl"
+	"github.com/opsrepl/opsrepl/audit"
+	"github.com/opsrepl/opsrepl/auth"
+	"github.com/opsrepl/opsrepl/console/wire"
+	"github.com/opsrepl/opsrepl/interp"
+	"github.com/opsrepl/opsrepl/policy"
+)
+
+var testTokens = map[string]string{
+	"viewer":   "viewer-token-0123456789abcdef0123456789",
+	"operator": "operator-token-0123456789abcdef012345678",
+	"admin":    "admin-token-0123456789abcdef0123456789ab",
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type fixture struct {
+	srv   *Server
+	hs    *httptest.Server
+	url   string
+	audit *syncBuffer
+	logs  *syncBuffer
+}
+
+func newFixture(t *testing.T, mod func(*Options)) *fixture {
+	t.Helper()
+	tokens, err := auth.NewTokens(testTokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enf, err := policy.New(policy.Options{PolicyText: opsrepl.DefaultPolicy +
+		"g, viewer, role:viewer\ng, operator, role:operator\ng, admin, role:admin\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{audit: &syncBuffer{}, logs: &syncBuffer{}}
+	var counter struct {
+		sync.Mutex
+		n int
+	}
+	opts := Options{
+		Authenticator: tokens,
+		Authorizer:    enf,
+		Audit:         audit.New(f.audit),
+		Logger:        slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Exports: new(interp.Exports).
+			Func("shop/cache", "Len", func() int { return 42 }).
+			Func("shop/cache", "Bump", func() int { counter.Lock(); defer counter.Unlock(); counter.n++; return counter.n }),
+		EvalTimeout: 5 * time.Second,
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	f.srv, err = New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.hs = httptest.NewServer(f.srv)
+	f.url = "ws" + strings.TrimPrefix(f.hs.URL, "http")
+	t.Cleanup(func() {
+		f.srv.Close()
+		f.hs.Close()
+	})
+	return f
+}
+
+type client struct {
+	t     *testing.T
+	ws    *websocket.Conn
+	hello wire.Event
+	next  uint64
+}
+
+func (f *fixture) dial(t *testing.T, subject string) *client {
+	t.Helper()
+	h := http.Header{"Authorization": {"Bearer " + testTokens[subject]}}
+	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
+	ws, _, err := d.Dial(f.url, h)
+	if err != nil {
+		t.Fatalf("dial as %s: %v", subject, err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	c := &client{t: t, ws: ws}
+	evs, _ := c.read(0)
+	if len(evs) != 1 || evs[0].Type != wire.EventHello || evs[0].Subject != subject {
+		t.Fatalf("hello: got %+v", evs)
+	}
+	c.hello = evs[0]
+	return c
+}
+
+// read collects events until a final one for id (or, for id 0, one event).
+func (c *client) read(id uint64) (evs []wire.Event, file []byte) {
+	c.t.Helper()
+	c.ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for {
+		typ, msg, err := c.ws.ReadMessage()
+		if err != nil {
+			c.t.Fatalf("read: %v (events so far: %+v)", err, evs)
+		}
+		if typ == websocket.BinaryMessage {
+			file = append(file, msg...)
+			continue
+		}
+		ev, err := wire.DecodeEvent(msg)
+		if err != nil {
+			c.t.Fatalf("decode %s: %v", msg, err)
+		}
+		evs = append(evs, ev)
+		if id == 0 || (ev.ID == id && ev.Final()) {
+			return evs, file
+		}
+	}
+}
+
+func (c *client) send(req wire.Request) uint64 {
+	c.t.Helper()
+	if req.ID == 0 {
+		c.next++
+		req.ID = c.next
+	}
+	b, _ := json.Marshal(req)
+	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+	return req.ID
+}
+
+func (c *client) run(line string) (final wire.Event, output string, file []byte, all []wire.Event) {
+	c.t.Helper()
+	id := c.send(wire.Request{Type: wire.TypeRun, Line: line})
+	evs, file := c.read(id)
+	var out strings.Builder
+	for _, ev := range evs {
+		if ev.Type == wire.EventOutput {
+			out.WriteString(ev.Data)
+		}
+	}
+	return evs[len(evs)-1], out.String(), file, evs
+}
+
+func TestHandshakeGuards(t *testing.T) {
+	f := newFixture(t, nil)
+	good := "Bearer " + testTokens["viewer"]
+	tests := []struct {
+		name   string
+		url    string
+		header http.Header
+		protos []string
+		status int
+	}{
+		{name: "valid", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 101},
+		{name: "browser subprotocol token", protos: []string{wire.Subprotocol, wire.BearerProtocolPrefix + testTokens["viewer"]}, status: 101},
+		{name: "no credentials", protos: []string{wire.Subprotocol}, status: 401},
+		{name: "bad token", header: http.Header{"Authorization": {"Bearer nope-nope-nope-nope"}}, protos: []string{wire.Subprotocol}, status: 401},
+		{name: "token in query", url: "?token=" + testTokens["viewer"], protos: []string{wire.Subprotocol}, status: 400},
+		{name: "token in query and header", url: "?access_token=x", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 400},
+		{name: "foreign origin", header: http.Header{"Authorization": {good}, "Origin": {"https://evil.example"}}, protos: []string{wire.Subprotocol}, status: 403},
+		{name: "malformed origin", header: http.Header{"Authorization": {good}, "Origin": {"::::"}}, protos: []string{wire.Subprotocol}, status: 403},
+		{name: "same origin", header: http.Header{"Authorization": {good}, "Origin": {f.hs.URL}}, protos: []string{wire.Subprotocol}, status: 101},
+		{name: "no subprotocol", header: http.Header{"Authorization": {good}}, status: 400},
+		{name: "old subprotocol", header: http.Header{"Authorization": {good}}, protos: []string{"ops-repl.v0"}, status: 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := websocket.Dialer{Subprotocols: tt.protos}
+			ws, resp, err := d.Dial(f.url+tt.url, tt.header)
+			if ws != nil {
+				defer ws.Close()
+			}
+			got := 0
+			if resp != nil {
+				got = resp.StatusCode
+			}
+			if got != tt.status {
+				t.Fatalf("status: got %d (%v); want %d", got, err, tt.status)
+			}
+			if tt.status == 101 {
+				if ws.Subprotocol() != wire.Subprotocol {
+					t.Fatalf("selected subprotocol: got %q; want %q", ws.Subprotocol(), wire.Subprotocol)
+				}
+				if h := resp.Header.Get("Sec-WebSocket-Protocol"); strings.Contains(h, "bearer") {
+					t.Fatalf("server echoed a bearer subprotocol: %q", h)
+				}
+			}
+		})
+	}
+	// Plain HTTP (no upgrade) with valid credentials.
+	req, _ := http.NewRequest("GET", f.hs.URL, nil)
+	req.Header.Set("Authorization", good)
+	req.Header.Set("Sec-WebSocket-Protocol", wire.Subprotocol)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("plain GET: got %d; want 400", resp.StatusCode)
+	}
+	for name, tok := range testTokens {
+		if strings.Contains(f.audit.String(), tok) || strings.Contains(f.logs.String(), tok) {
+			t.Fatalf("the %s token appears in the audit log or the logs", name)
+		}
+	}
+	if !strings.Contains(f.audit.String(), `"outcome":"unauthenticated"`) {
+		t.Fatal("refused handshakes are not audited")
+	}
+}
+
+func TestRequests(t *testing.T) {
+	f := newFixture(t, nil)
+	tests := []struct {
+		subject, line string
+		typ           string    // final event type
+		code          wire.Code // for errors
+		out           string    // substring of output, value or message
+	}{
+		{"viewer", "memstats", wire.EventResult, "", "/gc/heap/live:bytes"},
+		{"viewer", "help", wire.EventResult, "", "memstats"},
+		{"viewer", "whoami", wire.EventResult, "", "role:viewer"},
+		{"viewer", "goroutines", wire.EventResult, "", "goroutines"},
+		{"viewer", "buildinfo", wire.EventResult, "", "go"},
+		{"viewer", "heapdump", wire.EventError, wire.CodeForbidden, "heapdump"},
+		{"viewer", "gc", wire.EventError, wire.CodeForbidden, "cmd:gc"},
+		{"viewer", "1+2", wire.EventError, wire.CodeForbidden, "may not evaluate Go"},
+		{"viewer", "heapdumpp", wire.EventError, wire.CodeBadRequest, "unknown command"},
+		{"viewer", "memstats --bogus", wire.EventError, wire.CodeBadRequest, "flag provided but not defined"},
+		{"viewer", "memstats extra", wire.EventError, wire.CodeBadRequest, "eval memstats"},
+		{"viewer", "help 'unterminated", wire.EventError, wire.CodeBadRequest, "unterminated quote"},
+		{"viewer", "help nosuch", wire.EventError, wire.CodeBadRequest, "unknown command"},
+		{"viewer", "help <script>alert(1)</script>", wire.EventError, wire.CodeBadRequest, "unknown command"},
+		{"viewer", "   ", wire.EventResult, "", ""},
+		{"operator", "gc", wire.EventResult, "", "GC took"},
+		{"operator", "heapdump --gc", wire.EventResult, "", ""},
+		{"operator", "heapdump --full", wire.EventError, wire.CodeBadRequest, "flag provided but not defined"},
+		{"operator", "1+2", wire.EventError, wire.CodeForbidden, "eval"},
+		{"admin", "1+2", wire.EventResult, "", "3"},
+		{"admin", `fmt.Println("hi")`, wire.EventResult, "", "hi\n"},
+		{"admin", "cache.Len() * 2", wire.EventResult, "", "84"},
+		{"admin", "eval gc := 7; gc * 2", wire.EventResult, "", "14"},
+		{"admin", "eval", wire.EventError, wire.CodeBadRequest, "give Go source"},
+		{"admin", `import "os"`, wire.EventError, wire.CodeEval, "not available"},
+		{"admin", `go func() { panic(1) }()`, wire.EventError, wire.CodeEval, "go statements"},
+		{"admin", `func main() { panic(1) }`, wire.EventError, wire.CodeEval, "func main"},
+		{"admin", `panic("boom")`, wire.EventError, wire.CodeEval, "panic: boom"},
+		{"admin", `nosuchname`, wire.EventError, wire.CodeEval, "not a command either"},
+		{"admin", `for {`, wire.EventIncomplete, "", ""},
+		{"admin", `strings.Repeat("x", 1<<40)`, wire.EventError, wire.CodeEval, "limit"},
+		{"admin", "reset", wire.EventResult, "", "interpreter"},
+	}
+	clients := map[string]*client{}
+	for _, s := range []string{"viewer", "operator", "admin"} {
+		clients[s] = f.dial(t, s)
+	}
+	for _, tt := range tests {
+		t.Run(tt.subject+" "+tt.line, func(t *testing.T) {
+			c := clients[tt.subject]
+			c.t = t
+			final, out, _, _ := c.run(tt.line)
+			if final.Type != tt.typ || final.Code != tt.code {
+				t.Fatalf("%q: got %s %s %q; want %s %s", tt.line, final.Type, final.Code, final.Message, tt.typ, tt.code)
+			}
+			text := out + final.Value + final.Message
+			if !strings.Contains(text, tt.out) {
+				t.Fatalf("%q: got %q; want it to contain %q", tt.line, text, tt.out)
+			}
+		})
+	}
+	// Every session is still usable after the failures above.
+	for name, c := range clients {
+		c.t = t
+		if final, _, _, _ := c.run("whoami"); final.Type != wire.EventResult {
+			t.Fatalf("%s session unusable after errors: %+v", name, final)
+		}
+	}
+	// Every request above has an audit record, denials included; no token.
+	recs := auditRecords(t, f.audit.String())
+	byLine := map[string]audit.Record{}
+	for _, r := range recs {
+		if r.Kind == audit.KindRequest {
+			byLine[r.Subject+" "+r.Line] = r
+		}
+	}
+	for _, tt := range tests {
+		if strings.TrimSpace(tt.line) == "" {
+			continue
+		}
+		r, ok := byLine[tt.subject+" "+tt.line]
+		if !ok {
+			t.Errorf("no audit record for %s %q", tt.subject, tt.line)
+			continue
+		}
+		if tt.code == wire.CodeForbidden && (r.Decision != "deny" || r.Outcome != "forbidden") {
+			t.Errorf("audit of denied %q: got decision %q outcome %q", tt.line, r.Decision, r.Outcome)
+		}
+		if r.Session == "" || r.Remote == "" || r.Time.IsZero() {
+			t.Errorf("audit record lacks session, remote or time: %+v", r)
+		}
+	}
+	for name, tok := range testTokens {
+		if strings.Contains(f.audit.String(), tok) {
+			t.Fatalf("the %s token is in the audit log", name)
+		}
+	}
+}
+
+func auditRecords(t *testing.T, s string) []audit.Record {
+	t.Helper()
+	var out []audit.Record
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		var r audit.Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func TestHeapdumpTransfer(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial(t, "operator")
+	final, _, file, evs := c.run("heapdump")
+	if final.Type != wire.EventResult {
+		t.Fatalf("heapdump: %+v", final)
+	}
+	var hdr, end *wire.Event
+	for i := range evs {
+		switch evs[i].Type {
+		case wire.EventFile:
+			hdr = &evs[i]
+		case wire.EventFileEnd:
+			end = &evs[i]
+		}
+	}
+	if hdr == nil || end == nil {
+		t.Fatalf("no file/file_end events: %+v", evs)
+	}
+	if !strings.HasPrefix(hdr.Name, "heap-") || !strings.HasSuffix(hdr.Name, ".pb.gz") {
+		t.Fatalf("file name: got %q; want heap-<time>.pb.gz", hdr.Name)
+	}
+	sum := sha256.Sum256(file)
+	if int64(len(file)) != hdr.Size || hex.EncodeToString(sum[:]) != hdr.SHA256 {
+		t.Fatalf("file: got %d bytes sha %x; header says %d bytes sha %s", len(file), sum, hdr.Size, hdr.SHA256)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(file))
+	if err != nil {
+		t.Fatalf("heap profile is not gzip: %v", err)
+	}
+	if _, err := io.ReadAll(zr); err != nil {
+		t.Fatalf("heap profile gzip stream: %v", err)
+	}
+}
+
+func TestBadFrames(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.MaxMessageBytes = 4096 })
+	c := f.dial(t, "viewer")
+	tests := []struct {
+		name  string
+		typ   int
+		frame string
+		code  wire.Code
+	}{
+		{"not JSON", websocket.TextMessage, "memstats", wire.CodeBadRequest},
+		{"unknown type", websocket.TextMessage, `{"type":"shell","id":9,"line":"id"}`, wire.CodeBadRequest},
+		{"no id", websocket.TextMessage, `{"type":"run","line":"memstats"}`, wire.CodeBadRequest},
+		{"binary frame", websocket.BinaryMessage, "\x00\x01", wire.CodeBadRequest},
+		{"invalid UTF-8", websocket.TextMessage, "{\"type\":\"run\",\"id\":9,\"line\":\"\xff\xfe\"}", wire.CodeBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c.t = t
+			if err := c.ws.WriteMessage(tt.typ, []byte(tt.frame)); err != nil {
+				t.Fatal(err)
+			}
+			evs, _ := c.read(0)
+			if evs[0].Type != wire.EventError || evs[0].Code != tt.code {
+				t.Fatalf("got %+v; want error %s", evs[0], tt.code)
+			}
+			c.next = 100
+			if final, _, _, _ := c.run("whoami"); final.Type != wire.EventResult {
+				t.Fatalf("session unusable after %s: %+v", tt.name, final)
+			}
+		})
+	}
+	// An oversize frame closes the connection with 1009.
+	c.t = t
+	c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"run","id":500,"line":"`+strings.Repeat("a", 8192)+`"}`))
+	c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var err error
+	for err == nil {
+		_, _, err = c.ws.ReadMessage()
+	}
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
+		t.Fatalf("oversize frame: got %v; want close 1009", err)
+	}
+}
+
+func TestCancelAndReset(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial(t, "admin")
+	if final, _, _, _ := c.run("x := 41"); final.Type != wire.EventResult {
+		t.Fatalf("x := 41: %+v", final)
+	}
+	id := c.send(wire.Request{Type: wire.TypeRun, Line: "time.Sleep(time.Minute)"})
+	time.Sleep(100 * time.Millisecond)
+	c.send(wire.Request{Type: wire.TypeCancel, Target: id})
+	evs, _ := c.read(id)
+	final := evs[len(evs)-1]
+	if final.Code != wire.CodeCanceled {
+		t.Fatalf("cancelled request: got %+v; want error canceled", final)
+	}
+	noticed := false
+	for _, ev := range evs {
+		noticed = noticed || (ev.Type == wire.EventNotice && strings.Contains(ev.Message, "reset"))
+	}
+	if !noticed {
+		t.Fatalf("no reset notice after a cancelled eval: %+v", evs)
+	}
+	// State is gone, and the session evaluates again.
+	if final, _, _, _ := c.run("x"); final.Code != wire.CodeEval {
+		t.Fatalf("x after reset: got %+v; want an eval error", final)
+	}
+	if final, _, _, _ := c.run("1+2"); final.Value != "3" {
+		t.Fatalf("1+2 after reset: got %+v", final)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.EvalTimeout = 200 * time.Millisecond })
+	c := f.dial(t, "admin")
+	if final, _, _, _ := c.run("for {}"); final.Code != wire.CodeTimeout {
+		t.Fatalf("for {}: got %+v; want timeout", final)
+	}
+	if final, _, _, _ := c.run("1+2"); final.Value != "3" {
+		t.Fatalf("1+2 after a timeout: got %+v", final)
+	}
+}
+
+func TestOutputLimit(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.MaxOutputBytes = 1000 })
+	c := f.dial(t, "admin")
+	final, out, _, _ := c.run(`for i := 0; i < 100000; i++ { fmt.Println("flood flood flood") }`)
+	if final.Code != wire.CodeLimit {
+		t.Fatalf("flood: got %+v; want limit", final)
+	}
+	if len(out) > 1000 {
+		t.Fatalf("flood: %d bytes of output passed a 1000-byte cap", len(out))
+	}
+}
+
+func TestComplete(t *testing.T) {
+	f := newFixture(t, nil)
+	tests := []struct {
+		subject, line string
+		want          string
+	}{
+		{"viewer", "mem", "memstats"},
+		{"viewer", "he", "help"}, // heapdump is not the viewer's
+		{"operator", "he", "heapdump,help"},
+		{"admin", "ev", "eval"},
+		{"viewer", "ev", ""},
+		{"viewer", "help me", "help memstats"},
+		{"viewer", "zz", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.subject+" "+tt.line, func(t *testing.T) {
+			c := f.dial(t, tt.subject)
+			id := c.send(wire.Request{Type: wire.TypeComplete, Line: tt.line})
+			evs, _ := c.read(id)
+			if got := strings.Join(evs[len(evs)-1].Items, ","); got != tt.want {
+				t.Fatalf("complete %q: got %q; want %q", tt.line, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestHelpListsEveryCommand(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial(t, "admin")
+	_, out, _, _ := c.run("help")
+	for _, name := range f.srv.names {
+		if !strings.Contains(out, "\n  "+name) {
+			t.Errorf("help does not list %q:\n%s", name, out)
+		}
+		if _, o, _, _ := c.run("help " + name); !strings.Contains(o, "usage: "+name) {
+			t.Errorf("help %s: got %q", name, o)
+		}
+	}
+}
+
+func TestPolicyNamesOnlyKnownCommands(t *testing.T) {
+	enf, err := policy.New(policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, c := range builtinCommands() {
+		known[c.object()] = true
+	}
+	for _, obj := range enf.Objects() {
+		if strings.HasPrefix(obj, cmdPrefix) && !strings.Contains(obj, "*") && !known[obj] {
+			t.Errorf("policy.csv names %s, which is not a command", obj)
+		}
+	}
+	bad, err := policy.New(policy.Options{PolicyText: "p, role:viewer, cmd:heapdmp, run, allow\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Options{Authenticator: AuthenticatorFunc(func(*http.Request) (string, error) { return "", nil }), Authorizer: bad})
+	if err == nil || !strings.Contains(err.Error(), "cmd:heapdmp") {
+		t.Fatalf("New with a policy naming an unknown command: got %v; want an error naming it", err)
+	}
+}
+
+func TestAuthorizerErrorDenies(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.Authorizer = AuthorizerFunc(func(sub, obj, act string) (bool, error) {
+			if obj == "cmd:memstats" {
+				return true, errors.New("policy backend down")
+			}
+			return obj == "cmd:whoami", nil
+		})
+	})
+	c := f.dial(t, "viewer")
+	if final, _, _, _ := c.run("memstats"); final.Code != wire.CodeForbidden {
+		t.Fatalf("memstats with a failing authorizer: got %+v; want forbidden", final)
+	}
+	if final, _, _, _ := c.run("whoami"); final.Type != wire.EventResult {
+		t.Fatalf("whoami: got %+v", final)
+	}
+	if !strings.Contains(f.logs.String(), "policy backend down") {
+		t.Fatal("the authorizer error was not logged")
+	}
+}
+
+func TestNewRequiresAuth(t *testing.T) {
+	allow := AuthorizerFunc(func(string, string, string) (bool, error) { return true, nil })
+	authn := AuthenticatorFunc(func(*http.Request) (string, error) { return "x", nil })
+	for _, o := range []Options{{}, {Authorizer: allow}, {Authenticator: authn}} {
+		if _, err := New(o); err == nil {
+			t.Errorf("New(%+v): got no error", o)
+		}
+	}
+	bad := new(interp.Exports).Func("x", "F", 42)
+	if _, err := New(Options{Authenticator: authn, Authorizer: allow, Exports: bad}); err == nil {
+		t.Error("New with an invalid export: got no error")
+	}
+}
+
+func TestCloseEndsSessions(t *testing.T) {
+	before := runtime.NumGoroutine()
+	f := newFixture(t, nil)
+	var cs []*client
+	for i := 0; i < 5; i++ {
+		cs = append(cs, f.dial(t, "viewer"))
+	}
+	if err := f.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	for _, c := range cs {
+		c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _, err := c.ws.ReadMessage()
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+			t.Fatalf("after Close: got %v; want close 1001", err)
+		}
+		c.ws.Close()
+	}
+	// A new connection is refused.
+	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
+	_, resp, _ := d.Dial(f.url, http.Header{"Authorization": {"Bearer " + testTokens["viewer"]}})
+	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("dial after Close: got %v; want 503", resp)
+	}
+	f.hs.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+2 {
+		t.Fatalf("goroutines: %d before, %d after Close", before, n)
+	}
+}
+
+func TestMaxSessions(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.MaxSessions = 2 })
+	f.dial(t, "viewer")
+	f.dial(t, "viewer")
+	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
+	_, resp, _ := d.Dial(f.url, http.Header{"Authorization": {"Bearer " + testTokens["viewer"]}})
+	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("third session: got %v; want 503", resp)
+	}
+}
+
+func TestQueueLimit(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.MaxQueued = 1 })
+	c := f.dial(t, "admin")
+	first := c.send(wire.Request{Type: wire.TypeRun, Line: "time.Sleep(time.Second)"})
+	c.send(wire.Request{Type: wire.TypeRun, Line: "1"})
+	c.send(wire.Request{Type: wire.TypeRun, Line: "2"})
+	third := c.send(wire.Request{Type: wire.TypeRun, Line: "3"})
+	busy := false
+	for _, ev := range func() []wire.Event { e, _ := c.read(third); return e }() {
+		busy = busy || ev.Code == wire.CodeBusy
+	}
+	if !busy {
+		t.Fatal("no busy error with a full queue")
+	}
+	c.send(wire.Request{Type: wire.TypeCancel, Target: first})
+}
+
+// TestMemstatsNoStopTheWorld proves memstats reads runtime/metrics only:
+// runtime.ReadMemStats would add stop-the-world pauses.
+func TestMemstatsNoStopTheWorld(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial(t, "viewer")
+	pauses := func() uint64 {
+		s := []metrics.Sample{{Name: "/sched/pauses/total/other:seconds"}}
+		metrics.Read(s)
+		if s[0].Value.Kind() != metrics.KindFloat64Histogram {
+			t.Skip("this Go has no /sched/pauses/total/other:seconds")
+		}
+		var n uint64
+		for _, b := range s[0].Value.Float64Histogram().Counts {
+			n += b
+		}
+		return n
+	}
+	before := pauses()
+	for i := 0; i < 200; i++ {
+		c.run("memstats")
+	}
+	if after := pauses(); after != before {
+		t.Fatalf("200 memstats caused %d non-GC stop-the-world pauses; want 0", after-before)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms) // the control: this one does pause
+	if pauses() == before {
+		t.Skip("the pause metric does not count ReadMemStats on this Go; the test proves nothing here")
+	}
+}
+
+func TestListenLoopbackDefault(t *testing.T) {
+	tests := map[string]string{
+		"":               DefaultAddr,
+		":0":             "127.0.0.1:0",
+		":7227":          "127.0.0.1:7227",
+		"0.0.0.0:7227":   "0.0.0.0:7227",
+		"[::1]:7227":     "[::1]:7227",
+		"localhost:7227": "localhost:7227",
+	}
+	for in, want := range tests {
+		if got := loopbackDefault(in); got != want {
+			t.Errorf("loopbackDefault(%q): got %q; want %q", in, got, want)
+		}
+	}
+	f := newFixture(t, nil)
+	ctx, cancel := contextWithCancel()
+	addrc := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- f.srv.ListenAndServe(ctx, ":0", func(a netAddr) { addrc <- a.String() })
+	}()
+	addr := <-addrc
+	if !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Fatalf("ListenAndServe(\":0\") bound %s; want 127.0.0.1", addr)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("ListenAndServe: %v", err)
+	}
+}
+
+func TestAuditFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := audit.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("audit file mode: got %v; want 0600", st.Mode().Perm())
+	}
+}

@@ -1,0 +1,126 @@
+package wire
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+var decodeTests = []struct {
+	name string
+	in   string
+	code Code // "" means valid
+	want Request
+}{
+	{name: "run", in: `{"type":"run","id":1,"line":"memstats"}`, want: Request{Type: TypeRun, ID: 1, Line: "memstats"}},
+	{name: "complete", in: `{"type":"complete","id":2,"line":"he","pos":2}`, want: Request{Type: TypeComplete, ID: 2, Line: "he"}},
+	{name: "cancel", in: `{"type":"cancel","id":3,"target":1}`, want: Request{Type: TypeCancel, ID: 3, Target: 1}},
+	{name: "empty frame", in: ``, code: CodeBadRequest},
+	{name: "not JSON", in: `memstats`, code: CodeBadRequest},
+	{name: "array", in: `[1,2]`, code: CodeBadRequest},
+	{name: "truncated", in: `{"type":"run","id":1`, code: CodeBadRequest},
+	{name: "trailing data", in: `{"type":"run","id":1,"line":"x"} {"type":"run"}`, code: CodeBadRequest},
+	{name: "unknown field", in: `{"type":"run","id":1,"line":"x","token":"s3cret"}`, code: CodeBadRequest},
+	{name: "no id", in: `{"type":"run","line":"x"}`, code: CodeBadRequest},
+	{name: "zero id", in: `{"type":"run","id":0,"line":"x"}`, code: CodeBadRequest},
+	{name: "negative id", in: `{"type":"run","id":-1,"line":"x"}`, code: CodeBadRequest},
+	{name: "float id", in: `{"type":"run","id":1.5,"line":"x"}`, code: CodeBadRequest},
+	{name: "string id", in: `{"type":"run","id":"1","line":"x"}`, code: CodeBadRequest},
+	{name: "huge id", in: `{"type":"run","id":1e30,"line":"x"}`, code: CodeBadRequest},
+	{name: "no type", in: `{"id":1,"line":"x"}`, code: CodeBadRequest},
+	{name: "unknown type", in: `{"type":"exec","id":1,"line":"x"}`, code: CodeBadRequest},
+	{name: "html type", in: `{"type":"<script>alert(1)</script>","id":1}`, code: CodeBadRequest},
+	{name: "line not a string", in: `{"type":"run","id":1,"line":42}`, code: CodeBadRequest},
+	{name: "run with target", in: `{"type":"run","id":1,"line":"x","target":2}`, code: CodeBadRequest},
+	{name: "cancel without target", in: `{"type":"cancel","id":1}`, code: CodeBadRequest},
+	{name: "cancel with line", in: `{"type":"cancel","id":1,"target":2,"line":"x"}`, code: CodeBadRequest},
+	{name: "pos past the end", in: `{"type":"complete","id":1,"line":"he","pos":3}`, code: CodeBadRequest},
+	{name: "negative pos", in: `{"type":"complete","id":1,"line":"he","pos":-1}`, code: CodeBadRequest},
+	{name: "line too long", in: `{"type":"run","id":1,"line":"` + strings.Repeat("a", MaxLine+1) + `"}`, code: CodeLimit},
+	{name: "null", in: `null`, code: CodeBadRequest},
+	{name: "invalid UTF-8", in: "{\"type\":\"run\",\"id\":1,\"line\":\"\xff\"}", code: CodeBadRequest},
+	{name: "escaped NUL is fine", in: `{"type":"run","id":1,"line":"a\u0000b"}`, want: Request{Type: TypeRun, ID: 1, Line: "a\x00b"}},
+}
+
+func TestDecodeRequest(t *testing.T) {
+	for _, tt := range decodeTests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := DecodeRequest([]byte(tt.in))
+			if tt.code == "" {
+				if err != nil {
+					t.Fatalf("DecodeRequest: got error %v; want none", err)
+				}
+				if got.Type != tt.want.Type || got.ID != tt.want.ID || got.Line != tt.want.Line || got.Target != tt.want.Target {
+					t.Fatalf("DecodeRequest: got %+v; want %+v", got, tt.want)
+				}
+				return
+			}
+			var we *Error
+			if !errors.As(err, &we) {
+				t.Fatalf("DecodeRequest: got error %v; want a *wire.Error with code %s", err, tt.code)
+			}
+			if we.Code != tt.code {
+				t.Fatalf("DecodeRequest: got code %q (%s); want %q", we.Code, we.Message, tt.code)
+			}
+			if strings.Contains(we.Message, "s3cret") {
+				t.Fatalf("error message echoes a field value: %q", we.Message)
+			}
+		})
+	}
+}
+
+func TestDecodeEvent(t *testing.T) {
+	ev, err := DecodeEvent([]byte(`{"type":"error","id":4,"code":"forbidden","message":"no","future_field":1}`))
+	if err != nil {
+		t.Fatalf("DecodeEvent: %v", err)
+	}
+	if ev.Type != EventError || ev.ID != 4 || ev.Code != CodeForbidden || !ev.Final() {
+		t.Fatalf("DecodeEvent: got %+v", ev)
+	}
+	for _, bad := range []string{``, `{}`, `{"id":1}`, `[`, `"x"`} {
+		if _, err := DecodeEvent([]byte(bad)); err == nil {
+			t.Errorf("DecodeEvent(%q): got no error; want one", bad)
+		}
+	}
+}
+
+func TestFinal(t *testing.T) {
+	final := map[string]bool{EventResult: true, EventError: true, EventIncomplete: true, EventCompletions: true}
+	for _, typ := range []string{EventHello, EventOutput, EventResult, EventError, EventIncomplete, EventCompletions, EventFile, EventFileEnd, EventNotice} {
+		if got, want := (Event{Type: typ}).Final(), final[typ]; got != want {
+			t.Errorf("Event{Type: %q}.Final(): got %v; want %v", typ, got, want)
+		}
+	}
+}
+
+// FuzzDecodeRequest checks that the decoder never panics and that every
+// request it accepts is valid and survives a round trip.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, tt := range decodeTests {
+		if len(tt.in) < 4096 {
+			f.Add([]byte(tt.in))
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeRequest(b)
+		if err != nil {
+			var we *Error
+			if !errors.As(err, &we) || we.Code == "" || we.Message == "" {
+				t.Fatalf("error is not a coded *wire.Error: %v", err)
+			}
+			return
+		}
+		if r.ID == 0 || (r.Type != TypeRun && r.Type != TypeComplete && r.Type != TypeCancel) {
+			t.Fatalf("accepted an invalid request: %+v", r)
+		}
+		again, err := json.Marshal(r)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		r2, err := DecodeRequest(again)
+		if err != nil || r2.ID != r.ID || r2.Line != r.Line || r2.Type != r.Type || r2.Target != r.Target {
+			t.Fatalf("round trip: %+v -> %s -> %+v, %v", r, again, r2, err)
+		}
+	})
+}
