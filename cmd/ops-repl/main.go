@@ -228,7 +228,7 @@ func runLines(ctx context.Context, c *conn, p *printer, ls []string, join bool, 
 				return &reportedError{err: err} // the printer showed it
 			}
 			if errors.Is(err, errIncomplete) {
-				return fmt.Errorf("line %d: Go source is incomplete", i+1)
+				return exitf(exitFailed, "line %d: Go source is incomplete (the block was never closed)", i+1)
 			}
 			return err
 		}
