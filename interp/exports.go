@@ -49,7 +49,9 @@ func (e *Exports) Func(pkgPath, name string, fn any) *Exports {
 //   - every exported method of an exported object, and of everything
 //     reachable from it, can be called.
 //
-// Pass a pointer to export a variable the REPL may read and assign.
+// Pass a pointer to export a variable: the REPL then reads its current
+// value. (yaegi treats exported variables of basic types as constants, so
+// the REPL cannot assign them; export a setter function if it must.)
 func (e *Exports) Value(pkgPath, name string, v any) *Exports {
 	rv := reflect.ValueOf(v)
 	if !rv.IsValid() {

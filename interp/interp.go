@@ -179,14 +179,28 @@ func evalError(err error) error {
 	if errors.As(err, &p) {
 		return &EvalError{Msg: fmt.Sprintf("panic: %v", p.Value)}
 	}
-	msg := err.Error()
-	// yaegi reports positions in its wrapper ("_.go:1:29: …"); drop them.
-	if i := strings.Index(msg, ".go:"); i >= 0 && i < 8 {
-		if j := strings.Index(msg[i:], ": "); j >= 0 {
-			msg = msg[i+j+2:]
-		}
+	return &EvalError{Msg: stripPosition(err.Error())}
+}
+
+// stripPosition drops the "file:line:col: " prefix of a yaegi error: the
+// position is inside yaegi's wrapper of the fragment and means nothing to
+// the operator.
+func stripPosition(msg string) string {
+	rest := msg
+	if i := strings.Index(rest, ".go:"); i >= 0 && i < 8 {
+		rest = rest[i+4:]
 	}
-	return &EvalError{Msg: msg}
+	for n := 0; n < 2; n++ { // line, column
+		i := 0
+		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+			i++
+		}
+		if i == 0 || i >= len(rest) || rest[i] != ':' {
+			return msg
+		}
+		rest = rest[i+1:]
+	}
+	return strings.TrimPrefix(rest, " ")
 }
 
 // switchWriter is the interpreter's stdout: it forwards to the writer of

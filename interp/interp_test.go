@@ -1,0 +1,204 @@
+package interp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newTest(t *testing.T, opts Options) *Interpreter {
+	t.Helper()
+	if opts.Exports == nil {
+		opts.Exports = new(Exports).Func("shop/cache", "Len", func() int { return 7 })
+		opts.Packages = []string{"shop/cache"}
+	}
+	in, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+func TestEval(t *testing.T) {
+	in := newTest(t, Options{Timeout: 2 * time.Second})
+	tests := []struct {
+		src, want, out string
+		err            string // substring of the error; "" means none
+	}{
+		{src: "1+2", want: "3"},
+		{src: `"a" + "b"`, want: `"ab"`},
+		{src: "x := 40", want: ""},
+		{src: "x + 2", want: "42"},
+		{src: "func double(n int) int { return 2 * n }", want: ""},
+		{src: "double(x)", want: "80"},
+		{src: `fmt.Println("out")`, out: "out\n"},
+		{src: `fmt.Printf("%d-%s", 1, "a")`, out: "1-a"},
+		{src: `strings.ToUpper("q")`, want: `"Q"`},
+		{src: `cache.Len()`, want: "7"},
+		{src: `import "shop/cache"`, want: ""},
+		{src: `import "strconv"`, want: ""},
+		{src: `strconv.Itoa(5)`, want: `"5"`},
+		{src: "for {", err: "incomplete"},
+		{src: "x := `raw", err: "incomplete"},
+		{src: "1 +) 2", err: "syntax error"},
+		{src: "undefinedName", err: "undefined: undefinedName"},
+		{src: "package main", err: "package clauses"},
+		{src: `import "os"`, err: "not available"},
+		{src: `import "os/exec"`, err: "not available"},
+		{src: `import "net"`, err: "not available"},
+		{src: `import "reflect"`, err: "not available"},
+		{src: `import "unsafe"`, err: "not available"},
+		{src: `import "runtime"`, err: "not available"},
+		{src: `import "syscall"`, err: "not available"},
+		{src: `import "github.com/traefik/yaegi/stdlib"`, err: "not available"},
+		{src: `import "./local"`, err: "relative"},
+		{src: `import "/etc"`, err: "relative and absolute"},
+		{src: `go func() {}()`, err: "go statements"},
+		{src: `func f() { go func() {}() }`, err: "go statements"},
+		{src: `func main() { panic(1) }`, err: "func main"},
+		{src: `func init() {}`, err: "func init"},
+		{src: `panic("boom")`, err: "panic: boom"},
+		{src: `m := map[string]int(nil); m["a"] = 1`, err: "panic"},
+		{src: `strings.Repeat("ab", 1<<40)`, err: "limit"},
+		{src: `time.AfterFunc(time.Second, func() { panic(1) })`, err: "no symbol AfterFunc"},
+		{src: `time.Tick(time.Second)`, err: "no symbol Tick"},
+		{src: `var b strings.Builder`, err: "undefined"},
+		{src: `os.Exit(1)`, err: "undefined"},
+		{src: "1+2", want: "3"}, // still healthy after all the above
+	}
+	for _, tt := range tests {
+		t.Run(tt.src, func(t *testing.T) {
+			var out bytes.Buffer
+			got, err := in.Eval(context.Background(), tt.src, &out)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("Eval(%q): got %q, %v; want an error containing %q", tt.src, got, err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Eval(%q): %v", tt.src, err)
+			}
+			if got != tt.want || out.String() != tt.out {
+				t.Fatalf("Eval(%q): got %q, output %q; want %q, output %q", tt.src, got, out.String(), tt.want, tt.out)
+			}
+		})
+	}
+}
+
+func TestStopResets(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		ctx  func() (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"timeout", "for {}", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, context.DeadlineExceeded},
+		{"sleep honours the deadline", "time.Sleep(time.Hour)", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, context.DeadlineExceeded},
+		{"cancel", "for {}", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 50*time.Millisecond)
+		}, context.DeadlineExceeded},
+		{"output limit", `for { fmt.Println("flood") }`, func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, ErrOutputLimit},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := newTest(t, Options{Timeout: 300 * time.Millisecond, MaxOutput: 100})
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			start := time.Now()
+			var out bytes.Buffer
+			_, err := in.Eval(ctx, tt.src, &out)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Eval(%q): got %v; want %v", tt.src, err, tt.want)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("Eval(%q) took %v to stop", tt.src, d)
+			}
+			if out.Len() > 100 {
+				t.Fatalf("output: %d bytes past a 100-byte cap", out.Len())
+			}
+			if _, err := in.Eval(context.Background(), "1+2", &out); !errors.Is(err, ErrReset) {
+				t.Fatalf("Eval after a stop: got %v; want ErrReset", err)
+			}
+		})
+	}
+}
+
+func TestExportsErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		exp  *Exports
+	}{
+		{"not a function", new(Exports).Func("a", "F", 42)},
+		{"nil function", new(Exports).Func("a", "F", (func())(nil))},
+		{"unexported name", new(Exports).Func("a", "f", func() {})},
+		{"bad name", new(Exports).Func("a", "F-G", func() {})},
+		{"duplicate", new(Exports).Func("a", "F", func() {}).Func("a", "F", func() {})},
+		{"empty path", new(Exports).Func("", "F", func() {})},
+		{"dot-dot path", new(Exports).Func("../x", "F", func() {})},
+		{"shadows stdlib", new(Exports).Func("fmt", "Evil", func() {})},
+		{"path not an identifier", new(Exports).Func("a/b-c", "F", func() {})},
+		{"nil value", new(Exports).Value("a", "V", nil)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.exp.Err() == nil {
+				t.Fatal("Err: got nil; want an error")
+			}
+			if _, err := New(Options{Exports: tt.exp}); err == nil {
+				t.Fatal("New: got no error")
+			}
+		})
+	}
+}
+
+func TestPackagesFilter(t *testing.T) {
+	exp := new(Exports).
+		Func("shop/cache", "Len", func() int { return 1 }).
+		Func("shop/billing", "Total", func() int { return 2 })
+	in := newTest(t, Options{Exports: exp, Packages: []string{"shop/cache"}})
+	if _, err := in.Eval(context.Background(), "cache.Len()", &bytes.Buffer{}); err != nil {
+		t.Fatalf("allowed package: %v", err)
+	}
+	for _, src := range []string{"billing.Total()", `import "shop/billing"`} {
+		if _, err := in.Eval(context.Background(), src, &bytes.Buffer{}); err == nil {
+			t.Fatalf("%s: reached a package that was not included", src)
+		}
+	}
+	if _, err := New(Options{Exports: exp, Packages: []string{"shop/nope"}}); err == nil {
+		t.Fatal("New with an unexported package: got no error")
+	}
+}
+
+func TestValueExport(t *testing.T) {
+	limit := 10
+	exp := new(Exports).Value("cfg", "Limit", &limit)
+	in := newTest(t, Options{Exports: exp, Packages: []string{"cfg"}})
+	if got, err := in.Eval(context.Background(), "cfg.Limit", &bytes.Buffer{}); err != nil || got != "10" {
+		t.Fatalf("cfg.Limit: got %q, %v", got, err)
+	}
+	limit = 30
+	if got, err := in.Eval(context.Background(), "cfg.Limit + 0", &bytes.Buffer{}); err != nil || got != "30" {
+		t.Fatalf("cfg.Limit after the host changed it: got %q, %v; want 30", got, err)
+	}
+}
+
+func Example() {
+	exp := new(Exports).Func("shop/cache", "Len", func() int { return 21 })
+	in, err := New(Options{Exports: exp, Packages: []string{"shop/cache"}})
+	if err != nil {
+		panic(err)
+	}
+	v, err := in.Eval(context.Background(), `cache.Len() * 2`, os.Stdout)
+	fmt.Println(v, err)
+	_, err = in.Eval(context.Background(), `import "os"`, os.Stdout)
+	fmt.Println(err)
+	// Output:
+	// 42 <nil>
+	// import "os": not available in this session (type vars to list what is)
+}
