@@ -471,39 +471,60 @@ func (s *session) sendFile(ctx context.Context, id uint64, name string, data []b
 	return nil
 }
 
-// eventWriter turns writes into output events, split at rune boundaries
-// so no event carries half a UTF-8 character.
+// eventWriter turns writes into output events. It batches small writes
+// (a table is written cell by cell) and sends when it holds outputChunk
+// bytes, when flushAfter has passed since the last send (so slow output
+// still streams), and at the end of the request. Events are split at rune
+// boundaries so no event carries half a UTF-8 character.
 type eventWriter struct {
 	s    *session
 	id   uint64
-	tail []byte
+	buf  []byte
+	last time.Time
 }
 
+const flushAfter = 50 * time.Millisecond
+
 func (w *eventWriter) Write(p []byte) (int, error) {
-	buf := append(w.tail, p...)
-	cut := len(buf)
-	// Hold back a rune whose last bytes have not been written yet.
-	for i := len(buf) - 1; i >= 0 && i >= len(buf)-utf8.UTFMax; i-- {
-		if utf8.RuneStart(buf[i]) {
-			if !utf8.FullRune(buf[i:]) {
-				cut = i
-			}
-			break
-		}
+	if w.s.ctx.Err() != nil {
+		return 0, w.s.ctx.Err()
 	}
-	w.tail = append([]byte(nil), buf[cut:]...)
-	for off := 0; off < cut; off += chunkBytes {
-		end := min(off+chunkBytes, cut)
-		if !w.s.send(event(wire.Event{Type: wire.EventOutput, ID: w.id, Data: string(buf[off:end])})) {
-			return 0, w.s.ctx.Err()
-		}
+	if w.last.IsZero() {
+		w.last = time.Now()
+	}
+	w.buf = append(w.buf, p...)
+	if len(w.buf) >= chunkBytes || time.Since(w.last) >= flushAfter {
+		w.send(false)
 	}
 	return len(p), nil
 }
 
-func (w *eventWriter) flush() {
-	if len(w.tail) > 0 {
-		w.s.send(event(wire.Event{Type: wire.EventOutput, ID: w.id, Data: string(w.tail)}))
-		w.tail = nil
+// flush sends everything buffered.
+func (w *eventWriter) flush() { w.send(true) }
+
+func (w *eventWriter) send(all bool) {
+	cut := len(w.buf)
+	if !all {
+		// Hold back a rune whose last bytes have not been written yet.
+		for i := len(w.buf) - 1; i >= 0 && i >= len(w.buf)-utf8.UTFMax; i-- {
+			if utf8.RuneStart(w.buf[i]) {
+				if !utf8.FullRune(w.buf[i:]) {
+					cut = i
+				}
+				break
+			}
+		}
 	}
+	for off := 0; off < cut; {
+		end := min(off+chunkBytes, cut)
+		for end < cut && end > off+1 && !utf8.RuneStart(w.buf[end]) {
+			end--
+		}
+		if !w.s.send(event(wire.Event{Type: wire.EventOutput, ID: w.id, Data: string(w.buf[off:end])})) {
+			break
+		}
+		off = end
+	}
+	w.buf = append(w.buf[:0], w.buf[cut:]...)
+	w.last = time.Now()
 }

@@ -9,7 +9,6 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"strings"
-	"text/tabwriter"
 )
 
 // Stat is one runtime figure.
@@ -72,13 +71,26 @@ func Lookup(stats []Stat, metric string) (float64, bool) {
 	return 0, false
 }
 
-// WriteStats writes stats as an aligned table.
+// WriteStats writes stats as an aligned table, in one write.
 func WriteStats(w io.Writer, stats []Stat) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, s := range stats {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, FormatValue(s.Value, s.Unit), s.Metric)
+	values := make([]string, len(stats))
+	nameW, valW := 0, 0
+	for i, s := range stats {
+		values[i] = FormatValue(s.Value, s.Unit)
+		nameW, valW = max(nameW, len(s.Name)), max(valW, len(values[i]))
 	}
-	return tw.Flush()
+	var b strings.Builder
+	b.Grow(len(stats) * (nameW + valW + 48))
+	for i, s := range stats {
+		b.WriteString(s.Name)
+		b.WriteString(strings.Repeat(" ", nameW-len(s.Name)+2))
+		b.WriteString(values[i])
+		b.WriteString(strings.Repeat(" ", valW-len(values[i])+2))
+		b.WriteString(s.Metric)
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // FormatValue renders v in unit for people: 12.5 MiB, 1,234, 0.012 s.

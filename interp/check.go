@@ -18,8 +18,7 @@ func (e *CheckError) Error() string { return e.Msg }
 // parseFragment parses src the way yaegi does in its REPL: declarations in
 // a pseudo file, anything else as the body of a function. It returns
 // ErrIncomplete when src is a valid prefix of a longer fragment.
-func parseFragment(src string) (ast.Node, error) {
-	fset := token.NewFileSet()
+func parseFragment(fset *token.FileSet, src string) (ast.Node, error) {
 	var s scanner.Scanner
 	s.Init(fset.AddFile("", fset.Base(), len(src)), []byte(src), nil, 0)
 	_, first, _ := s.Scan()
@@ -83,8 +82,8 @@ func cleanParseError(err error) string {
 // check rejects source that must not run: goroutines (a panic on a
 // goroutine of evaluated code kills the host), func main and func init
 // (yaegi re-runs main at every later eval), and imports outside allowed.
-func check(src string, allowed map[string]bool) (ast.Node, error) {
-	node, err := parseFragment(src)
+func check(fset *token.FileSet, src string, allowed map[string]bool) (ast.Node, error) {
+	node, err := parseFragment(fset, src)
 	if err != nil {
 		return nil, err
 	}
@@ -112,8 +111,13 @@ func check(src string, allowed map[string]bool) (ast.Node, error) {
 		if bad != nil {
 			return false
 		}
-		if _, ok := n.(*ast.GoStmt); ok {
+		switch n := n.(type) {
+		case *ast.GoStmt:
 			bad = &CheckError{Msg: "go statements are not allowed: a goroutine started from the REPL could crash the service"}
+		case *ast.RangeStmt:
+			if lit, ok := n.X.(*ast.BasicLit); ok && lit.Kind == token.INT {
+				bad = &CheckError{Msg: "range over an integer is Go 1.22+ and the interpreter does not support it: write for i := 0; i < N; i++"}
+			}
 		}
 		return true
 	})

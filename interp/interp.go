@@ -2,6 +2,7 @@ package interp
 
 import (
 	"context"
+	"go/ast"
 	"errors"
 	"fmt"
 	"io"
@@ -104,7 +105,13 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 	if in.broken {
 		return "", ErrReset
 	}
-	node, err := check(src, in.allowed)
+	// Parse once, with yaegi's file set: the checks and the compiler see
+	// the same tree.
+	node, err := check(in.yi.FileSet(), src, in.allowed)
+	if err != nil {
+		return "", err
+	}
+	prog, err := in.compile(node)
 	if err != nil {
 		return "", err
 	}
@@ -117,7 +124,7 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 	in.out.set(ctx, lw)
 	defer in.out.set(context.Background(), nil)
 
-	v, err := in.yi.EvalWithContext(ctx, src)
+	v, err := in.yi.ExecuteWithContext(ctx, prog)
 	if ctx.Err() != nil {
 		in.broken = true
 		return "", context.Cause(ctx)
@@ -136,10 +143,40 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 	return res, nil
 }
 
+// compile compiles a checked tree. yaegi's compiler can panic on
+// constructs it does not support; that becomes an EvalError.
+func (in *Interpreter) compile(node ast.Node) (prog *interp.Program, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			prog, err = nil, &EvalError{Msg: fmt.Sprintf("the interpreter cannot compile this (Go 1.22-level language, without range over int or func): %v", r)}
+		}
+	}()
+	prog, err = in.yi.CompileAST(node)
+	if err != nil {
+		return nil, evalError(err)
+	}
+	if prog == nil {
+		return nil, &EvalError{Msg: "nothing to evaluate"}
+	}
+	return prog, nil
+}
+
 // format renders a result. It runs on its own goroutine so that an
 // interpreted String method that never returns cannot hold the caller past
 // the eval's deadline.
 func format(ctx context.Context, v reflect.Value) (string, error) {
+	switch v.Kind() { // kinds without methods run no user code: format inline
+	case reflect.String:
+		if v.Type() == reflect.TypeFor[string]() {
+			return fmt.Sprintf("%q", v.String()), nil
+		}
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		if v.Type().PkgPath() == "" && v.CanInterface() { // predeclared type: no String method
+			return fmt.Sprint(v.Interface()), nil
+		}
+	}
 	done := make(chan string, 1)
 	errc := make(chan error, 1)
 	go func() {

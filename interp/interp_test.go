@@ -69,6 +69,10 @@ func TestEval(t *testing.T) {
 		{src: `time.Tick(time.Second)`, err: "no symbol Tick"},
 		{src: `var b strings.Builder`, err: "undefined"},
 		{src: `os.Exit(1)`, err: "undefined"},
+		{src: "for i := range 3 { _ = i }", err: "range over an integer"},
+		{src: "min(1, 2)", err: "undefined: min"},
+		{src: "", want: ""},
+		{src: "// yaegi:tags foo\n1", want: "1"},
 		{src: "1+2", want: "3"}, // still healthy after all the above
 	}
 	for _, tt := range tests {

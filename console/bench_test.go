@@ -1,0 +1,138 @@
+package console
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/opsrepl/opsrepl/audit"
+	"github.com/opsrepl/opsrepl/console/wire"
+)
+
+// BenchmarkRoundTrip measures, in one run and interleaved so that machine
+// noise hits all three alike, the p50 round trip over loopback of:
+//
+//	echo      a bare gorilla/websocket echo of a request-sized frame (baseline)
+//	memstats  the memstats command on an open session
+//	eval      1+2 on an open session (interpreter already built)
+//
+// with the audit log writing to a file. It reports each p50 in µs and the
+// ratios to the echo (targets: eval ≤ 3×, memstats ≤ 4×).
+//
+//	go test -run '^$' -bench RoundTrip -benchtime 2000x ./console/
+func BenchmarkRoundTrip(b *testing.B) {
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up := websocket.Upgrader{Subprotocols: []string{wire.Subprotocol}}
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			typ, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			if err := c.WriteMessage(typ, msg); err != nil {
+				return
+			}
+		}
+	}))
+	defer echo.Close()
+	ed := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
+	ec, _, err := ed.Dial("ws"+strings.TrimPrefix(echo.URL, "http"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ec.Close()
+
+	auditLog, err := audit.Open(filepath.Join(b.TempDir(), "audit.jsonl"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer auditLog.Close()
+	t := &testing.T{}
+	f := newFixture(t, func(o *Options) { o.Audit = auditLog })
+	defer f.srv.Close()
+	defer f.hs.Close()
+	admin := dialBench(b, f, "admin")
+
+	frame, _ := json.Marshal(wire.Request{Type: wire.TypeRun, ID: 1, Line: "memstats"})
+	roundTrip := func(line string) time.Duration {
+		admin.next++
+		id := admin.next
+		req, _ := json.Marshal(wire.Request{Type: wire.TypeRun, ID: id, Line: line})
+		start := time.Now()
+		admin.ws.WriteMessage(websocket.TextMessage, req)
+		for {
+			_, msg, err := admin.ws.ReadMessage()
+			if err != nil {
+				b.Fatal(err)
+			}
+			ev, _ := wire.DecodeEvent(msg)
+			if ev.ID == id && ev.Final() {
+				if ev.Type != wire.EventResult {
+					b.Fatalf("%s: %+v", line, ev)
+				}
+				return time.Since(start)
+			}
+		}
+	}
+	echoTrip := func() time.Duration {
+		start := time.Now()
+		ec.WriteMessage(websocket.TextMessage, frame)
+		if _, _, err := ec.ReadMessage(); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	roundTrip("1+2") // build the interpreter outside the measurement
+	for i := 0; i < 50; i++ {
+		echoTrip()
+		roundTrip("memstats")
+		roundTrip("1+2")
+	}
+	var e, m, v []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e = append(e, echoTrip())
+		m = append(m, roundTrip(benchLineM))
+		v = append(v, roundTrip(benchLineV))
+	}
+	b.StopTimer()
+	pe, pm, pv := p50(e), p50(m), p50(v)
+	b.ReportMetric(us(pe), "echo-p50-µs")
+	b.ReportMetric(us(pm), "memstats-p50-µs")
+	b.ReportMetric(us(pv), "eval-p50-µs")
+	b.ReportMetric(float64(pm)/float64(pe), "memstats/echo")
+	b.ReportMetric(float64(pv)/float64(pe), "eval/echo")
+}
+
+func dialBench(b *testing.B, f *fixture, subject string) *client {
+	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
+	ws, _, err := d.Dial(f.url, http.Header{"Authorization": {"Bearer " + testTokens[subject]}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := ws.ReadMessage(); err != nil { // hello
+		b.Fatal(err)
+	}
+	return &client{ws: ws}
+}
+
+func p50(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+
+var benchLineM, benchLineV = "memstats", "1+2"
