@@ -2,9 +2,9 @@ package interp
 
 import (
 	"context"
-	"go/ast"
 	"errors"
 	"fmt"
+	"go/token"
 	"io"
 	"reflect"
 	"strings"
@@ -105,13 +105,7 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 	if in.broken {
 		return "", ErrReset
 	}
-	// Parse once, with yaegi's file set: the checks and the compiler see
-	// the same tree.
-	node, err := check(in.yi.FileSet(), src, in.allowed)
-	if err != nil {
-		return "", err
-	}
-	prog, err := in.compile(node)
+	node, err := check(token.NewFileSet(), src, in.allowed)
 	if err != nil {
 		return "", err
 	}
@@ -124,7 +118,12 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 	in.out.set(ctx, lw)
 	defer in.out.set(context.Background(), nil)
 
-	v, err := in.yi.ExecuteWithContext(ctx, prog)
+	// EvalWithContext parses again and compiles on a fresh goroutine,
+	// which costs about twice as much as CompileAST on the caller's
+	// goroutine plus ExecuteWithContext; but ExecuteWithContext races on
+	// its own results when cancelled (yaegi v0.16.1), EvalWithContext
+	// does not.
+	v, err := in.yi.EvalWithContext(ctx, src)
 	if ctx.Err() != nil {
 		in.broken = true
 		return "", context.Cause(ctx)
@@ -141,24 +140,6 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 		return "", err
 	}
 	return res, nil
-}
-
-// compile compiles a checked tree. yaegi's compiler can panic on
-// constructs it does not support; that becomes an EvalError.
-func (in *Interpreter) compile(node ast.Node) (prog *interp.Program, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			prog, err = nil, &EvalError{Msg: fmt.Sprintf("the interpreter cannot compile this (Go 1.22-level language, without range over int or func): %v", r)}
-		}
-	}()
-	prog, err = in.yi.CompileAST(node)
-	if err != nil {
-		return nil, evalError(err)
-	}
-	if prog == nil {
-		return nil, &EvalError{Msg: "nothing to evaluate"}
-	}
-	return prog, nil
 }
 
 // format renders a result. It runs on its own goroutine so that an
