@@ -85,5 +85,7 @@ Try other roles from a second terminal:
   go run ./cmd/ops-repl --url %s --token-file %s/token-viewer
 
 `, d.AppURL, d.ConsoleURL, d.Dir, d.AuditPath, d.ConsoleURL, d.Dir)
-	return run(ctx, []string{"--url", d.ConsoleURL, "--token-file", d.Dir + "/token-admin"}, getenv, stdin, stdout, stderr)
+	err = run(ctx, []string{"--url", d.ConsoleURL, "--token-file", d.Dir + "/token-admin"}, getenv, stdin, stdout, stderr)
+	fmt.Fprintf(stderr, "demo stopped; its tokens, policy and audit log stay in %s\n", d.Dir)
+	return err
 }
