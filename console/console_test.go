@@ -195,6 +195,11 @@ func TestHandshakeGuards(t *testing.T) {
 		{name: "bad token", header: http.Header{"Authorization": {"Bearer nope-nope-nope-nope"}}, protos: []string{wire.Subprotocol}, status: 401},
 		{name: "token in query", url: "?token=" + testTokens["viewer"], protos: []string{wire.Subprotocol}, status: 400},
 		{name: "token in query and header", url: "?access_token=x", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 400},
+		{name: "token after a semicolon", url: "?x=1;token=abc", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 400},
+		{name: "token with trailing semicolon", url: "?token=abc;", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 400},
+		{name: "encoded key", url: "?%74oken=abc", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 400},
+		{name: "any query", url: "?verbose=1", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 400},
+		{name: "empty query", url: "?", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 400},
 		{name: "foreign origin", header: http.Header{"Authorization": {good}, "Origin": {"https://evil.example"}}, protos: []string{wire.Subprotocol}, status: 403},
 		{name: "malformed origin", header: http.Header{"Authorization": {good}, "Origin": {"::::"}}, protos: []string{wire.Subprotocol}, status: 403},
 		{name: "same origin", header: http.Header{"Authorization": {good}, "Origin": {f.hs.URL}}, protos: []string{wire.Subprotocol}, status: 101},
@@ -502,6 +507,8 @@ func TestComplete(t *testing.T) {
 		{"admin", "ev", "eval"},
 		{"viewer", "ev", ""},
 		{"viewer", "help me", "help memstats"},
+		{"viewer", "help ", "help buildinfo,help goroutines,help help,help memstats,help whoami"},
+		{"operator", "help h", "help heapdump,help help"},
 		{"viewer", "zz", ""},
 	}
 	for _, tt := range tests {
@@ -653,6 +660,48 @@ func TestQueueLimit(t *testing.T) {
 		t.Fatal("no busy error with a full queue")
 	}
 	c.send(wire.Request{Type: wire.TypeCancel, Target: first})
+	if !strings.Contains(f.audit.String(), `"outcome":"busy"`) {
+		t.Fatal("a request refused as busy was not audited")
+	}
+}
+
+// TestIDReuse: an id is free again as soon as its final event arrives.
+func TestIDReuse(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial(t, "viewer")
+	for i := 0; i < 300; i++ {
+		c.send(wire.Request{Type: wire.TypeRun, ID: 7, Line: "whoami"})
+		evs, _ := c.read(7)
+		if final := evs[len(evs)-1]; final.Type != wire.EventResult {
+			t.Fatalf("round %d: reusing id 7 after its result: %+v", i, final)
+		}
+	}
+}
+
+// TestCloseNotHeldByClient: a client that answers pings but never reads
+// cannot keep its session, or Close, waiting.
+func TestCloseNotHeldByClient(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial(t, "viewer")
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				c.ws.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second))
+			}
+		}
+	}()
+	done := make(chan struct{})
+	go func() { f.srv.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close still waiting after 5s for a client that sends pongs and never reads")
+	}
 }
 
 // TestMemstatsNoStopTheWorld proves memstats reads runtime/metrics only:

@@ -56,7 +56,9 @@ type Options struct {
 	Authenticator Authenticator
 	// Authorizer decides every command, eval and package import. Required.
 	Authorizer Authorizer
-	// Audit receives one record per request and per refused handshake.
+	// Audit receives one record per request (written when it ends, stamped
+	// with its start), per refused handshake, and per session start and
+	// end. A failed write is logged; the request is not refused.
 	// Default: none (a warning is logged at New).
 	Audit *audit.Log
 	// Exports are the application symbols the Go REPL can reach, each
@@ -205,9 +207,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusServiceUnavailable, wire.CodeLimit, fmt.Sprintf("too many sessions (limit %d)", s.opts.MaxSessions), "")
 		return
 	}
-	// 2. Credentials never travel in the URL.
+	// 2. Credentials never travel in the URL: no query string at all.
 	if credentialsInURL(r.URL) {
-		refuse(http.StatusBadRequest, wire.CodeBadRequest, "credentials in the URL are refused; send the header \"Authorization: Bearer TOKEN\"", "")
+		refuse(http.StatusBadRequest, wire.CodeBadRequest, "the console takes no query parameters, and credentials never travel in URLs; send the header \"Authorization: Bearer TOKEN\"", "")
 		return
 	}
 	// 3. Authenticate.
@@ -236,32 +238,32 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// 6. Upgrade. The response never echoes a bearer subprotocol.
 	conn, err := s.upgrader.Upgrade(w, r, nil)
-	if err != nil {
+	if err != nil { // gorilla has answered the client
+		s.auditWrite(audit.Record{Kind: audit.KindHandshake, Remote: r.RemoteAddr, Subject: subject,
+			Outcome: string(wire.CodeBadRequest), Message: "upgrade failed: " + err.Error(), DurationMS: ms(time.Since(start))})
 		s.log.Info("console: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	sess := newSession(s, conn, subject, r.RemoteAddr)
-	if !s.register(sess) {
-		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "too many sessions"), time.Now().Add(time.Second))
+	if ok, closing := s.register(sess); !ok {
+		code, text, outcome := websocket.CloseTryAgainLater, "too many sessions", wire.CodeLimit
+		if closing {
+			code, text, outcome = websocket.CloseGoingAway, "server shutting down", wire.CodeUnavailable
+		}
+		s.auditWrite(audit.Record{Kind: audit.KindHandshake, Remote: r.RemoteAddr, Subject: subject,
+			Outcome: string(outcome), Message: text, DurationMS: ms(time.Since(start))})
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 		conn.Close()
 		return
 	}
 	sess.serve()
 }
 
-// credentialsInURL reports whether the query string carries anything that
-// looks like a credential.
+// credentialsInURL reports whether the URL carries a query string. The
+// console takes no query parameters, so any query is refused: that rules
+// out a token in the URL however it is spelled or encoded.
 func credentialsInURL(u *url.URL) bool {
-	if u.User != nil {
-		return true
-	}
-	for k := range u.Query() {
-		switch strings.ToLower(k) {
-		case "token", "access_token", "bearer", "auth", "authorization", "key", "api_key", "apikey", "password", "secret":
-			return true
-		}
-	}
-	return false
+	return u.RawQuery != "" || u.ForceQuery
 }
 
 // sameOrigin mirrors gorilla/websocket's default check: no Origin header
@@ -299,15 +301,17 @@ func (s *Server) sessionCount() int {
 	return len(s.sessions)
 }
 
-func (s *Server) register(sess *session) bool {
+// register adds a session; it reports false when the server is closing
+// (closing true) or full.
+func (s *Server) register(sess *session) (ok, closing bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || len(s.sessions) >= s.opts.MaxSessions {
-		return false
+		return false, s.closed
 	}
 	s.sessions[sess.id] = sess
 	s.wg.Add(1)
-	return true
+	return true, false
 }
 
 func (s *Server) unregister(sess *session) {

@@ -85,12 +85,14 @@ func (s *session) serve() {
 	s.srv.log.Info("console: session open", "session", s.id, "subject", s.subject, "remote", s.remote)
 
 	var wg sync.WaitGroup
+	readerDone := make(chan struct{})
 	wg.Add(2)
-	go func() { defer wg.Done(); s.writer() }()
+	go func() { defer wg.Done(); s.writer(readerDone) }()
 	go func() { defer wg.Done(); s.worker() }()
 
 	s.send(event(wire.Event{Type: wire.EventHello, Session: s.id, Subject: s.subject, Roles: s.roles, Server: wire.Subprotocol}))
 	s.reader()
+	close(readerDone)
 
 	s.cancel()
 	wg.Wait()
@@ -106,9 +108,7 @@ func (s *session) shutdown(code int, text string) {
 		s.mu.Lock()
 		s.closeCode, s.closeText = code, text
 		s.mu.Unlock()
-		s.cancel()
-		// Unblock the reader; the writer sends the close frame first.
-		s.conn.SetReadDeadline(time.Now().Add(time.Second))
+		s.cancel() // the writer sends the close frame, then closes
 	})
 }
 
@@ -117,7 +117,9 @@ func (s *session) reader() {
 	s.conn.SetReadLimit(s.srv.opts.MaxMessageBytes)
 	s.conn.SetReadDeadline(time.Now().Add(wait))
 	s.conn.SetPongHandler(func(string) error {
-		s.conn.SetReadDeadline(time.Now().Add(wait))
+		if s.ctx.Err() == nil { // a closing session is not kept alive by pongs
+			s.conn.SetReadDeadline(time.Now().Add(wait))
+		}
 		return nil
 	})
 	for {
@@ -162,7 +164,7 @@ func (s *session) enqueue(req wire.Request) {
 	if _, dup := s.pending[req.ID]; dup {
 		s.mu.Unlock()
 		stop(nil)
-		s.sendError(req.ID, wire.Errorf(wire.CodeBadRequest, "request id %d is already in progress", req.ID))
+		s.refuse(req, wire.Errorf(wire.CodeBadRequest, "request id %d is already in progress", req.ID))
 		return
 	}
 	s.pending[req.ID] = stop
@@ -171,8 +173,15 @@ func (s *session) enqueue(req wire.Request) {
 	case s.queue <- queued{req: req, ctx: ctx}:
 	default:
 		s.finish(req.ID)
-		s.sendError(req.ID, wire.Errorf(wire.CodeBusy, "%d requests are already waiting in this session; wait for them or cancel one", cap(s.queue)))
+		s.refuse(req, wire.Errorf(wire.CodeBusy, "%d requests are already waiting in this session; wait for them or cancel one", cap(s.queue)))
 	}
+}
+
+// refuse answers a run request that was not queued, and audits it.
+func (s *session) refuse(req wire.Request, we *wire.Error) {
+	s.sendError(req.ID, we)
+	s.srv.auditWrite(audit.Record{Kind: audit.KindRequest, Session: s.id, Subject: s.subject, Remote: s.remote,
+		Request: req.ID, Line: req.Line, Outcome: string(we.Code), Message: we.Message})
 }
 
 func (s *session) finish(id uint64) {
@@ -195,8 +204,15 @@ func (s *session) worker() {
 	}
 }
 
-// writer is the only goroutine that writes to the connection.
-func (s *session) writer() {
+// closeGrace is how long a closing session waits for the client to answer
+// its close frame before dropping the connection.
+const closeGrace = time.Second
+
+// writer is the only goroutine that writes to the connection. It also
+// ends the connection: at once when a write fails (a client that does not
+// read), and closeGrace after the close frame otherwise, so that no client
+// can keep a closed session, or Server.Close, waiting.
+func (s *session) writer(readerDone <-chan struct{}) {
 	ping := time.NewTicker(s.srv.opts.PingInterval)
 	defer ping.Stop()
 	wt := s.srv.opts.WriteTimeout
@@ -206,19 +222,25 @@ func (s *session) writer() {
 			s.conn.SetWriteDeadline(time.Now().Add(wt))
 			if err := s.conn.WriteMessage(f.typ, f.data); err != nil {
 				s.cancel()
+				s.conn.Close()
 				return
 			}
 		case <-ping.C:
 			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wt)); err != nil {
 				s.cancel()
+				s.conn.Close()
 				return
 			}
 		case <-s.ctx.Done():
 			s.mu.Lock()
 			code, text := s.closeCode, s.closeText
 			s.mu.Unlock()
-			s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
-			s.conn.SetReadDeadline(time.Now().Add(time.Second))
+			s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(closeGrace))
+			select {
+			case <-readerDone:
+			case <-time.After(closeGrace):
+			}
+			s.conn.Close()
 			return
 		}
 	}
@@ -274,9 +296,7 @@ func (s *session) allowed(object string) bool {
 // handle runs one request: parse the line, authorize, execute, audit.
 func (s *session) handle(ctx context.Context, req wire.Request) {
 	start := time.Now()
-	defer s.finish(req.ID)
-
-	rec := audit.Record{Kind: audit.KindRequest, Session: s.id, Subject: s.subject, Remote: s.remote, Request: req.ID, Line: req.Line}
+	rec := audit.Record{Time: start, Kind: audit.KindRequest, Session: s.id, Subject: s.subject, Remote: s.remote, Request: req.ID, Line: req.Line}
 	var value string
 	err := context.Cause(ctx) // cancelled while it waited
 	if err == nil {
@@ -285,21 +305,24 @@ func (s *session) handle(ctx context.Context, req wire.Request) {
 	if err == nil && ctx.Err() != nil {
 		err = context.Cause(ctx)
 	}
+	var final wire.Event
 	switch {
 	case errors.Is(err, interp.ErrIncomplete):
 		rec.Outcome = "incomplete"
-		s.send(event(wire.Event{Type: wire.EventIncomplete, ID: req.ID}))
+		final = wire.Event{Type: wire.EventIncomplete, ID: req.ID}
 	case err != nil:
 		we := s.classify(ctx, err)
 		rec.Outcome, rec.Message = string(we.Code), we.Message
 		if we.Code == wire.CodeInternal {
 			s.srv.log.Error("console: request failed", "session", s.id, "request", req.ID, "err", err)
 		}
-		s.send(event(wire.Event{Type: wire.EventError, ID: req.ID, Code: we.Code, Message: we.Message}))
+		final = wire.Event{Type: wire.EventError, ID: req.ID, Code: we.Code, Message: we.Message}
 	default:
 		rec.Outcome = "ok"
-		s.send(event(wire.Event{Type: wire.EventResult, ID: req.ID, Value: value}))
+		final = wire.Event{Type: wire.EventResult, ID: req.ID, Value: value}
 	}
+	s.finish(req.ID) // the id is free again once its final event is out
+	s.send(event(final))
 	rec.DurationMS = ms(time.Since(start))
 	if strings.TrimSpace(req.Line) != "" {
 		s.srv.auditWrite(rec)
@@ -442,7 +465,7 @@ func (s *session) complete(req wire.Request) {
 		arg := strings.TrimLeft(trimmed[len(word):], " \t")
 		if !strings.ContainsAny(arg, " \t") {
 			for _, name := range s.srv.names {
-				if strings.HasPrefix(name, arg) {
+				if strings.HasPrefix(name, arg) && s.allowed(cmdPrefix+name) {
 					items = append(items, "help "+name)
 				}
 			}

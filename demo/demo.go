@@ -72,8 +72,8 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
 		dir = d
-	} else if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("demo: %w", err)
+	} else if err := prepareDir(dir); err != nil {
+		return nil, err
 	}
 	d := &Demo{Dir: dir, Tokens: map[string]string{}, done: make(chan struct{})}
 	if err := d.writeState(); err != nil {
@@ -161,12 +161,12 @@ func (d *Demo) writeState() error {
 		}
 		d.Tokens[s] = tok
 		hashes.WriteString(line + "\n")
-		if err := os.WriteFile(filepath.Join(d.Dir, "token-"+s), []byte(tok+"\n"), 0o600); err != nil {
-			return fmt.Errorf("demo: %w", err)
+		if err := writePrivate(filepath.Join(d.Dir, "token-"+s), tok+"\n"); err != nil {
+			return err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(d.Dir, "tokens"), []byte(hashes.String()), 0o600); err != nil {
-		return fmt.Errorf("demo: %w", err)
+	if err := writePrivate(filepath.Join(d.Dir, "tokens"), hashes.String()); err != nil {
+		return err
 	}
 	var pol strings.Builder
 	pol.WriteString(opsrepl.DefaultPolicy)
@@ -175,10 +175,53 @@ func (d *Demo) writeState() error {
 		fmt.Fprintf(&pol, "g, %s, role:%s\n", s, s)
 	}
 	d.PolicyPath = filepath.Join(d.Dir, "policy.csv")
-	if err := os.WriteFile(d.PolicyPath, []byte(pol.String()), 0o600); err != nil {
-		return fmt.Errorf("demo: %w", err)
+	if err := writePrivate(d.PolicyPath, pol.String()); err != nil {
+		return err
 	}
 	d.AuditPath = filepath.Join(d.Dir, "audit.jsonl")
+	if st, err := os.Lstat(d.AuditPath); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("demo: %s exists and is not a regular file", d.AuditPath)
+	}
+	return nil
+}
+
+// prepareDir makes dir a private folder: created 0700, or, when it
+// exists, a real folder (not a link) whose mode is then set to 0700.
+func prepareDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("demo: %s is not a folder", dir)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
+}
+
+// writePrivate writes a 0600 file by renaming a fresh temporary file over
+// name, so an existing file's mode, or a link at name, is never reused.
+func writePrivate(name, content string) error {
+	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	_, err = f.WriteString(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("demo: %w", err)
+	}
 	return nil
 }
 

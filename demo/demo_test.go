@@ -73,3 +73,38 @@ func TestStartRefusesBadListen(t *testing.T) {
 		t.Fatal("Start with an invalid address: got no error")
 	}
 }
+
+// TestReusedDirIsMadePrivate: a reused --dir with loose modes or links
+// does not leak the new tokens.
+func TestReusedDirIsMadePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	os.Mkdir(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "token-admin"), []byte("old"), 0o644)
+	outside := filepath.Join(t.TempDir(), "outside")
+	os.WriteFile(outside, []byte("untouched"), 0o644)
+	os.Symlink(outside, filepath.Join(dir, "token-viewer"))
+	d, err := Start(context.Background(), Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
+		t.Fatalf("dir mode: got %v; want 0700", st.Mode().Perm())
+	}
+	for _, name := range []string{"token-admin", "token-viewer"} {
+		st, err := os.Lstat(filepath.Join(dir, name))
+		if err != nil || !st.Mode().IsRegular() || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v, %v; want a regular 0600 file", name, st.Mode(), err)
+		}
+	}
+	if b, _ := os.ReadFile(outside); string(b) != "untouched" {
+		t.Fatalf("the demo wrote through a link: %q", b)
+	}
+
+	dir2 := filepath.Join(t.TempDir(), "state2")
+	os.Mkdir(dir2, 0o700)
+	os.Symlink(outside, filepath.Join(dir2, "audit.jsonl"))
+	if _, err := Start(context.Background(), Options{Dir: dir2}); err == nil {
+		t.Fatal("Start with audit.jsonl as a link: got no error")
+	}
+}

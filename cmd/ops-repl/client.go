@@ -80,6 +80,9 @@ type conn struct {
 	ws    *websocket.Conn
 	hello wire.Event
 	in    chan inMsg
+	// stale is set while the binary chunks of an abandoned request's file
+	// transfer are still arriving; they are dropped.
+	stale bool
 	dead  chan struct{} // closed when the connection is gone
 	why   error         // set before dead is closed
 
@@ -230,13 +233,19 @@ func (c *conn) write(req wire.Request) error {
 type handler interface {
 	event(ev wire.Event) error // every JSON event
 	chunk(data []byte) error   // binary file chunks
+	done()                     // the request is over: drop anything unfinished
 }
 
+// errTerminated is returned when the client is told to stop (SIGTERM).
+var errTerminated = exitf(exitFailed, "terminated")
+
 // do sends one request and feeds its events to h until the final one.
-// cancel, when it fires, sends a cancel request for it.
-func (c *conn) do(req wire.Request, h handler, cancel <-chan struct{}) (wire.Event, error) {
+// cancel, when it fires, sends a cancel request for it; a second one stops
+// waiting. When ctx ends, do cancels the request and returns.
+func (c *conn) do(ctx context.Context, req wire.Request, h handler, cancel <-chan struct{}) (wire.Event, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer h.done()
 	c.nextID++
 	req.ID = c.nextID
 	if err := c.write(req); err != nil {
@@ -245,6 +254,10 @@ func (c *conn) do(req wire.Request, h handler, cancel <-chan struct{}) (wire.Eve
 	canceled := false
 	for {
 		select {
+		case <-ctx.Done():
+			c.nextID++
+			c.write(wire.Request{Type: wire.TypeCancel, ID: c.nextID, Target: req.ID})
+			return wire.Event{}, errTerminated
 		case <-cancel:
 			if canceled {
 				// A second interrupt: stop waiting for the server.
@@ -259,6 +272,9 @@ func (c *conn) do(req wire.Request, h handler, cancel <-chan struct{}) (wire.Eve
 				return wire.Event{}, &exitError{code: exitConnect, err: c.why}
 			}
 			if m.typ == websocket.BinaryMessage {
+				if c.stale {
+					continue
+				}
 				if err := h.chunk(m.data); err != nil {
 					return wire.Event{}, err
 				}
@@ -269,8 +285,18 @@ func (c *conn) do(req wire.Request, h handler, cancel <-chan struct{}) (wire.Eve
 				return wire.Event{}, exitf(exitConnect, "protocol error: %v", err)
 			}
 			if ev.ID != req.ID && ev.ID != 0 {
-				continue // a late event of an earlier, cancelled request
+				// A late event of an earlier, abandoned request. Transfers
+				// are sequential, so its chunks come between its file and
+				// its file_end (or its final event).
+				switch {
+				case ev.Type == wire.EventFile:
+					c.stale = true
+				case ev.Type == wire.EventFileEnd || ev.Final():
+					c.stale = false
+				}
+				continue
 			}
+			c.stale = false
 			if err := h.event(ev); err != nil {
 				return ev, err
 			}

@@ -209,11 +209,14 @@ func runLines(ctx context.Context, c *conn, p *printer, ls []string, join bool, 
 	intr := interrupts(ctx)
 	pending := ""
 	for i, line := range ls {
+		if ctx.Err() != nil {
+			return errTerminated
+		}
 		if pending == "" && strings.TrimSpace(line) == "" {
 			continue
 		}
 		src := pending + line
-		_, err := c.do(wire.Request{Type: wire.TypeRun, Line: src}, p, intr)
+		_, err := c.do(ctx, wire.Request{Type: wire.TypeRun, Line: src}, p, intr)
 		if errors.Is(err, errIncomplete) && join && i < len(ls)-1 {
 			pending = src + "\n"
 			continue

@@ -6,7 +6,9 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -301,5 +303,81 @@ func TestClientImports(t *testing.T) {
 		if strings.Contains(string(out), bad) {
 			t.Errorf("the client-only build depends on %s", bad)
 		}
+	}
+}
+
+func TestSafeText(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain text\n\twith tab", "plain text\n\twith tab"},
+		{"ünïcödé 日本", "ünïcödé 日本"},
+		{"\x1b]0;PWNED\x07\x1b[2J", `\x1b]0;PWNED\x07\x1b[2J`},
+		{"a\rb", `a\x0db`},
+		{"\u009b31m", `\x9b31m`},
+		{"abc\u202Edef", `abc\u202edef`},
+		{"\x7f", `\x7f`},
+	}
+	for _, tt := range tests {
+		if got := safeText(tt.in); got != tt.want {
+			t.Errorf("safeText(%q): got %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestTerminalEscapesFromServer: output from the service (here a cache
+// key an unauthenticated HTTP client stored) cannot drive the terminal.
+func TestTerminalEscapesFromServer(t *testing.T) {
+	d := startDemo(t)
+	req, _ := http.NewRequest(http.MethodPut, d.AppURL+"cache/%1b%5d0;PWNED%07", strings.NewReader("v"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	r := runCLI(t, nil, "", "--url", d.ConsoleURL, "--token", d.Tokens["admin"], "-c", `fmt.Println(demo.CacheKeys(1))`)
+	if r.code != 0 || strings.ContainsRune(r.stdout, 0x1b) || !strings.Contains(r.stdout, `\x1b]0;PWNED\x07`) {
+		t.Fatalf("code %d, stdout %q", r.code, r.stdout)
+	}
+}
+
+func TestTerminatedStopsLines(t *testing.T) {
+	d := startDemo(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var out, errb bytes.Buffer
+	start := time.Now()
+	err := run(ctx, []string{"--url", d.ConsoleURL, "--token", d.Tokens["admin"], "-c", "time.Sleep(5*time.Second)", "-c", `fmt.Println("second")`},
+		func(string) string { return "" }, strings.NewReader(""), &out, &errb)
+	if !errors.Is(err, errTerminated) || exitCode(err) != exitFailed {
+		t.Fatalf("got %v; want errTerminated", err)
+	}
+	if time.Since(start) > 3*time.Second || strings.Contains(out.String(), "second") {
+		t.Fatalf("after termination: took %v, stdout %q", time.Since(start), out.String())
+	}
+}
+
+// TestAbandonedTransfer: a request given up mid-transfer (double Ctrl-C)
+// leaves no partial file and does not confuse the next request.
+func TestAbandonedTransfer(t *testing.T) {
+	d := startDemo(t)
+	ctx := context.Background()
+	c, err := dial(ctx, d.ConsoleURL, d.Tokens["operator"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	dir := t.TempDir()
+	for i := 0; i < 20; i++ {
+		p := &printer{stdout: io.Discard, stderr: io.Discard, dir: dir, lastNL: true}
+		intr := make(chan struct{}, 2)
+		intr <- struct{}{}
+		intr <- struct{}{}
+		c.do(ctx, wire.Request{Type: wire.TypeRun, Line: "heapdump"}, p, intr)
+		if _, err := c.do(ctx, wire.Request{Type: wire.TypeRun, Line: "whoami"}, p, nil); err != nil {
+			t.Fatalf("round %d: the request after an abandoned transfer failed: %v", i, err)
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".ops-repl-*"))
+	if len(left) != 0 {
+		t.Fatalf("partial downloads left behind: %v", left)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/opsrepl/opsrepl/console/wire"
 )
@@ -32,25 +33,25 @@ func (p *printer) event(ev wire.Event) error {
 	switch ev.Type {
 	case wire.EventOutput:
 		if !p.json {
-			io.WriteString(p.stdout, ev.Data)
+			io.WriteString(p.stdout, safeText(ev.Data))
 			p.lastNL = strings.HasSuffix(ev.Data, "\n")
 		}
 	case wire.EventResult:
 		if !p.json && ev.Value != "" {
 			p.newline()
-			fmt.Fprintln(p.stdout, ev.Value)
+			fmt.Fprintln(p.stdout, safeText(ev.Value))
 		}
 		p.abort()
 	case wire.EventError:
 		p.abort()
 		if !p.json {
 			p.newline()
-			fmt.Fprintf(p.stderr, "error: %s: %s\n", ev.Code, ev.Message)
+			fmt.Fprintf(p.stderr, "error: %s: %s\n", safeText(string(ev.Code)), safeText(ev.Message))
 		}
 	case wire.EventNotice:
 		if !p.json {
 			p.newline()
-			fmt.Fprintf(p.stderr, "notice: %s\n", ev.Message)
+			fmt.Fprintf(p.stderr, "notice: %s\n", safeText(ev.Message))
 		}
 	case wire.EventFile:
 		p.abort()
@@ -76,6 +77,9 @@ func (p *printer) event(ev wire.Event) error {
 	}
 	return nil
 }
+
+// done drops a transfer the request did not finish.
+func (p *printer) done() { p.abort() }
 
 func (p *printer) chunk(data []byte) error {
 	if p.dl == nil {
@@ -103,6 +107,41 @@ func (p *printer) abort() {
 		p.dl.discard()
 		p.dl = nil
 	}
+}
+
+// safeText makes server text harmless for a terminal: control characters
+// other than newline and tab (escape sequences could retitle the window,
+// clear the screen or worse) are shown escaped, as \x1b.
+func safeText(s string) string {
+	clean := true
+	for _, r := range s {
+		if isControl(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			b.WriteString("\uFFFD")
+		case isControl(r) && r < 0x100:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case isControl(r):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool {
+	return r != '\n' && r != '\t' && (r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) ||
+		r == 0x2028 || r == 0x2029 || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069))
 }
 
 // download is a file transfer being written to a temporary file in dir.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/chzyer/readline"
 
@@ -39,7 +40,7 @@ func interactive(ctx context.Context, c *conn, p *printer, stdin io.Reader, stdo
 		Stdin:                  in,
 		Stdout:                 stdout,
 		Stderr:                 stderr,
-		AutoComplete:           &completer{c: c},
+		AutoComplete:           &completer{ctx: ctx, c: c},
 		DisableAutoSaveHistory: true,
 		InterruptPrompt:        "^C",
 		EOFPrompt:              "",
@@ -93,7 +94,7 @@ func interactive(ctx context.Context, c *conn, p *printer, stdin io.Reader, stdo
 		for len(intr) > 0 { // an old Ctrl-C must not cancel this request
 			<-intr
 		}
-		_, err = c.do(wire.Request{Type: wire.TypeRun, Line: src}, p, intr)
+		_, err = c.do(ctx, wire.Request{Type: wire.TypeRun, Line: src}, p, intr)
 		if errors.Is(err, errIncomplete) {
 			pending = src + "\n"
 			rl.SetPrompt(strings.Repeat(" ", max(len(prompt)-4, 0)) + "... ")
@@ -103,21 +104,26 @@ func interactive(ctx context.Context, c *conn, p *printer, stdin io.Reader, stdo
 		rl.SaveHistory(src)
 		pending = ""
 		rl.SetPrompt(prompt)
-		if code := exitCode(err); code == exitConnect {
+		if code := exitCode(err); code == exitConnect || errors.Is(err, errTerminated) {
 			return err
 		}
 	}
 }
 
 // completer asks the server for completions.
-type completer struct{ c *conn }
+type completer struct {
+	ctx context.Context
+	c   *conn
+}
 
 func (cm *completer) Do(line []rune, pos int) ([][]rune, int) {
 	s := string(line)
 	bpos := len(string(line[:pos]))
 	var got wire.Event
 	h := handlerFunc(func(ev wire.Event) error { got = ev; return nil })
-	if _, err := cm.c.do(wire.Request{Type: wire.TypeComplete, Line: s, Pos: &bpos}, h, nil); err != nil {
+	ctx, cancel := context.WithTimeout(cm.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := cm.c.do(ctx, wire.Request{Type: wire.TypeComplete, Line: s, Pos: &bpos}, h, nil); err != nil {
 		return nil, 0
 	}
 	if got.Start < 0 || got.Start > bpos {
@@ -139,6 +145,7 @@ func (f handlerFunc) event(ev wire.Event) error { return f(ev) }
 func (f handlerFunc) chunk([]byte) error {
 	return exitf(exitConnect, "protocol error: unexpected binary frame")
 }
+func (f handlerFunc) done() {}
 
 // history is the prompt history file: mode 0600 in a 0700 folder of the
 // user's config dir. Failures only disable it.
