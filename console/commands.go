@@ -53,6 +53,7 @@ func builtinCommands() []*command {
 		{name: "gc", summary: "run a garbage collection and show the heap before and after", run: runGC},
 		{name: "heapdump", usage: "[--gc]", summary: "download a heap profile (pprof format; open with go tool pprof)", run: runHeapdump},
 		{name: "reset", summary: "discard your Go interpreter and its state", run: runReset},
+		{name: "vars", summary: "list the packages and variables your Go session can reach", run: runVars},
 	}
 }
 
@@ -236,6 +237,21 @@ func runReset(ctx context.Context, c *call) error {
 	} else {
 		fmt.Fprintln(c.out, "no interpreter to reset")
 	}
+	return nil
+}
+
+func runVars(ctx context.Context, c *call) error {
+	if err := noFlags(c); err != nil {
+		return err
+	}
+	if !c.s.allowed(objEval) {
+		return wire.Errorf(wire.CodeForbidden, "%s may not evaluate Go (policy object eval, action run)", c.s.subject)
+	}
+	in, err := c.s.interpreter(c.id)
+	if err != nil {
+		return err
+	}
+	in.Vars(c.out)
 	return nil
 }
 

@@ -86,7 +86,7 @@ func newFixture(t *testing.T, mod func(*Options)) *fixture {
 		Exports: new(interp.Exports).
 			Func("shop/cache", "Len", func() int { return 42 }).
 			Func("shop/cache", "Bump", func() int { counter.Lock(); defer counter.Unlock(); counter.n++; return counter.n }),
-		EvalTimeout: 5 * time.Second,
+		Interp: interp.Options{Timeout: 5 * time.Second},
 	}
 	if mod != nil {
 		mod(&opts)
@@ -473,7 +473,7 @@ func TestCancelAndReset(t *testing.T) {
 }
 
 func TestTimeout(t *testing.T) {
-	f := newFixture(t, func(o *Options) { o.EvalTimeout = 200 * time.Millisecond })
+	f := newFixture(t, func(o *Options) { o.Interp.Timeout = 200 * time.Millisecond })
 	c := f.dial(t, "admin")
 	if final, _, _, _ := c.run("for {}"); final.Code != wire.CodeTimeout {
 		t.Fatalf("for {}: got %+v; want timeout", final)
@@ -484,7 +484,7 @@ func TestTimeout(t *testing.T) {
 }
 
 func TestOutputLimit(t *testing.T) {
-	f := newFixture(t, func(o *Options) { o.MaxOutputBytes = 1000 })
+	f := newFixture(t, func(o *Options) { o.Interp.MaxOutput = 1000 })
 	c := f.dial(t, "admin")
 	final, out, _, _ := c.run(`for i := 0; i < 100000; i++ { fmt.Println("flood flood flood") }`)
 	if final.Code != wire.CodeLimit {
@@ -510,6 +510,10 @@ func TestComplete(t *testing.T) {
 		{"viewer", "help ", "help buildinfo,help goroutines,help help,help memstats,help whoami"},
 		{"operator", "help h", "help heapdump,help help"},
 		{"viewer", "zz", ""},
+		{"admin", "strings.ToU", "strings.ToUpper,strings.ToUpperSpecial"},
+		{"admin", "x := cache.L", "cache.Len"},
+		{"admin", "fmt.Println(strconv.Ito", "strconv.Itoa"},
+		{"viewer", "strings.ToU", ""}, // no eval, no Go completion
 	}
 	for _, tt := range tests {
 		t.Run(tt.subject+" "+tt.line, func(t *testing.T) {
@@ -776,5 +780,71 @@ func TestAuditFileMode(t *testing.T) {
 	st, _ := os.Stat(path)
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("audit file mode: got %v; want 0600", st.Mode().Perm())
+	}
+}
+
+func TestVars(t *testing.T) {
+	f := newFixture(t, nil)
+	admin := f.dial(t, "admin")
+	admin.run("answer := 42")
+	_, out, _, _ := admin.run("vars")
+	for _, want := range []string{"shop/cache (as cache)", "Len", "func() int", "strings", "answer", "int"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("vars lacks %q:\n%s", want, out)
+		}
+	}
+	viewer := f.dial(t, "viewer")
+	if final, _, _, _ := viewer.run("vars"); final.Code != wire.CodeForbidden {
+		t.Fatalf("vars as viewer: got %+v; want forbidden", final)
+	}
+}
+
+// TestPackagesPerSubject: a subject's interpreter contains only the
+// exported packages the policy lets it import.
+func TestPackagesPerSubject(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		base := o.Authorizer
+		o.Authorizer = AuthorizerFunc(func(sub, obj, act string) (bool, error) {
+			if sub == "operator" && obj == "eval" {
+				return true, nil // operator may eval; pkg:shop/cache stays denied
+			}
+			return base.Authorize(sub, obj, act)
+		})
+	})
+	op := f.dial(t, "operator")
+	if final, _, _, _ := op.run("cache.Len()"); final.Code != wire.CodeEval {
+		t.Fatalf("operator reaching cache: got %+v; want eval error", final)
+	}
+	admin := f.dial(t, "admin")
+	if final, _, _, _ := admin.run("cache.Len()"); final.Value != "42" {
+		t.Fatalf("admin reaching cache: got %+v", final)
+	}
+}
+
+func TestRecycle(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Interp.MaxEvals = 3 })
+	c := f.dial(t, "admin")
+	c.run("x := 1")
+	c.run("x")
+	c.run("x")
+	final, _, _, evs := c.run("1+2")
+	noticed := false
+	for _, ev := range evs {
+		noticed = noticed || (ev.Type == wire.EventNotice && strings.Contains(ev.Message, "recycled"))
+	}
+	if !noticed || final.Value != "3" {
+		t.Fatalf("after MaxEvals: notice %v, final %+v", noticed, final)
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Interp.MaxHeapGrowth = 32 << 20 })
+	c := f.dial(t, "admin")
+	final, _, _, _ := c.run("var keep [][]byte; for { keep = append(keep, make([]byte, 1<<20)) }")
+	if final.Code != wire.CodeLimit || !strings.Contains(final.Message, "heap") {
+		t.Fatalf("heap growth: got %+v; want limit", final)
+	}
+	if final, _, _, _ := c.run("1+2"); final.Value != "3" {
+		t.Fatalf("1+2 after the memory limit: %+v", final)
 	}
 }

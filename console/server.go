@@ -67,10 +67,14 @@ type Options struct {
 	// Logger receives operational logs; never tokens. Default: discard.
 	Logger *slog.Logger
 
-	// EvalTimeout bounds each Go evaluation. Default: 10s.
-	EvalTimeout time.Duration
-	// MaxOutputBytes caps the output of one Go evaluation. Default: 1 MiB.
-	MaxOutputBytes int
+	// Interp holds the limits of each session's Go interpreter: time
+	// (Timeout, default 10s), output (MaxOutput, 1 MiB), heap growth
+	// (MaxHeapGrowth, 256 MiB), one allocation (MaxAlloc, 256 MiB), call
+	// depth (MaxDepth, 1000) and evals before the interpreter is replaced
+	// (MaxEvals, 2000); see interp.Options. Its Exports and Packages are
+	// ignored: the console sets them per subject from Exports and the
+	// policy.
+	Interp interp.Options
 	// MaxMessageBytes is the largest frame a client may send; a larger one
 	// closes the connection (WebSocket status 1009). Default: 1 MiB.
 	MaxMessageBytes int64
@@ -121,8 +125,7 @@ func New(opts Options) (*Server, error) {
 	if err := opts.Exports.Err(); err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
-	setDefault(&opts.EvalTimeout, 10*time.Second)
-	setDefault(&opts.MaxOutputBytes, 1<<20)
+	opts.Interp = opts.Interp.WithDefaults()
 	setDefault(&opts.MaxMessageBytes, 1<<20)
 	setDefault(&opts.MaxSessions, 64)
 	setDefault(&opts.MaxQueued, 16)

@@ -337,9 +337,11 @@ func (s *session) classify(ctx context.Context, err error) *wire.Error {
 	case errors.Is(context.Cause(ctx), errCanceled) || errors.Is(err, errCanceled):
 		return wire.Errorf(wire.CodeCanceled, "canceled")
 	case errors.Is(err, context.DeadlineExceeded):
-		return wire.Errorf(wire.CodeTimeout, "stopped after the %s time limit", s.srv.opts.EvalTimeout)
+		return wire.Errorf(wire.CodeTimeout, "stopped after the %s time limit", s.srv.opts.Interp.Timeout)
 	case errors.Is(err, interp.ErrOutputLimit):
-		return wire.Errorf(wire.CodeLimit, "output passed the %d-byte limit; stopped", s.srv.opts.MaxOutputBytes)
+		return wire.Errorf(wire.CodeLimit, "output passed the %d-byte limit; stopped", s.srv.opts.Interp.MaxOutput)
+	case errors.Is(err, interp.ErrMemoryLimit):
+		return wire.Errorf(wire.CodeLimit, "the evaluation grew the heap by more than %d bytes; stopped", s.srv.opts.Interp.MaxHeapGrowth)
 	case s.ctx.Err() != nil:
 		return wire.Errorf(wire.CodeUnavailable, "session closing")
 	case errors.As(err, &ce):
@@ -392,7 +394,7 @@ func (s *session) execute(ctx context.Context, req wire.Request, rec *audit.Reco
 		return "", wire.Errorf(wire.CodeForbidden, "%s may not evaluate Go (policy object eval, action run); type help for the commands you may run", s.subject)
 	}
 	rec.Decision = "allow"
-	in, err := s.interpreter()
+	in, err := s.interpreter(req.ID)
 	if err != nil {
 		return "", err
 	}
@@ -417,8 +419,13 @@ func isEvalError(err error) bool {
 }
 
 // interpreter returns the session's interpreter, building it on first use
-// with the exported packages this subject may import.
-func (s *session) interpreter() (*interp.Interpreter, error) {
+// with the exported packages this subject may import, and replacing it
+// (with a notice for request id) once it has served its evals.
+func (s *session) interpreter(id uint64) (*interp.Interpreter, error) {
+	if s.interp != nil && s.interp.Spent() {
+		s.interp = nil
+		s.send(event(wire.Event{Type: wire.EventNotice, ID: id, Message: "the interpreter was recycled after its evaluation limit: your Go variables and imports are gone"}))
+	}
 	if s.interp != nil {
 		return s.interp, nil
 	}
@@ -428,12 +435,9 @@ func (s *session) interpreter() (*interp.Interpreter, error) {
 			pkgs = append(pkgs, p)
 		}
 	}
-	in, err := interp.New(interp.Options{
-		Exports:   s.srv.opts.Exports,
-		Packages:  pkgs,
-		Timeout:   s.srv.opts.EvalTimeout,
-		MaxOutput: s.srv.opts.MaxOutputBytes,
-	})
+	opts := s.srv.opts.Interp
+	opts.Exports, opts.Packages = s.srv.opts.Exports, pkgs
+	in, err := interp.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("console: build interpreter: %w", err)
 	}
@@ -472,7 +476,23 @@ func (s *session) complete(req wire.Request) {
 		}
 	}
 	start := len(prefix) - len(trimmed)
+	if len(items) == 0 && s.allowed(objEval) {
+		// Go: complete the identifier or pkg.Member under the cursor.
+		i := len(prefix)
+		for i > 0 && isIdentByte(prefix[i-1]) {
+			i--
+		}
+		if word := prefix[i:]; word != "" && !(word[0] >= '0' && word[0] <= '9') {
+			if in, err := s.interpreter(req.ID); err == nil {
+				items, start = in.Complete(word), i
+			}
+		}
+	}
 	s.send(event(wire.Event{Type: wire.EventCompletions, ID: req.ID, Items: items, Start: start}))
+}
+
+func isIdentByte(c byte) bool {
+	return c == '_' || c == '.' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
 }
 
 // sendFile streams data as a file transfer: a file event, binary chunks,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"go/token"
 	"io"
 	"reflect"
 	"strings"
@@ -15,7 +14,7 @@ import (
 	"github.com/traefik/yaegi/interp"
 )
 
-// Options configures New.
+// Options configures New. Zero fields take their defaults.
 type Options struct {
 	// Exports holds the application symbols. Default: none.
 	Exports *Exports
@@ -28,20 +27,67 @@ type Options struct {
 	// MaxOutput caps what one Eval may print, in bytes; reaching it stops
 	// the eval with ErrOutputLimit. Default: 1 MiB.
 	MaxOutput int
+	// MaxHeapGrowth stops an eval (ErrMemoryLimit) when the process heap
+	// grows by more than this many bytes while it runs. The heap is the
+	// whole process's: an application allocating heavily at the same time
+	// counts too. Default: 256 MiB.
+	MaxHeapGrowth uint64
+	// MaxAlloc bounds one allocation by make, and the size of array types
+	// (counted as 16 bytes an element), in bytes. Default: 256 MiB.
+	MaxAlloc uint64
+	// MaxDepth bounds the nesting of interpreted calls; Go's own stack
+	// overflow would kill the process. Default: 1000.
+	MaxDepth int
+	// MaxEvals is how many evals an interpreter serves before Spent
+	// reports true: each eval retains a little memory, and evals slow down
+	// as history grows. Default: 2000.
+	MaxEvals int
+}
+
+// WithDefaults returns o with every zero limit set to its default.
+func (o Options) WithDefaults() Options {
+	o.setDefaults()
+	return o
+}
+
+func (o *Options) setDefaults() {
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.MaxOutput <= 0 {
+		o.MaxOutput = 1 << 20
+	}
+	if o.MaxHeapGrowth == 0 {
+		o.MaxHeapGrowth = 256 << 20
+	}
+	if o.MaxAlloc == 0 {
+		o.MaxAlloc = 256 << 20
+	}
+	if o.MaxDepth <= 0 {
+		o.MaxDepth = 1000
+	}
+	if o.MaxEvals <= 0 {
+		o.MaxEvals = 2000
+	}
 }
 
 // Interpreter evaluates Go source against an allowlisted symbol table. One
 // Eval runs at a time. After an Eval that was stopped (timeout, cancel,
-// output limit), the interpreter refuses further work with ErrReset: the
-// owner must build a new one, because yaegi may resume stopped code.
+// output or memory limit), the interpreter refuses further work with
+// ErrReset: the owner must build a new one, because yaegi may resume
+// stopped code.
 type Interpreter struct {
 	opts    Options
 	yi      *interp.Interpreter
 	allowed map[string]bool // importable paths
+	table   map[string]map[string]reflect.Value
+	guard   *guard
+	ss      *session
 
 	mu     sync.Mutex // serializes Eval
 	out    *switchWriter
 	broken bool
+	evals  int
 }
 
 // Sentinel errors, checked with errors.Is.
@@ -61,23 +107,30 @@ func New(opts Options) (*Interpreter, error) {
 	if err := opts.Exports.Err(); err != nil {
 		return nil, err
 	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 10 * time.Second
+	opts.setDefaults()
+	in := &Interpreter{
+		opts:    opts,
+		out:     &switchWriter{ctx: context.Background()},
+		allowed: map[string]bool{},
+		guard:   &guard{maxDepth: int32(opts.MaxDepth), maxAlloc: opts.MaxAlloc},
+		ss:      newSession(),
 	}
-	if opts.MaxOutput <= 0 {
-		opts.MaxOutput = 1 << 20
-	}
-	in := &Interpreter{opts: opts, out: &switchWriter{ctx: context.Background()}, allowed: map[string]bool{}}
 	for p := range stdlibAllow {
 		in.allowed[p] = true
 	}
 	for _, p := range opts.Packages {
 		in.allowed[p] = true
 	}
-	table, err := symbolTable(opts.Exports, opts.Packages, in.out.context)
+	table, err := symbolTable(opts.Exports, opts.Packages, in.out.context, opts.MaxAlloc)
 	if err != nil {
 		return nil, err
 	}
+	in.table = table
+	full := make(map[string]map[string]reflect.Value, len(table)+1)
+	for k, v := range table {
+		full[k] = v
+	}
+	full[guardPkg+"/"+guardPkg] = in.guard.symbols()
 	in.yi = interp.New(interp.Options{
 		Stdin:                strings.NewReader(""),
 		Stdout:               in.out,
@@ -87,103 +140,103 @@ func New(opts Options) (*Interpreter, error) {
 		SourcecodeFilesystem: fstest.MapFS{},
 		GoPath:               "/nonexistent",
 	})
-	if err := in.yi.Use(table); err != nil { // one Use call, with fmt/fmt
+	if err := in.yi.Use(full); err != nil { // one Use call, with fmt/fmt
 		return nil, fmt.Errorf("interp: load symbols: %w", err)
 	}
 	in.yi.ImportUsed()
 	return in, nil
 }
 
+// Spent reports whether the interpreter has served Options.MaxEvals evals
+// and should be replaced.
+func (in *Interpreter) Spent() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.evals >= in.opts.MaxEvals
+}
+
 // Eval checks and runs src, streaming what it prints to out, and returns
 // the value of a final expression formatted as text ("" for statements).
-// Errors: ErrIncomplete, a *CheckError for rejected source, context errors
-// on timeout or cancel (then ErrReset for every later call),
-// ErrOutputLimit, or an *EvalError for compile and run-time failures.
+// A submission may mix declarations and statements; they run in order.
+//
+// Errors: ErrIncomplete; a *CheckError for rejected source; an *EvalError
+// for compile and run-time failures (panics included); and, after which
+// the interpreter refuses more work with ErrReset: context errors (timeout,
+// cancel), ErrOutputLimit, ErrMemoryLimit.
 func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (string, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.broken {
 		return "", ErrReset
 	}
-	node, err := check(token.NewFileSet(), src, in.allowed)
+	chunks, err := split(src)
 	if err != nil {
 		return "", err
 	}
+	lim := limits{maxElems: in.opts.MaxAlloc / 16}
+	preps := make([]prepared, 0, len(chunks))
+	for _, c := range chunks {
+		p, err := in.ss.prepare(c, in.allowed, lim)
+		if err != nil {
+			return "", err
+		}
+		preps = append(preps, p)
+	}
+	if len(preps) == 0 {
+		return "", nil
+	}
+	in.evals++
+
 	ctx, cancel := context.WithTimeout(ctx, in.opts.Timeout)
 	defer cancel()
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	go heapWatch(ctx, in.opts.MaxHeapGrowth, stop)
 
 	lw := &limitWriter{w: out, left: in.opts.MaxOutput, stop: stop}
 	in.out.set(ctx, lw)
 	defer in.out.set(context.Background(), nil)
+	in.guard.depth.Store(0)
 
-	// EvalWithContext parses again and compiles on a fresh goroutine,
-	// which costs about twice as much as CompileAST on the caller's
-	// goroutine plus ExecuteWithContext; but ExecuteWithContext races on
-	// its own results when cancelled (yaegi v0.16.1), EvalWithContext
-	// does not.
-	v, err := in.yi.EvalWithContext(ctx, src)
+	var v reflect.Value
+	for _, p := range preps {
+		v, err = in.yi.EvalWithContext(ctx, p.src)
+		if ctx.Err() != nil {
+			in.broken = true
+			return "", context.Cause(ctx)
+		}
+		if err != nil {
+			return "", in.evalError(ctx, err)
+		}
+	}
+	if !v.IsValid() || v.Kind() == reflect.Func || !preps[len(preps)-1].showResult {
+		return "", nil
+	}
+	return in.format(ctx, v)
+}
+
+// format renders a result or panic value. Values of basic types are
+// formatted here; anything else inside an eval, so that an interpreted
+// String or Error method is bound by the eval's deadline.
+func (in *Interpreter) format(ctx context.Context, v reflect.Value) (string, error) {
+	if plain(v) {
+		return formatValue(v), nil
+	}
+	in.guard.slot = v
+	defer func() { in.guard.slot = reflect.Value{} }()
+	_, err := in.yi.EvalWithContext(ctx, guardPkg+".Format()")
 	if ctx.Err() != nil {
 		in.broken = true
 		return "", context.Cause(ctx)
 	}
 	if err != nil {
-		return "", evalError(err)
-	}
-	if !v.IsValid() || v.Kind() == reflect.Func || !showsResult(node) {
-		return "", nil
-	}
-	res, err := format(ctx, v)
-	if err != nil {
-		in.broken = true
-		return "", err
-	}
-	return res, nil
-}
-
-// format renders a result. It runs on its own goroutine so that an
-// interpreted String method that never returns cannot hold the caller past
-// the eval's deadline.
-func format(ctx context.Context, v reflect.Value) (string, error) {
-	switch v.Kind() { // kinds without methods run no user code: format inline
-	case reflect.String:
-		if v.Type() == reflect.TypeFor[string]() {
-			return fmt.Sprintf("%q", v.String()), nil
+		var p interp.Panic
+		if errors.As(err, &p) {
+			return "", &EvalError{Msg: "panic while formatting the result"}
 		}
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
-		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
-		if v.Type().PkgPath() == "" && v.CanInterface() { // predeclared type: no String method
-			return fmt.Sprint(v.Interface()), nil
-		}
+		return "", &EvalError{Msg: "cannot format the result: " + stripPosition(err.Error())}
 	}
-	done := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() {
-		defer func() {
-			if r := recover(); r != nil {
-				errc <- &EvalError{Msg: fmt.Sprintf("panic while formatting the result: %v", r)}
-			}
-		}()
-		var s string
-		if v.Kind() == reflect.String {
-			s = fmt.Sprintf("%q", v.String())
-		} else if v.CanInterface() {
-			s = fmt.Sprint(v.Interface())
-		} else {
-			s = v.String()
-		}
-		done <- s
-	}()
-	select {
-	case s := <-done:
-		return s, nil
-	case err := <-errc:
-		return "", err
-	case <-ctx.Done():
-		return "", context.Cause(ctx)
-	}
+	return in.guard.formatted, nil
 }
 
 // EvalError is a compile or run-time failure of evaluated source. Msg is
@@ -192,12 +245,30 @@ type EvalError struct{ Msg string }
 
 func (e *EvalError) Error() string { return e.Msg }
 
-func evalError(err error) error {
+func (in *Interpreter) evalError(ctx context.Context, err error) error {
 	var p interp.Panic
 	if errors.As(err, &p) {
-		return &EvalError{Msg: fmt.Sprintf("panic: %v", p.Value)}
+		switch pv := p.Value.(type) {
+		case depthPanic, allocPanic:
+			return &EvalError{Msg: pv.(error).Error()}
+		case string:
+			if pv == "nil type" { // yaegi's compiler on range over int or func
+				return &EvalError{Msg: "the interpreter cannot compile this: range over an integer or a function is not supported (Go 1.22-level language)"}
+			}
+		}
+		s, ferr := in.format(ctx, reflect.ValueOf(p.Value))
+		if ferr != nil {
+			return ferr
+		}
+		return &EvalError{Msg: "panic: " + strings.Trim(s, `"`)}
 	}
-	return &EvalError{Msg: stripPosition(err.Error())}
+	msg := stripPosition(err.Error())
+	for _, b := range []string{"min", "max", "clear"} {
+		if msg == "undefined: "+b {
+			msg += " (the interpreter implements Go 1.20-level builtins: no min, max or clear)"
+		}
+	}
+	return &EvalError{Msg: msg}
 }
 
 // stripPosition drops the "file:line:col: " prefix of a yaegi error: the

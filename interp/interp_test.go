@@ -73,7 +73,46 @@ func TestEval(t *testing.T) {
 		{src: "min(1, 2)", err: "undefined: min"},
 		{src: "", want: ""},
 		{src: "// yaegi:tags foo\n1", want: "1"},
-		{src: "1+2", want: "3"}, // still healthy after all the above
+		// Mixed submissions are split and run in order.
+		{src: `import "strconv"; strconv.Quote("q")`, want: `"\"q\""`},
+		{src: "func triple(n int) int { return 3 * n }; triple(5)", want: "15"},
+		{src: "type pt struct{ X, Y int }; p := pt{1, 2}; p.X + p.Y", want: "3"},
+		{src: "func(n int) int { return n + 1 }(1)", want: "2"},
+		{src: "func(n int) (r int) { r = n * 2; return }(4)", want: "8"},
+		{src: "const K = 3; var arr [K]int; len(arr)", want: "3"},
+		// Guards.
+		{src: "__opsrepl.Enter()", err: "reserved"},
+		{src: "var __x = 1", err: "reserved"},
+		{src: "func down(n int) int { return down(n+1) + 1 }; down(0)", err: "call depth limit (1000)"},
+		{src: "func ok(n int) int { if n == 0 { return 0 }; return ok(n-1) + 1 }; ok(900)", want: "900"},
+		{src: "make([]byte, 1<<40)", err: "would allocate"},
+		{src: "make([]int64, 1<<26)", err: "would allocate"},
+		{src: "make([]byte, 10, 1<<40)", err: "would allocate"},
+		{src: "make(map[int]int, 1<<40)", err: "would allocate"},
+		{src: "make(chan [1024]byte, 1<<20)", err: "would allocate"},
+		{src: "n := int64(1) << 40; make([]byte, n)", err: "would allocate"},
+		{src: "len(make([]byte, 1000))", want: "1000"},
+		{src: "var big [1 << 40]byte", err: "more than"},
+		{src: "var grid [1 << 20][1 << 20]byte", err: "more than"},
+		{src: "type blk [1 << 20]byte; var many [1 << 10]blk", err: "more than"},
+		{src: "type rec struct { a, b [1 << 24]int }", err: "more than"},
+		{src: "p := new([1 << 40]byte)", err: "more than"},
+		{src: `var v [len("abc")]int`, err: "constant expression"},
+		{src: "x := []int{1 << 40: 1}", err: "more than"},
+		{src: "x := [...]int{1 << 40: 1}", err: "more than"},
+		{src: "i := 5; x := []int{i: 1}", err: "constant expression"},
+		{src: `strings.ReplaceAll(strings.Repeat("a", 1<<20), "a", strings.Repeat("b", 1<<20))`, err: "limit"},
+		{src: `strings.Replace(strings.Repeat("a", 1<<20), "a", strings.Repeat("b", 1<<10), -1)`, err: "limit"},
+		{src: `strings.Replace("aaa", "a", "bb", 2)`, want: `"bbbba"`},
+		{src: `strings.Join([]string{"a", "b"}, ",")`, want: `"a,b"`},
+		{src: `strings.NewReplacer("a", "b")`, err: "no symbol NewReplacer"},
+		// Results and panics that run interpreted methods are formatted
+		// inside the eval.
+		{src: `type myErr struct{}; func (myErr) Error() string { return "custom" }; func mk() error { return myErr{} }; mk()`, want: "custom"},
+		{src: `type loud struct{}; func (loud) Error() string { panic("inner") }; func mk2() error { return loud{} }; mk2()`, want: "%!v(PANIC=Error method: inner)"},
+		{src: `panic(mk())`, err: "panic: custom"},
+		{src: `panic(fmt.Errorf("wrapped %d", 7))`, err: "panic: wrapped 7"},
+		{src: "min(1, 2)", err: "no min, max or clear"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.src, func(t *testing.T) {
@@ -104,14 +143,19 @@ func TestStopResets(t *testing.T) {
 	}{
 		{"timeout", "for {}", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, context.DeadlineExceeded},
 		{"sleep honours the deadline", "time.Sleep(time.Hour)", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, context.DeadlineExceeded},
+		{"blocked channel", "c := make(chan int); <-c", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, context.DeadlineExceeded},
+		{"recover loop", "for { func() { defer func() { recover() }(); panic(1) }() }", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, context.DeadlineExceeded},
 		{"cancel", "for {}", func() (context.Context, context.CancelFunc) {
 			return context.WithTimeout(context.Background(), 50*time.Millisecond)
 		}, context.DeadlineExceeded},
 		{"output limit", `for { fmt.Println("flood") }`, func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, ErrOutputLimit},
+		{"heap growth", `var keep [][]byte; for { keep = append(keep, make([]byte, 1<<20)) }`, func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, ErrMemoryLimit},
+		{"string doubling", `s := "x"; for { s += s }`, func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, ErrMemoryLimit},
+		{"Error method that never returns", `type spin struct{}; func (spin) Error() string { for {} }; func mk() error { return spin{} }; mk()`, func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, context.DeadlineExceeded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := newTest(t, Options{Timeout: 300 * time.Millisecond, MaxOutput: 100})
+			in := newTest(t, Options{Timeout: 2 * time.Second, MaxOutput: 100, MaxHeapGrowth: 64 << 20})
 			ctx, cancel := tt.ctx()
 			defer cancel()
 			start := time.Now()

@@ -26,21 +26,18 @@ var stdlibAllow = map[string]bool{
 	"unicode/utf8": true,
 }
 
-// Size limits enforced by the wrapped size-amplifying functions.
-const maxStringResult = 16 << 20
-
 // dropped names, per package: callbacks that run user code on a new
 // goroutine (a panic there kills the host), and growth without bounds.
 var dropped = map[string][]string{
 	"time":    {"AfterFunc", "Tick", "NewTicker", "NewTimer", "After"},
-	"strings": {"Builder"},
+	"strings": {"Builder", "NewReplacer"},
 }
 
 // symbolTable returns the yaegi symbol table for one interpreter: the
 // allowlisted standard library, curated, plus the given application
 // packages. sleepCtx returns the context of the eval in progress, so a
 // wrapped time.Sleep honours cancellation.
-func symbolTable(exp *Exports, pkgs []string, sleepCtx func() context.Context) (map[string]map[string]reflect.Value, error) {
+func symbolTable(exp *Exports, pkgs []string, sleepCtx func() context.Context, maxBytes uint64) (map[string]map[string]reflect.Value, error) {
 	table := map[string]map[string]reflect.Value{}
 	for key, syms := range stdlib.Symbols {
 		if key == "." { // interface wrapper types, not a package
@@ -71,15 +68,7 @@ func symbolTable(exp *Exports, pkgs []string, sleepCtx func() context.Context) (
 		case <-sleepCtx().Done():
 		}
 	})
-	table["strings/strings"]["Repeat"] = reflect.ValueOf(func(s string, n int) string {
-		if n < 0 {
-			panic("strings: negative Repeat count")
-		}
-		if len(s) > 0 && n > maxStringResult/len(s) {
-			panic(fmt.Sprintf("strings.Repeat: result of %d × %d bytes is over the %d-byte limit", len(s), n, maxStringResult))
-		}
-		return strings.Repeat(s, n)
-	})
+	wrapAmplifiers(table["strings/strings"], maxBytes)
 	for _, p := range pkgs {
 		syms, ok := exp.pkgs[p]
 		if !ok {
@@ -95,3 +84,48 @@ func symbolTable(exp *Exports, pkgs []string, sleepCtx func() context.Context) (
 }
 
 func lastElem(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
+
+// wrapAmplifiers replaces the strings functions whose result can be far
+// larger than their input with versions that refuse a result over
+// maxBytes before allocating it: one call must not be able to ask the
+// runtime for more memory than the machine has (a fatal error).
+func wrapAmplifiers(m map[string]reflect.Value, maxBytes uint64) {
+	check := func(fn string, n float64) {
+		if n > float64(maxBytes) {
+			panic(fmt.Sprintf("strings.%s: the result would be about %.0f bytes; the limit is %d", fn, n, maxBytes))
+		}
+	}
+	m["Repeat"] = reflect.ValueOf(func(s string, count int) string {
+		if count < 0 {
+			panic("strings: negative Repeat count")
+		}
+		check("Repeat", float64(len(s))*float64(count))
+		return strings.Repeat(s, count)
+	})
+	replaced := func(fn, s, old, new string, n int) {
+		if len(new) <= len(old) {
+			return
+		}
+		m := strings.Count(s, old)
+		if n >= 0 && n < m {
+			m = n
+		}
+		check(fn, float64(len(s))+float64(m)*float64(len(new)-len(old)))
+	}
+	m["Replace"] = reflect.ValueOf(func(s, old, new string, n int) string {
+		replaced("Replace", s, old, new, n)
+		return strings.Replace(s, old, new, n)
+	})
+	m["ReplaceAll"] = reflect.ValueOf(func(s, old, new string) string {
+		replaced("ReplaceAll", s, old, new, -1)
+		return strings.ReplaceAll(s, old, new)
+	})
+	m["Join"] = reflect.ValueOf(func(elems []string, sep string) string {
+		n := float64(len(sep)) * float64(max(len(elems)-1, 0))
+		for _, e := range elems {
+			n += float64(len(e))
+		}
+		check("Join", n)
+		return strings.Join(elems, sep)
+	})
+}
