@@ -42,6 +42,9 @@ type Options struct {
 	Leak bool
 	// Logger receives the console's logs. Default: discard.
 	Logger *slog.Logger
+	// Interp holds the limits of the REPL's interpreters (see
+	// console.Options.Interp). Default: interp's defaults.
+	Interp interp.Options
 }
 
 // Demo is a running demo service.
@@ -106,6 +109,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		Audit:         d.audit,
 		Exports:       exp,
 		Logger:        opts.Logger,
+		Interp:        opts.Interp,
 	})
 	if err != nil {
 		d.audit.Close()

@@ -1,0 +1,282 @@
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/opsrepl/opsrepl/console/wire"
+	"github.com/opsrepl/opsrepl/interp"
+)
+
+// hostile is one snippet an admin might type to break out or bring the
+// service down. MARK, ADDR and SECRET in src are replaced by a file path
+// that must not appear, an address that must not be dialled, and the
+// name of an environment variable whose value must not leak.
+type hostile struct {
+	name string
+	src  string
+	code wire.Code // the final event's code; "" means the request succeeds
+	msg  string    // substring of the error message (or of the value)
+}
+
+var hostileCases = []hostile{
+	// Command execution, files, environment, network.
+	{"exec a command", `import "os/exec"; exec.Command("touch", "MARK").Run()`, wire.CodeEval, "not available"},
+	{"write a file", `import "os"; os.WriteFile("MARK", []byte("x"), 0o644)`, wire.CodeEval, "not available"},
+	{"read /proc/self/environ", `import "os"; b, _ := os.ReadFile("/proc/self/environ"); string(b)`, wire.CodeEval, "not available"},
+	{"ioutil read", `import "io/ioutil"; ioutil.ReadFile("/etc/passwd")`, wire.CodeEval, "not available"},
+	{"os.Getenv without import", `os.Getenv("SECRET")`, wire.CodeEval, "undefined: os"},
+	{"syscall env", `import "syscall"; syscall.Getenv("SECRET")`, wire.CodeEval, "not available"},
+	{"net dial", `import "net"; net.Dial("tcp", "ADDR")`, wire.CodeEval, "not available"},
+	{"http get", `import "net/http"; http.Get("http://ADDR/")`, wire.CodeEval, "not available"},
+	// Reaching past the allowlist.
+	{"unsafe", `import "unsafe"; unsafe.Pointer(nil)`, wire.CodeEval, "not available"},
+	{"reflect", `import "reflect"; reflect.ValueOf(1)`, wire.CodeEval, "not available"},
+	{"stdlib table reaching itself", `import "github.com/traefik/yaegi/stdlib"; stdlib.Symbols`, wire.CodeEval, "not available"},
+	{"stdlib table by key name", `import "github.com/traefik/yaegi/stdlib/stdlib"`, wire.CodeEval, "not available"},
+	{"interpreter itself", `import "github.com/traefik/yaegi/interp"`, wire.CodeEval, "not available"},
+	{"guard package", `__opsrepl.Leave()`, wire.CodeEval, "reserved"},
+	{"relative import from disk", `import "./evil"`, wire.CodeEval, "relative"},
+	{"absolute import from disk", `import "/etc"`, wire.CodeEval, "relative and absolute"},
+	{"module import from GOPATH", `import "github.com/evil/pkg"`, wire.CodeEval, "not available"},
+	// Ending the process.
+	{"os.Exit", `import "os"; os.Exit(3)`, wire.CodeEval, "not available"},
+	{"runtime.Goexit", `import "runtime"; runtime.Goexit()`, wire.CodeEval, "not available"},
+	{"log.Fatal", `import "log"; log.Fatal("bye")`, wire.CodeEval, "not available"},
+	{"plain panic", `panic("boom")`, wire.CodeEval, "panic: boom"},
+	{"func main that panics", `func main() { panic("x") }`, wire.CodeEval, "func main"},
+	{"division by zero", `z := 0; 1 / z`, wire.CodeEval, "panic"},
+	// Goroutines.
+	{"goroutine panic", `go func() { panic("x") }()`, wire.CodeEval, "go statements"},
+	{"goroutine panic without go", `time.AfterFunc(0, func() { panic("x") })`, wire.CodeEval, "AfterFunc"},
+	{"ticker goroutine", `time.NewTicker(time.Millisecond)`, wire.CodeEval, "NewTicker"},
+	{"goroutine bomb", `for { go func() { select {} }() }`, wire.CodeEval, "go statements"},
+	// Memory.
+	{"huge make", `make([]byte, 1<<40)`, wire.CodeEval, "would allocate"},
+	{"huge make from a variable", `n := 1 << 34; b := make([]int64, n); len(b)`, wire.CodeEval, "would allocate"},
+	{"huge map hint", `make(map[string]int, 1<<40)`, wire.CodeEval, "would allocate"},
+	{"huge array type", `var a [1 << 40]byte; len(a)`, wire.CodeEval, "more than"},
+	{"huge nested array", `type row [1 << 20]int64; var grid [1 << 20]row`, wire.CodeEval, "more than"},
+	{"huge literal index", `x := []byte{1 << 40: 1}; len(x)`, wire.CodeEval, "more than"},
+	{"Repeat", `strings.Repeat("x", 1<<40)`, wire.CodeEval, "limit"},
+	{"ReplaceAll amplification", `strings.ReplaceAll(strings.Repeat("a", 1<<20), "a", strings.Repeat("b", 1<<20))`, wire.CodeEval, "limit"},
+	{"Builder.Grow", `var sb strings.Builder; sb.Grow(1 << 40)`, wire.CodeEval, "Builder"},
+	{"string doubling", `s := "x"; for { s += s }`, wire.CodeLimit, "heap"},
+	{"append loop", `var keep [][]byte; for { keep = append(keep, make([]byte, 1<<20)) }`, wire.CodeLimit, "heap"},
+	{"fmt width", `len(fmt.Sprintf("%*d", 1<<30, 1))`, "", ""},
+	// Time.
+	{"infinite loop", `for {}`, wire.CodeTimeout, "time limit"},
+	{"blocking native call", `time.Sleep(time.Hour)`, wire.CodeTimeout, "time limit"},
+	{"blocked receive", `c := make(chan int); <-c`, wire.CodeTimeout, "time limit"},
+	{"empty select", `select {}`, wire.CodeTimeout, "time limit"},
+	{"recover loop", `for { func() { defer func() { recover() }(); panic("again") }() }`, wire.CodeTimeout, "time limit"},
+	// Stack.
+	{"deep recursion", `func down(n int) int { return down(n+1) + 1 }; down(0)`, wire.CodeEval, "call depth"},
+	{"recursion through a native callback", `func srt(n int) { xs := []int{2, 1}; sort.Slice(xs, func(i, j int) bool { srt(n + 1); return xs[i] < xs[j] }) }; srt(0)`, wire.CodeEval, "call depth"},
+	{"recover swallowing the depth limit", `func deep(n int) (r int) { defer func() { recover() }(); return deep(n+1) }; deep(0)`, wire.CodeEval, "call depth"},
+	{"deeply nested expression", strings.Repeat("(", 20000) + "1" + strings.Repeat(")", 20000), "", "1"},
+	// Output.
+	{"output flood", `for { fmt.Println("flood flood flood") }`, wire.CodeLimit, "output"},
+	{"println to the real stderr", `println("REALSTDERR")`, "", ""},
+	{"print to the real stdout", `fmt.Fprintln(os.Stdout, "REALSTDOUT")`, wire.CodeEval, "undefined: os"},
+	// Runtime tuning and signals.
+	{"GC percent", `import "runtime/debug"; debug.SetGCPercent(1)`, wire.CodeEval, "not available"},
+	{"GOMAXPROCS", `import "runtime"; runtime.GOMAXPROCS(1)`, wire.CodeEval, "not available"},
+	{"max threads", `import "runtime/debug"; debug.SetMaxThreads(1)`, wire.CodeEval, "not available"},
+	{"signal handling", `import "os/signal"; signal.Ignore()`, wire.CodeEval, "not available"},
+	// Formatting that runs interpreted methods.
+	{"Error method that never returns", `type spin struct{}; func (spin) Error() string { for {} }; func mk() error { return spin{} }; mk()`, wire.CodeTimeout, "time limit"},
+	{"panic value whose Error never returns", `type spin2 struct{}; func (spin2) Error() string { for {} }; func mk2() error { return spin2{} }; panic(mk2())`, wire.CodeTimeout, "time limit"},
+	// Exported state: the demo exports functions that copy under a lock.
+	{"racing writes to exported state", `m := demo.Requests(); for i := 0; i < 100000; i++ { m["x"] = int64(i) }; len(demo.Requests()) >= 0`, "", "true"},
+	{"printing exported values", `fmt.Sprintf("%+v", demo.Requests()) != ""`, "", "true"},
+	{"calling exported functions with hostile arguments", `len(demo.CacheKeys(-1)) >= 0`, "", "true"},
+}
+
+const childEnv = "OPSREPL_HOSTILE_CASE"
+
+// TestHostile runs every hostile snippet through the demo's admin session
+// in a child process, so a regression that kills the process fails the
+// test instead of the test binary. For each it asserts: the process
+// survived, the error is the expected one, no file was written, no
+// connection was made, no secret leaked, and 1+2 works afterwards in the
+// same session and in a fresh one.
+func TestHostile(t *testing.T) {
+	if len(hostileCases) < 35 {
+		t.Fatalf("only %d hostile cases", len(hostileCases))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var dialled atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			dialled.Add(1)
+			c.Close()
+		}
+	}()
+	secret := make([]byte, 16)
+	rand.Read(secret)
+	secretValue := "s3cret-" + hex.EncodeToString(secret)
+
+	for i, hc := range hostileCases {
+		t.Run(hc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestHostileChild$")
+			cmd.Env = append(os.Environ(),
+				childEnv+"="+strconv.Itoa(i),
+				"OPSREPL_HOSTILE_DIR="+dir,
+				"OPSREPL_HOSTILE_ADDR="+ln.Addr().String(),
+				"OPSREPL_SECRET="+secretValue)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("the service process died: %v\n%s", err, tail(out))
+			}
+			if strings.Contains(string(out), "fatal error") || strings.Contains(string(out), secretValue) ||
+				strings.Contains(string(out), "REALSTDOUT") || strings.Contains(string(out), "REALSTDERR") {
+				t.Fatalf("the child's own output shows a fatal error, a leak or real stdio:\n%s", tail(out))
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "result.json"))
+			if err != nil {
+				t.Fatalf("no result: %v\n%s", err, tail(out))
+			}
+			var r childResult
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Final.Code != hc.code {
+				t.Fatalf("final event: got %s %q %q; want code %q", r.Final.Type, r.Final.Code, r.Final.Message, hc.code)
+			}
+			if text := r.Final.Message + r.Final.Value; !strings.Contains(text, hc.msg) {
+				t.Fatalf("message: got %q; want it to contain %q", text, hc.msg)
+			}
+			if strings.Contains(string(b), secretValue) {
+				t.Fatal("the secret leaked into the session")
+			}
+			if _, err := os.Stat(filepath.Join(dir, "MARK")); err == nil {
+				t.Fatal("the snippet wrote a file")
+			}
+			if r.SameSession != "3" || r.FreshSession != "3" {
+				t.Fatalf("1+2 afterwards: same session %q, fresh session %q; want 3 and 3", r.SameSession, r.FreshSession)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		if n := dialled.Load(); n != 0 {
+			t.Errorf("hostile snippets made %d connections", n)
+		}
+	})
+}
+
+type childResult struct {
+	Final        wire.Event
+	Output       string
+	SameSession  string
+	FreshSession string
+}
+
+// TestHostileChild is the service side of TestHostile; it does nothing
+// unless started by it.
+func TestHostileChild(t *testing.T) {
+	idx := os.Getenv(childEnv)
+	if idx == "" {
+		t.Skip("run by TestHostile")
+	}
+	i, _ := strconv.Atoi(idx)
+	dir := os.Getenv("OPSREPL_HOSTILE_DIR")
+	hc := hostileCases[i]
+	src := strings.NewReplacer("MARK", filepath.Join(dir, "MARK"), "ADDR", os.Getenv("OPSREPL_HOSTILE_ADDR"), "SECRET", "OPSREPL_SECRET").Replace(hc.src)
+
+	d, err := Start(context.Background(), Options{Dir: filepath.Join(dir, "state"),
+		Interp: interp.Options{Timeout: 1500 * time.Millisecond, MaxHeapGrowth: 64 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var r childResult
+	c := childDial(t, d)
+	r.Final, r.Output = childRun(t, c, 1, src)
+	r.SameSession, _ = childRunValue(t, c, 2, "1+2")
+	c2 := childDial(t, d)
+	r.FreshSession, _ = childRunValue(t, c2, 1, "1+2")
+	b, _ := json.Marshal(r)
+	if err := os.WriteFile(filepath.Join(dir, "result.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func childDial(t *testing.T, d *Demo) *websocket.Conn {
+	dl := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
+	c, _, err := dl.Dial(d.ConsoleURL, http.Header{"Authorization": {"Bearer " + d.Tokens["admin"]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.ReadMessage(); err != nil { // hello
+		t.Fatal(err)
+	}
+	return c
+}
+
+func childRun(t *testing.T, c *websocket.Conn, id uint64, line string) (wire.Event, string) {
+	if err := c.WriteJSON(wire.Request{Type: wire.TypeRun, ID: id, Line: line}); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		typ, msg, err := c.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ != websocket.TextMessage {
+			continue
+		}
+		ev, err := wire.DecodeEvent(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type == wire.EventOutput {
+			out.WriteString(ev.Data)
+		}
+		if ev.ID == id && ev.Final() {
+			return ev, out.String()
+		}
+	}
+}
+
+func childRunValue(t *testing.T, c *websocket.Conn, id uint64, line string) (string, error) {
+	ev, _ := childRun(t, c, id, line)
+	if ev.Type != wire.EventResult {
+		return "", fmt.Errorf("%s: %s", ev.Code, ev.Message)
+	}
+	return ev.Value, nil
+}
+
+func tail(b []byte) string {
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return string(b)
+}
