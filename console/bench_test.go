@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -136,3 +137,72 @@ func p50(d []time.Duration) time.Duration {
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 
 var benchLineM, benchLineV = "memstats", "1+2"
+
+// BenchmarkFirstEval measures the first 1+2 of a fresh session: the
+// interpreter is built then (target p50 ≤ 10 ms).
+//
+//	go test -run '^$' -bench FirstEval -benchtime 100x ./console/
+func BenchmarkFirstEval(b *testing.B) {
+	f := newFixture(&testing.T{}, nil)
+	defer f.srv.Close()
+	defer f.hs.Close()
+	var d []time.Duration
+	for i := 0; i < b.N; i++ {
+		c := dialBench(b, f, "admin")
+		start := time.Now()
+		req, _ := json.Marshal(wire.Request{Type: wire.TypeRun, ID: 1, Line: "1+2"})
+		c.ws.WriteMessage(websocket.TextMessage, req)
+		for {
+			_, msg, err := c.ws.ReadMessage()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if ev, _ := wire.DecodeEvent(msg); ev.ID == 1 && ev.Final() {
+				break
+			}
+		}
+		d = append(d, time.Since(start))
+		c.ws.Close()
+	}
+	b.ReportMetric(float64(p50(d).Microseconds())/1000, "first-eval-p50-ms")
+}
+
+// BenchmarkSessionMemory reports the heap retained by an idle session
+// without an interpreter, and with one after a single eval (targets:
+// 64 KiB and 1.5 MiB).
+//
+//	go test -run '^$' -bench SessionMemory -benchtime 1x ./console/
+func BenchmarkSessionMemory(b *testing.B) {
+	const n = 40
+	f := newFixture(&testing.T{}, nil)
+	defer f.srv.Close()
+	defer f.hs.Close()
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	for i := 0; i < b.N; i++ {
+		base := heap()
+		cs := make([]*client, n)
+		for j := range cs {
+			cs[j] = dialBench(b, f, "admin")
+		}
+		idle := heap()
+		for j, c := range cs {
+			c.t = &testing.T{}
+			c.next = 0
+			if final, _, _, _ := c.run("1+2"); final.Value != "3" {
+				b.Fatalf("session %d: %+v", j, final)
+			}
+		}
+		withInterp := heap()
+		b.ReportMetric(float64(idle-base)/n/1024, "idle-KiB/session")
+		b.ReportMetric(float64(withInterp-base)/n/1024, "with-interp-KiB/session")
+		for _, c := range cs {
+			c.ws.Close()
+		}
+	}
+}

@@ -848,3 +848,33 @@ func TestMemoryLimit(t *testing.T) {
 		t.Fatalf("1+2 after the memory limit: %+v", final)
 	}
 }
+
+// TestLazyInterpreter: sessions that never evaluate Go build no
+// interpreter; completion and vars build one only for subjects that may.
+func TestLazyInterpreter(t *testing.T) {
+	f := newFixture(t, nil)
+	viewer := f.dial(t, "viewer")
+	admin := f.dial(t, "admin")
+	viewer.run("memstats")
+	admin.run("memstats")
+	id := viewer.send(wire.Request{Type: wire.TypeComplete, Line: "strings.To"})
+	viewer.read(id)
+	built := func(subject string) bool {
+		f.srv.mu.Lock()
+		defer f.srv.mu.Unlock()
+		for _, s := range f.srv.sessions {
+			if s.subject == subject {
+				return s.interp != nil
+			}
+		}
+		t.Fatalf("no %s session", subject)
+		return false
+	}
+	if built("viewer") || built("admin") {
+		t.Fatal("an interpreter was built for a session that did not evaluate")
+	}
+	admin.run("1+2")
+	if !built("admin") {
+		t.Fatal("no interpreter after an eval")
+	}
+}

@@ -13,15 +13,31 @@
 // # Security
 //
 // The interpreter (github.com/traefik/yaegi) is not a security boundary,
-// and its authors say so. The controls that matter are outside it, in
-// layers: the symbol table is an allowlist (no os, io/ioutil, net, reflect,
-// runtime, unsafe, syscall, os/signal), the source is checked before it
-// runs (no go statements, no func main or init, only allowlisted imports,
-// no source loaded from disk), each eval has a timeout and an output cap,
-// and a stopped interpreter is discarded. Above this package, the console
-// lets only subjects the policy allows reach eval at all (admins by
-// default), builds each session's interpreter with only the exported
-// packages its subject may import, and audits every eval.
+// and its authors say so. The controls that matter are around it, in
+// layers:
+//
+//   - the symbol table is an allowlist: a curated errors, fmt, math, sort,
+//     strconv, strings, time, unicode and unicode/utf8, plus the exported
+//     packages the caller includes; there is no os, io/ioutil, net,
+//     reflect, runtime, unsafe, syscall or os/signal, and nothing that
+//     starts goroutines running user code (time.AfterFunc, Tick, tickers);
+//   - source is checked before it runs: no go statements, no func main or
+//     init, only allowlisted imports, no source loaded from disk, no
+//     identifiers starting with "__", array types and literals bounded;
+//   - source is rewritten before it runs: every function counts its call
+//     depth (Go's stack overflow is fatal), every make checks its size
+//     against the element type;
+//   - while it runs: a timeout, an output cap, a heap-growth watchdog on
+//     runtime/metrics, wrapped size-amplifying functions (strings.Repeat,
+//     Replace, ReplaceAll, Join), time.Sleep that honours cancellation;
+//   - results and panic values that could run interpreted methods are
+//     formatted inside the eval, under its deadline;
+//   - an interpreter stopped mid-eval is discarded (yaegi may resume
+//     stopped code), and each is replaced after MaxEvals evals.
+//
+// Above this package, the console lets only subjects the policy allows
+// reach eval at all (admins by default), gives each session only the
+// exported packages its subject may import, and audits every eval.
 //
 // Export functions, not mutable objects: see Exports.Value for what can go
 // wrong. yaegi reads YAEGI_* environment variables of the host process

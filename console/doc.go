@@ -1,0 +1,38 @@
+// Package console is the ops-repl endpoint a Go service mounts: an
+// http.Handler that authenticates WebSocket upgrades and serves operator
+// sessions, in which every command and every Go evaluation is authorized
+// by a policy and written to an audit log. The protocol is in package
+// wire and in PROTOCOL.md.
+//
+// Usage:
+//
+//	srv, err := console.New(console.Options{
+//		Authenticator: tokens,  // *auth.Tokens
+//		Authorizer:    enf,     // *policy.Enforcer
+//		Audit:         auditLog, // *audit.Log
+//		Exports:       new(interp.Exports).Func("shop/cache", "Len", cache.Len),
+//	})
+//	if err != nil { ... }
+//	defer srv.Close()
+//	go srv.ListenAndServe(ctx, "", nil) // 127.0.0.1:7227
+//
+// One guard pipeline runs in ServeHTTP, in order: limits (sessions), no
+// credentials in the URL, authentication, same-origin check, subprotocol,
+// upgrade. Nothing is allocated for a request that fails a guard. Each
+// request then runs: parse the line, authorize (cmd:<name> or eval), run
+// with limits, audit. Commands exist only in the command table, which
+// drives dispatch, help, completion and policy validation, so no command
+// can run around the policy or the audit.
+//
+// # Security
+//
+// The console gives whoever the policy allows commands that inspect and
+// act on the process and, for admins by default, Go evaluation inside
+// it. The interpreter is not a security boundary (see package interp):
+// grant eval as you would grant a shell on the host. Tokens travel only
+// in the Authorization header (or, for browsers, a subprotocol), never in
+// URLs; they are compared as SHA-256 hashes in constant time and never
+// logged. Cross-origin browser requests are refused, compression is off,
+// frames and queues are bounded, and ListenAndServe binds loopback unless
+// told otherwise.
+package console
