@@ -328,8 +328,19 @@ func (ss *session) check(node ast.Node, allowed map[string]bool, lim limits) err
 		}
 	}
 	var bad error
+	depth := 0
 	ast.Inspect(node, func(n ast.Node) bool {
+		if n == nil {
+			depth--
+			return false
+		}
 		if bad != nil {
+			return false
+		}
+		// The interpreter's compiler recurses on the tree, on a stack
+		// whose overflow is fatal.
+		if depth++; depth > maxTreeDepth {
+			bad = rejectf("the source nests more than %d levels deep", maxTreeDepth)
 			return false
 		}
 		switch n := n.(type) {
@@ -356,10 +367,13 @@ func (ss *session) check(node ast.Node, allowed map[string]bool, lim limits) err
 		case *ast.CompositeLit:
 			bad = ss.checkLiteral(n, lim)
 		}
-		return bad == nil
+		return true
 	})
 	return bad
 }
+
+// maxTreeDepth bounds the depth of a chunk's syntax tree.
+const maxTreeDepth = 2000
 
 // learn records the constants and the element counts of named types that
 // a declaration introduces.

@@ -29,7 +29,7 @@ var stdlibAllow = map[string]bool{
 // dropped names, per package: callbacks that run user code on a new
 // goroutine (a panic there kills the host), and growth without bounds.
 var dropped = map[string][]string{
-	"time":    {"AfterFunc", "Tick", "NewTicker", "NewTimer", "After"},
+	"time":    {"AfterFunc", "Tick", "NewTicker", "NewTimer", "After", "LoadLocation"},
 	"strings": {"Builder", "NewReplacer"},
 }
 
@@ -50,6 +50,14 @@ func symbolTable(exp *Exports, pkgs []string, sleepCtx func() context.Context, m
 		}
 		m := make(map[string]reflect.Value, len(syms))
 		for name, v := range syms {
+			// Package variables (time.Local, unicode.Categories,
+			// strconv.ErrRange…) are the host's own state: assigning one
+			// changes the application, and writing a map one while the
+			// application reads it is a fatal error. Even a copy of a
+			// pointer, slice or map aliases it. So none is exported.
+			if v.CanSet() {
+				continue
+			}
 			m[name] = v
 		}
 		for _, name := range dropped[importPath] {
@@ -120,6 +128,16 @@ func wrapAmplifiers(m map[string]reflect.Value, maxBytes uint64) {
 		replaced("ReplaceAll", s, old, new, -1)
 		return strings.ReplaceAll(s, old, new)
 	})
+	// Splitting on "" makes one string header (16 bytes) per rune.
+	for _, name := range []string{"Split", "SplitAfter"} {
+		fn := m[name].Interface().(func(string, string) []string)
+		m[name] = reflect.ValueOf(func(s, sep string) []string {
+			if sep == "" {
+				check(name, 16*float64(len(s)))
+			}
+			return fn(s, sep)
+		})
+	}
 	m["Join"] = reflect.ValueOf(func(elems []string, sep string) string {
 		n := float64(len(sep)) * float64(max(len(elems)-1, 0))
 		for _, e := range elems {

@@ -52,12 +52,7 @@ Exit codes:
 `
 
 func main() {
-	for _, kv := range os.Environ() {
-		// The interpreter reads YAEGI_* variables (one runs a command).
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "YAEGI_") {
-			os.Unsetenv(k)
-		}
-	}
+	scrubEnv()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
@@ -65,6 +60,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "ops-repl: %v\n", err)
 	}
 	os.Exit(exitCode(err))
+}
+
+// scrubEnv removes the YAEGI_* variables: the interpreter library reads
+// them, and one (YAEGI_DOT_CMD) names a command it runs.
+func scrubEnv() {
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "YAEGI_") {
+			os.Unsetenv(k)
+		}
+	}
 }
 
 // errReported wraps an error whose message was already shown.

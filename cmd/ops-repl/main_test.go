@@ -381,3 +381,18 @@ func TestAbandonedTransfer(t *testing.T) {
 		t.Fatalf("partial downloads left behind: %v", left)
 	}
 }
+
+func TestScrubEnv(t *testing.T) {
+	t.Setenv("YAEGI_DOT_CMD", "touch /tmp/pwned")
+	t.Setenv("YAEGI_AST_DOT", "1")
+	t.Setenv("OPS_REPL_URL", "ws://keep/")
+	scrubEnv()
+	for _, k := range []string{"YAEGI_DOT_CMD", "YAEGI_AST_DOT"} {
+		if _, ok := os.LookupEnv(k); ok {
+			t.Errorf("%s survived scrubEnv", k)
+		}
+	}
+	if os.Getenv("OPS_REPL_URL") != "ws://keep/" {
+		t.Error("scrubEnv removed a variable it should keep")
+	}
+}
