@@ -73,6 +73,8 @@ func TestEval(t *testing.T) {
 		{src: "min(1, 2)", err: "undefined: min"},
 		{src: "", want: ""},
 		{src: "// yaegi:tags foo\n1", want: "1"},
+		{src: "//go:build ignore\n2", want: "2"},
+		{src: "/* c */ 3", want: "3"},
 		// Mixed submissions are split and run in order.
 		{src: `import "strconv"; strconv.Quote("q")`, want: `"\"q\""`},
 		{src: "func triple(n int) int { return 3 * n }; triple(5)", want: "15"},

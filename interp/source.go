@@ -235,8 +235,17 @@ func (ss *session) prepare(c chunk, allowed map[string]bool, lim limits) (prepar
 	if err := ss.check(node, allowed, lim); err != nil {
 		return prepared{}, err
 	}
-	dropRedundantImports(node)
-	rewrite(node)
+	changed := dropRedundantImports(node)
+	changed = rewrite(node) || changed
+	// Nothing injected, and no comments (yaegi reads build tags from
+	// comments; the printed form has none): evaluate the text as typed.
+	if !changed && !strings.Contains(c.src, "//") && !strings.Contains(c.src, "/*") {
+		src := c.src
+		if !c.decl {
+			src = ";" + src // see below
+		}
+		return prepared{src: src, showResult: showsResult(node)}, nil
+	}
 	var buf bytes.Buffer
 	switch n := node.(type) {
 	case *ast.File:
@@ -263,10 +272,10 @@ func (ss *session) prepare(c chunk, allowed map[string]bool, lim limits) (prepar
 // dropRedundantImports removes unnamed imports: every allowed package is
 // already imported under its own name in each interpreter, and yaegi
 // refuses to import a package twice. Imports persist across evals.
-func dropRedundantImports(node ast.Node) {
+func dropRedundantImports(node ast.Node) (changed bool) {
 	f, ok := node.(*ast.File)
 	if !ok {
-		return
+		return false
 	}
 	decls := f.Decls[:0]
 	for _, d := range f.Decls {
@@ -279,6 +288,8 @@ func dropRedundantImports(node ast.Node) {
 		for _, sp := range gd.Specs {
 			if is := sp.(*ast.ImportSpec); is.Name != nil {
 				specs = append(specs, sp)
+			} else {
+				changed = true
 			}
 		}
 		if gd.Specs = specs; len(specs) > 0 {
@@ -286,6 +297,7 @@ func dropRedundantImports(node ast.Node) {
 		}
 	}
 	f.Decls = decls
+	return changed
 }
 
 // check rejects source that must not run, with a reason:
@@ -568,17 +580,22 @@ func exprString(e ast.Expr) string {
 //     depth is bounded (Go's own stack overflow is fatal);
 //   - every make(T, n…) passes its sizes through Make, which knows T's
 //     element size and refuses allocations over the limit.
-func rewrite(node ast.Node) {
+//
+// It reports whether it changed anything.
+func rewrite(node ast.Node) (changed bool) {
 	ast.Inspect(node, func(n ast.Node) bool {
 		switch n := n.(type) {
 		case *ast.FuncDecl:
 			if n.Body != nil {
 				n.Body.List = append(depthGuard(), n.Body.List...)
+				changed = true
 			}
 		case *ast.FuncLit:
 			n.Body.List = append(depthGuard(), n.Body.List...)
+			changed = true
 		case *ast.CallExpr:
 			if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "make" && len(n.Args) >= 2 {
+				changed = true
 				// make(T, a, b) → make(T, Make((*T)(nil), a), Make((*T)(nil), b))
 				for i := 1; i < len(n.Args); i++ {
 					probe := &ast.CallExpr{Fun: &ast.ParenExpr{X: &ast.StarExpr{X: n.Args[0]}}, Args: []ast.Expr{ast.NewIdent("nil")}}
@@ -588,6 +605,7 @@ func rewrite(node ast.Node) {
 		}
 		return true
 	})
+	return changed
 }
 
 func depthGuard() []ast.Stmt {
