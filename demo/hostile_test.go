@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -92,7 +93,7 @@ var hostileCases = []hostile{
 	// Stack.
 	{"deep recursion", `func down(n int) int { return down(n+1) + 1 }; down(0)`, wire.CodeEval, "call depth"},
 	{"recursion through a native callback", `func srt(n int) { xs := []int{2, 1}; sort.Slice(xs, func(i, j int) bool { srt(n + 1); return xs[i] < xs[j] }) }; srt(0)`, wire.CodeEval, "call depth"},
-	{"recover swallowing the depth limit", `func deep(n int) (r int) { defer func() { recover() }(); return deep(n+1) }; deep(0)`, wire.CodeEval, "call depth"},
+	{"recover swallowing the depth limit", `func deep(n int) (r int) { defer func() { recover() }(); return deep(n+1) }; deep(0)`, "eval|timeout", "call depth|time limit"},
 	{"deeply nested expression", strings.Repeat("(", 20000) + "1" + strings.Repeat(")", 20000), wire.CodeEval, "nests more than"},
 	{"long operator chain", "0" + strings.Repeat("+1", 50000), wire.CodeEval, "nests more than"},
 	{"deeply nested blocks", strings.Repeat("{", 5000) + strings.Repeat("}", 5000), wire.CodeEval, "depth"},
@@ -115,6 +116,37 @@ var hostileCases = []hostile{
 	{"reassign a sentinel error", `strconv.ErrRange = nil`, wire.CodeEval, "ErrRange"},
 	{"read time zone files", `time.LoadLocation("../../../../etc/passwd")`, wire.CodeEval, "LoadLocation"},
 	{"split amplification", `len(strings.Split(strings.Repeat("ab", 1<<24), ""))`, wire.CodeEval, "limit"},
+	// fmt's pooled state and native recursion.
+	{"keep fmt.State past its call", "type W struct{}\nvar saved fmt.State\nfunc (W) Format(f fmt.State, c rune) { saved = f }\n_ = fmt.Sprint(W{})\nsaved.Write([]byte(\"package main; func main() { go func() { panic(1) }() }; func h() { /*\"))", wire.CodeEval, "State"},
+	{"a Format method with State spelled out", "type st interface { Write(b []byte) (n int, err error); Width() (wid int, ok bool); Precision() (prec int, ok bool); Flag(c int) bool }\ntype W2 struct{}\nvar kept st\nfunc (W2) Format(f st, c rune) { kept = f }\n_ = fmt.Sprint(W2{})\nkept == nil", "", "true"},
+	{"keep fmt's write buffer", "type W3 struct{}\nvar buf []byte\nfunc (W3) Write(b []byte) (int, error) { buf = b; return len(b), nil }\nfmt.Fprint(W3{}, \"x\")\nbuf = buf[:cap(buf)]\nfor i := range buf { buf[i] = 'Z' }", "|eval", "|"},
+	{"print a slice that contains itself", `a := []any{0}; a[0] = a; len(fmt.Sprint(a))`, wire.CodeEval, "contains itself"},
+	{"print a map that contains itself", `m := map[string]any{}; m["m"] = m; fmt.Println(m)`, wire.CodeEval, "contains itself"},
+	{"result that contains itself", `b := []any{0}; b[0] = b; b`, wire.CodeEval, "contains itself"},
+	{"doubling structure printed", `var d any = "xxxxxxxxxxxxxxxx"; for i := 0; i < 40; i++ { d = []any{d, d} }; len(fmt.Sprint(d))`, wire.CodeEval, "limit"},
+	{"many big strings printed", `s := strings.Repeat("x", 32<<20); len(fmt.Sprint(s, s, s, s, s, s, s, s, s, s))`, wire.CodeEval, "limit"},
+	{"format widths", `len(fmt.Sprintf(strings.Repeat("%1000000d", 1000), make([]any, 1000)...))`, wire.CodeEval, "limit"},
+	{"huge result value", `strings.Repeat("\x00", 40<<20)`, "", "bytes in all"},
+	// Scope and generics against the size checks.
+	{"constant shadowed in a function", "const N = 1 << 40\nfunc shadow() { const N = 1; _ = N }\nvar big [N]byte", wire.CodeEval, "too large"},
+	{"type shadowed in a function", "type A [1 << 20]int64\nfunc() { type A struct{} }()\nvar g [1 << 20]A", wire.CodeEval, "too large"},
+	{"variable shadowing a constant", "const M = 4\nfunc() { M := 1 << 40; var x [M]byte; _ = x }()", wire.CodeEval, "constant expression"},
+	{"generic array type", "type Big[T any] [1 << 20]T\nvar x Big[[1 << 20]int64]", wire.CodeEval, "type parameter"},
+	{"generic instance of a big type", "type Wrap[T any] struct{ v T }\nvar w [1 << 20]Wrap[[1 << 20]int64]", wire.CodeEval, "too large"},
+	{"huge constant", `const c = 1 << (1 << 40); c > 0`, wire.CodeEval, "bits"},
+	{"constant squaring", "const c1 = 1 << 900\nconst c2 = c1 * c1", wire.CodeEval, "bits"},
+	{"iota shift", "const (\n\tk0 = 1 << (iota * 5000)\n\tk1\n)", wire.CodeEval, "bits"},
+	{"map literal of big arrays", "m := map[int][1 << 23]int64{" + strings.Repeat("{}, ", 0) + "1: {}, 2: {}, 3: {}, 4: {}, 5: {}, 6: {}, 7: {}, 8: {}}\nlen(m)", wire.CodeEval, "too large"},
+	{"many big variables in one frame", "func f() { var a, b, c, d [1 << 23]int64; _, _, _, _ = a, b, c, d }\nf()", wire.CodeEval, "too large"},
+	{"preloaded generic slices", `var gb []byte; gb = slices.Grow[[]byte, byte](gb, 1<<40); cap(gb)`, wire.CodeEval, "slices"},
+	// Host state through pointers.
+	{"overwrite time.Local through a pointer", `l := time.Now().Location(); *l = *time.FixedZone("HACKED", -11*3600)`, wire.CodeEval, "through a pointer"},
+	{"overwrite UTC through a pointer", `*time.Time{}.Location() = *time.FixedZone("PWNED", 7*3600)`, wire.CodeEval, "through a pointer"},
+	{"overwrite a cached zone", `*time.FixedZone("", 3600) = *time.FixedZone("EVIL", 5*3600)`, wire.CodeEval, "through a pointer"},
+	// Native loops that outlive their eval.
+	{"sort over a huge Len", "type S struct{ d string }\nfunc (S) Len() int { return 1 << 62 }\nfunc (S) Less(i, j int) bool { return false }\nfunc (S) Swap(i, j int) {}\ns := S{strings.Repeat(\"x\", 1<<20)}\nsort.Sort(s)", "timeout|eval", "time limit|stopped"},
+	{"split into many pieces", `s := strings.Repeat("a", 40<<20); len(strings.Split(s, "a"))`, wire.CodeEval, "limit"},
+	{"fields of a big string", `s := strings.Repeat("a ", 64<<20); len(strings.Fields(s))`, "eval|limit", "limit|heap"},
 	// Exported state: the demo exports functions that copy under a lock.
 	{"racing writes to exported state", `m := demo.Requests(); for i := 0; i < 100000; i++ { m["x"] = int64(i) }; len(demo.Requests()) >= 0`, "", "true"},
 	{"printing exported values", `fmt.Sprintf("%+v", demo.Requests()) != ""`, "", "true"},
@@ -194,6 +226,9 @@ func TestHostile(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, "MARK")); err == nil {
 				t.Fatal("the snippet wrote a file")
 			}
+			if r.Lingering != 0 {
+				t.Fatalf("%d goroutines still run interpreted code after the request ended", r.Lingering)
+			}
 			if r.SameSession != "3" || r.FreshSession != "3" {
 				t.Fatalf("1+2 afterwards: same session %q, fresh session %q; want 3 and 3", r.SameSession, r.FreshSession)
 			}
@@ -211,6 +246,7 @@ type childResult struct {
 	Output       string
 	SameSession  string
 	FreshSession string
+	Lingering    int // interpreter goroutines still running after the request
 }
 
 // TestHostileChild is the service side of TestHostile; it does nothing
@@ -226,7 +262,7 @@ func TestHostileChild(t *testing.T) {
 	src := strings.NewReplacer("MARK", filepath.Join(dir, "MARK"), "ADDR", os.Getenv("OPSREPL_HOSTILE_ADDR"), "SECRET", "OPSREPL_SECRET").Replace(hc.src)
 
 	d, err := Start(context.Background(), Options{Dir: filepath.Join(dir, "state"),
-		Interp: interp.Options{Timeout: 1500 * time.Millisecond, MaxHeapGrowth: 64 << 20}})
+		Interp: interp.Options{Timeout: 2500 * time.Millisecond, MaxHeapGrowth: 64 << 20}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,12 +270,33 @@ func TestHostileChild(t *testing.T) {
 	var r childResult
 	c := childDial(t, d)
 	r.Final, r.Output = childRun(t, c, 1, src)
+	r.Lingering = lingering(3 * time.Second)
 	r.SameSession, _ = childRunValue(t, c, 2, "1+2")
 	c2 := childDial(t, d)
 	r.FreshSession, _ = childRunValue(t, c2, 1, "1+2")
 	b, _ := json.Marshal(r)
 	if err := os.WriteFile(filepath.Join(dir, "result.json"), b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lingering waits up to d for goroutines running interpreted code to end,
+// and returns how many are left.
+func lingering(d time.Duration) int {
+	deadline := time.Now().Add(d)
+	for {
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		count := 0
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if strings.Contains(g, "github.com/traefik/yaegi/interp") {
+				count++
+			}
+		}
+		if count == 0 || time.Now().After(deadline) {
+			return count
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

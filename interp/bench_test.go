@@ -19,7 +19,7 @@ func BenchmarkEval(b *testing.B) {
 	ctx := context.Background()
 	b.Run("prepare", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			in.ss.prepare(chunk{src: "1+2"}, in.allowed, limits{maxElems: 1 << 24})
+			in.ss.prepare(chunk{src: "1+2"}, in.allowed, limits{maxUnits: 1 << 24})
 		}
 	})
 	b.Run("eval", func(b *testing.B) {

@@ -19,17 +19,26 @@
 //   - the symbol table is an allowlist: a curated errors, fmt, math, sort,
 //     strconv, strings, time, unicode and unicode/utf8, plus the exported
 //     packages the caller includes; there is no os, io/ioutil, net,
-//     reflect, runtime, unsafe, syscall or os/signal, and nothing that
-//     starts goroutines running user code (time.AfterFunc, Tick, tickers);
-//   - source is checked before it runs: no go statements, no func main or
-//     init, only allowlisted imports, no source loaded from disk, no
-//     identifiers starting with "__", array types and literals bounded;
+//     reflect, runtime, unsafe, syscall or os/signal, nothing that starts
+//     goroutines running user code (time.AfterFunc, Tick, tickers), no
+//     package variable (they are the host's own state), and no preloaded
+//     generic source packages;
+//   - fmt is rebuilt: interpreted values reach it as Stringers, never as
+//     Formatters or Scanners (which would hand them fmt's pooled state),
+//     and it sizes what it prints first, refusing values that contain
+//     themselves or would print too much;
+//   - source is checked before it runs, with scopes: no go statements, no
+//     func main or init, only allowlisted imports, no source loaded from
+//     disk, no identifiers starting with "__", no assignment through a
+//     pointer, array types, literals, function frames and constant
+//     arithmetic bounded, nesting bounded;
 //   - source is rewritten before it runs: every function counts its call
 //     depth (Go's stack overflow is fatal), every make checks its size
 //     against the element type;
 //   - while it runs: a timeout, an output cap, a heap-growth watchdog on
 //     runtime/metrics, wrapped size-amplifying functions (strings.Repeat,
-//     Replace, ReplaceAll, Join), time.Sleep that honours cancellation;
+//     Replace, ReplaceAll, Join, Split, Fields, strconv.Quote), sorts and
+//     time.Sleep that stop when the eval does;
 //   - results and panic values that could run interpreted methods are
 //     formatted inside the eval, under its deadline;
 //   - an interpreter stopped mid-eval is discarded (yaegi may resume

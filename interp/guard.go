@@ -20,6 +20,7 @@ var (
 type guard struct {
 	maxDepth int32
 	maxAlloc uint64
+	maxOut   int // bytes a formatted result may take
 	depth    atomic.Int32
 
 	slot      reflect.Value // the value Format renders
@@ -97,20 +98,36 @@ func (g *guard) make(probe any, n any) int {
 // format renders g.slot. It runs inside an eval, so an interpreted String
 // or Error method it calls is stopped by the eval's deadline.
 func (g *guard) format() {
-	g.formatted = formatValue(g.slot)
+	g.formatted = formatValue(g.slot, g.maxOut)
 }
 
-func formatValue(v reflect.Value) string {
+// formatValue renders a result in at most about limit bytes: a long
+// string is cut (its length is shown), and anything else is sized first
+// (cycles, depth, size), so fmt never recurses forever or builds a huge
+// string.
+func formatValue(v reflect.Value, limit int) string {
 	if !v.IsValid() {
 		return "<nil>"
 	}
 	if v.Kind() == reflect.String && v.Type() == reflect.TypeFor[string]() {
-		return fmt.Sprintf("%q", v.String())
+		return truncateString(v.String(), limit)
 	}
-	if v.CanInterface() {
-		return fmt.Sprint(v.Interface())
+	if !v.CanInterface() {
+		return v.String()
 	}
-	return v.String()
+	x := v.Interface()
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				if fp, ok := r.(fmtPanic); ok {
+					panic(fmtPanic{"the result cannot be shown: " + fp.msg + "; print a part of it"})
+				}
+				panic(r)
+			}
+		}()
+		sizeArgs("", []any{x}, float64(limit))
+	}()
+	return fmt.Sprint(x)
 }
 
 // plain reports whether v can be formatted on the caller's goroutine:

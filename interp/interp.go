@@ -112,8 +112,7 @@ func New(opts Options) (*Interpreter, error) {
 		opts:    opts,
 		out:     &switchWriter{ctx: context.Background()},
 		allowed: map[string]bool{},
-		guard:   &guard{maxDepth: int32(opts.MaxDepth), maxAlloc: opts.MaxAlloc},
-		ss:      newSession(),
+		guard:   &guard{maxDepth: int32(opts.MaxDepth), maxAlloc: opts.MaxAlloc, maxOut: opts.MaxOutput},
 	}
 	for p := range stdlibAllow {
 		in.allowed[p] = true
@@ -121,11 +120,12 @@ func New(opts Options) (*Interpreter, error) {
 	for _, p := range opts.Packages {
 		in.allowed[p] = true
 	}
-	table, err := symbolTable(opts.Exports, opts.Packages, in.out.context, opts.MaxAlloc)
+	table, err := symbolTable(opts.Exports, opts.Packages, in.out, opts.MaxAlloc)
 	if err != nil {
 		return nil, err
 	}
 	in.table = table
+	in.ss = newSession(in.pkgSym)
 	full := make(map[string]map[string]reflect.Value, len(table)+1)
 	for k, v := range table {
 		full[k] = v
@@ -145,6 +145,19 @@ func New(opts Options) (*Interpreter, error) {
 	}
 	in.yi.ImportUsed()
 	return in, nil
+}
+
+// pkgSym finds a symbol of an allowlisted standard library package by its
+// package name, for the checker's sizes and constants.
+func (in *Interpreter) pkgSym(pkg, name string) (reflect.Value, bool) {
+	for key, syms := range in.table {
+		if key == "." || lastElem(key) != pkg || !stdlibAllow[key[:strings.LastIndexByte(key, '/')]] {
+			continue
+		}
+		v, ok := syms[name]
+		return v, ok
+	}
+	return reflect.Value{}, false
 }
 
 // Spent reports whether the interpreter has served Options.MaxEvals evals
@@ -173,7 +186,7 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 	if err != nil {
 		return "", err
 	}
-	lim := limits{maxElems: in.opts.MaxAlloc / 16}
+	lim := limits{maxUnits: in.opts.MaxAlloc / 16}
 	preps := make([]prepared, 0, len(chunks))
 	for _, c := range chunks {
 		p, err := in.ss.prepare(c, in.allowed, lim)
@@ -220,7 +233,7 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 // String or Error method is bound by the eval's deadline.
 func (in *Interpreter) format(ctx context.Context, v reflect.Value) (string, error) {
 	if plain(v) {
-		return formatValue(v), nil
+		return formatValue(v, in.opts.MaxOutput), nil
 	}
 	in.guard.slot = v
 	defer func() { in.guard.slot = reflect.Value{} }()
@@ -232,6 +245,9 @@ func (in *Interpreter) format(ctx context.Context, v reflect.Value) (string, err
 	if err != nil {
 		var p interp.Panic
 		if errors.As(err, &p) {
+			if fp, ok := p.Value.(fmtPanic); ok {
+				return "", &EvalError{Msg: fp.msg}
+			}
 			return "", &EvalError{Msg: "panic while formatting the result"}
 		}
 		return "", &EvalError{Msg: "cannot format the result: " + stripPosition(err.Error())}
@@ -249,7 +265,7 @@ func (in *Interpreter) evalError(ctx context.Context, err error) error {
 	var p interp.Panic
 	if errors.As(err, &p) {
 		switch pv := p.Value.(type) {
-		case depthPanic, allocPanic:
+		case depthPanic, allocPanic, fmtPanic, stopped:
 			return &EvalError{Msg: pv.(error).Error()}
 		case string:
 			if pv == "nil type" { // yaegi's compiler on range over int or func

@@ -10,6 +10,7 @@ import (
 	"go/scanner"
 	"go/token"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -204,7 +205,7 @@ func rejectf(format string, args ...any) error {
 
 // limits are the static bounds the checker enforces.
 type limits struct {
-	maxElems uint64 // elements of one array type, nested arrays multiplied
+	maxUnits uint64 // 16-byte units in one type, literal, or function frame
 }
 
 // prepared is a checked and rewritten chunk.
@@ -213,16 +214,50 @@ type prepared struct {
 	showResult bool   // the chunk ends in an expression worth printing
 }
 
-// session is what the checker remembers between evaluations: constants and
-// the element counts of named array and struct types, so that array sizes
-// built from earlier declarations are bounded too.
+// session is what the checker remembers between evaluations: the
+// top-level constants and the sizes of top-level named types, so that
+// array sizes built from earlier declarations are bounded too.
 type session struct {
-	consts map[string]constant.Value
-	elems  map[string]uint64
+	top *scope
+	// pkgSym finds a symbol of an allowlisted package by package name.
+	pkgSym func(pkg, name string) (reflect.Value, bool)
 }
 
-func newSession() *session {
-	return &session{consts: map[string]constant.Value{}, elems: map[string]uint64{}}
+func newSession(pkgSym func(pkg, name string) (reflect.Value, bool)) *session {
+	return &session{top: newScope(nil), pkgSym: pkgSym}
+}
+
+// pkgTypeUnits returns the size of a package type in 16-byte units.
+func (ss *session) pkgTypeUnits(pkg, name string) (uint64, bool) {
+	if ss.pkgSym == nil {
+		return 0, false
+	}
+	v, ok := ss.pkgSym(pkg, name)
+	if !ok || v.Kind() != reflect.Pointer || !v.IsNil() { // types are (*T)(nil)
+		return 0, false
+	}
+	return max(uint64(v.Type().Elem().Size()+15)/16, 1), true
+}
+
+// pkgConst returns the value of a package constant.
+func (ss *session) pkgConst(pkg, name string) (constant.Value, bool) {
+	if ss.pkgSym == nil {
+		return nil, false
+	}
+	v, ok := ss.pkgSym(pkg, name)
+	if !ok || !v.IsValid() || v.CanSet() {
+		return nil, false
+	}
+	if cv, ok := v.Interface().(constant.Value); ok {
+		return cv, true
+	}
+	switch v.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return constant.MakeInt64(v.Int()), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return constant.MakeUint64(v.Uint()), true
+	}
+	return nil, false
 }
 
 // prepare checks one chunk and rewrites it with the runtime guards.
@@ -300,269 +335,677 @@ func dropRedundantImports(node ast.Node) (changed bool) {
 	return changed
 }
 
+// scope maps the names a block declares to what the checker knows of
+// them: a constant's value, a type's size, or nothing (a variable, a
+// parameter, a function), which hides any outer constant or type.
+type scope struct {
+	outer *scope
+	names map[string]binding
+}
+
+type binding struct {
+	val       constant.Value // constants
+	units     uint64         // types: 16-byte units a value holds inline
+	isType    bool
+	typeParam bool
+}
+
+func newScope(outer *scope) *scope { return &scope{outer: outer, names: map[string]binding{}} }
+
+func (sc *scope) lookup(name string) (binding, bool) {
+	for s := sc; s != nil; s = s.outer {
+		if b, ok := s.names[name]; ok {
+			return b, true
+		}
+	}
+	return binding{}, false
+}
+
+// checker walks one chunk with a scope stack.
+type checker struct {
+	ss      *session
+	allowed map[string]bool
+	lim     limits
+	sc      *scope
+	frame   []uint64 // static allocation of each enclosing function
+	iota    constant.Value
+	nesting int // statement depth
+}
+
 // check rejects source that must not run, with a reason:
 //   - go statements (a panic on a goroutine of evaluated code kills the host);
 //   - func main and func init (yaegi re-runs main at every later eval);
 //   - imports outside allowed, relative or absolute imports;
 //   - identifiers starting with "__" (the guards' namespace);
-//   - array types or composite literals larger than lim.maxElems elements;
+//   - assignments through a pointer (*p = v): pointers returned by the
+//     standard library can reach the application's own state;
+//   - types, literals and function frames over lim.maxUnits, array
+//     lengths that are not constant expressions it can evaluate, arrays of
+//     type parameters;
+//   - constant arithmetic beyond maxConstBits (the interpreter's compiler
+//     would build the number, however large);
+//   - source nested deeper than maxTreeDepth;
 //   - range over an integer literal (the interpreter cannot compile it).
 func (ss *session) check(node ast.Node, allowed map[string]bool, lim limits) error {
-	if f, ok := node.(*ast.File); ok {
-		for _, d := range f.Decls {
-			if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && (fd.Name.Name == "main" || fd.Name.Name == "init") {
-				return rejectf("declaring func %s is not allowed in the REPL (the interpreter would re-run it at every later eval)", fd.Name.Name)
-			}
-		}
-		for _, imp := range f.Imports {
-			p, err := strconv.Unquote(imp.Path.Value)
-			if err != nil {
-				return rejectf("malformed import path")
-			}
-			switch {
-			case strings.HasPrefix(p, ".") || strings.HasPrefix(p, "/"):
-				return rejectf("import %q: relative and absolute imports are not allowed", p)
-			case !allowed[p]:
-				return rejectf("import %q: not available in this session (type vars to list what is)", p)
-			}
-			if imp.Name != nil && strings.HasPrefix(imp.Name.Name, "__") {
-				return rejectf("identifiers starting with __ are reserved")
-			}
-		}
-		// Remember constants and named types first: later declarations in
-		// the same chunk may use them.
-		for _, d := range f.Decls {
-			if gd, ok := d.(*ast.GenDecl); ok {
-				if err := ss.learn(gd, lim); err != nil {
-					return err
+	c := &checker{ss: ss, allowed: allowed, lim: lim, sc: ss.top, frame: []uint64{0}}
+	var err error
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				if ce, ok := r.(*CheckError); ok {
+					err = ce
+					return
 				}
+				panic(r)
+			}
+		}()
+		switch n := node.(type) {
+		case *ast.File:
+			c.file(n)
+		case *ast.BlockStmt:
+			c.stmts(n.List) // the REPL's top level: declarations persist
+		}
+	}()
+	return err
+}
+
+func (c *checker) fail(format string, args ...any) {
+	panic(rejectf(format, args...))
+}
+
+func (c *checker) file(f *ast.File) {
+	for _, d := range f.Decls {
+		if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && (fd.Name.Name == "main" || fd.Name.Name == "init") {
+			c.fail("declaring func %s is not allowed in the REPL (the interpreter would re-run it at every later eval)", fd.Name.Name)
+		}
+	}
+	for _, imp := range f.Imports {
+		p, err := strconv.Unquote(imp.Path.Value)
+		if err != nil {
+			c.fail("malformed import path")
+		}
+		switch {
+		case strings.HasPrefix(p, ".") || strings.HasPrefix(p, "/"):
+			c.fail("import %q: relative and absolute imports are not allowed", p)
+		case !c.allowed[p]:
+			c.fail("import %q: not available in this session (type vars to list what is)", p)
+		}
+		if imp.Name != nil {
+			c.ident(imp.Name)
+		}
+	}
+	for _, d := range f.Decls {
+		switch d := d.(type) {
+		case *ast.GenDecl:
+			if d.Tok != token.IMPORT {
+				c.genDecl(d)
+			}
+		case *ast.FuncDecl:
+			c.ident(d.Name)
+			c.sc.names[d.Name.Name] = binding{}
+			c.function(d.Recv, d.Type, d.Body)
+		}
+	}
+	c.checkFrame()
+}
+
+// function checks a function body in a new scope and frame.
+func (c *checker) function(recv *ast.FieldList, ft *ast.FuncType, body *ast.BlockStmt) {
+	outer := c.sc
+	c.sc = newScope(outer)
+	c.frame = append(c.frame, 0)
+	defer func() { c.sc = outer; c.frame = c.frame[:len(c.frame)-1] }()
+	if ft.TypeParams != nil {
+		for _, f := range ft.TypeParams.List {
+			for _, n := range f.Names {
+				c.ident(n)
+				c.sc.names[n.Name] = binding{isType: true, typeParam: true, units: 1}
 			}
 		}
 	}
-	var bad error
-	depth := 0
-	ast.Inspect(node, func(n ast.Node) bool {
-		if n == nil {
-			depth--
-			return false
+	for _, fl := range []*ast.FieldList{recv, ft.Params, ft.Results} {
+		if fl == nil {
+			continue
 		}
-		if bad != nil {
-			return false
+		for _, f := range fl.List {
+			c.typeUnits(f.Type)
+			for _, n := range f.Names {
+				c.ident(n)
+				c.sc.names[n.Name] = binding{}
+			}
 		}
-		// The interpreter's compiler recurses on the tree, on a stack
-		// whose overflow is fatal.
-		if depth++; depth > maxTreeDepth {
-			bad = rejectf("the source nests more than %d levels deep", maxTreeDepth)
-			return false
-		}
-		switch n := n.(type) {
-		case *ast.Ident:
-			if strings.HasPrefix(n.Name, "__") {
-				bad = rejectf("identifiers starting with __ are reserved: %s", n.Name)
-			}
-		case *ast.GoStmt:
-			bad = rejectf("go statements are not allowed: a goroutine started from the REPL could crash the service")
-		case *ast.RangeStmt:
-			if lit, ok := n.X.(*ast.BasicLit); ok && lit.Kind == token.INT {
-				bad = rejectf("range over an integer is Go 1.22+ and the interpreter does not support it: write for i := 0; i < N; i++")
-			}
-		case *ast.DeclStmt:
-			if gd, ok := n.Decl.(*ast.GenDecl); ok {
-				bad = ss.learn(gd, lim)
-			}
-		case *ast.ArrayType:
-			if n.Len != nil {
-				if _, err := ss.elemCount(n, lim); err != nil {
-					bad = err
-				}
-			}
-		case *ast.CompositeLit:
-			bad = ss.checkLiteral(n, lim)
-		}
-		return true
-	})
-	return bad
+	}
+	if body != nil {
+		c.stmts(body.List)
+	}
+	c.checkFrame()
 }
 
-// maxTreeDepth bounds the depth of a chunk's syntax tree.
-const maxTreeDepth = 2000
+func (c *checker) checkFrame() {
+	if n := c.frame[len(c.frame)-1]; n > c.lim.maxUnits {
+		c.fail("the variables of one function here would take more than %d bytes: too large for the REPL", c.lim.maxUnits*16)
+	}
+}
 
-// learn records the constants and the element counts of named types that
-// a declaration introduces.
-func (ss *session) learn(gd *ast.GenDecl, lim limits) error {
+func (c *checker) addFrame(n uint64) {
+	i := len(c.frame) - 1
+	c.frame[i] = c.addLimit(c.frame[i], n)
+	c.checkFrame()
+}
+
+func (c *checker) block(list []ast.Stmt) {
+	outer := c.sc
+	c.sc = newScope(outer)
+	defer func() { c.sc = outer }()
+	c.stmts(list)
+}
+
+func (c *checker) stmts(list []ast.Stmt) {
+	for _, st := range list {
+		c.stmt(st)
+	}
+}
+
+func (c *checker) stmt(st ast.Stmt) {
+	if c.nesting++; c.nesting > maxTreeDepth/4 {
+		c.fail("the source nests more than %d levels deep", maxTreeDepth/4)
+	}
+	defer func() { c.nesting-- }()
+	switch s := st.(type) {
+	case nil:
+	case *ast.DeclStmt:
+		c.genDecl(s.Decl.(*ast.GenDecl))
+	case *ast.GoStmt:
+		c.fail("go statements are not allowed: a goroutine started from the REPL could crash the service")
+	case *ast.AssignStmt:
+		for _, e := range s.Rhs {
+			c.expr(e)
+		}
+		for _, e := range s.Lhs {
+			c.assignTarget(e)
+			if id, ok := e.(*ast.Ident); ok && s.Tok == token.DEFINE {
+				c.ident(id)
+				c.sc.names[id.Name] = binding{}
+				continue
+			}
+			c.expr(e)
+		}
+	case *ast.IncDecStmt:
+		c.assignTarget(s.X)
+		c.expr(s.X)
+	case *ast.ExprStmt:
+		c.expr(s.X)
+	case *ast.SendStmt:
+		c.expr(s.Chan)
+		c.expr(s.Value)
+	case *ast.DeferStmt:
+		c.expr(s.Call)
+	case *ast.ReturnStmt:
+		for _, e := range s.Results {
+			c.expr(e)
+		}
+	case *ast.BranchStmt:
+	case *ast.EmptyStmt:
+	case *ast.LabeledStmt:
+		c.stmt(s.Stmt)
+	case *ast.BlockStmt:
+		c.block(s.List)
+	case *ast.IfStmt:
+		outer := c.sc
+		c.sc = newScope(outer)
+		c.stmt(s.Init)
+		c.expr(s.Cond)
+		c.block(s.Body.List)
+		c.stmt(s.Else)
+		c.sc = outer
+	case *ast.ForStmt:
+		outer := c.sc
+		c.sc = newScope(outer)
+		c.stmt(s.Init)
+		if s.Cond != nil {
+			c.expr(s.Cond)
+		}
+		c.stmt(s.Post)
+		c.block(s.Body.List)
+		c.sc = outer
+	case *ast.RangeStmt:
+		if lit, ok := s.X.(*ast.BasicLit); ok && lit.Kind == token.INT {
+			c.fail("range over an integer is Go 1.22+ and the interpreter does not support it: write for i := 0; i < N; i++")
+		}
+		c.expr(s.X)
+		outer := c.sc
+		c.sc = newScope(outer)
+		for _, e := range []ast.Expr{s.Key, s.Value} {
+			if e == nil {
+				continue
+			}
+			c.assignTarget(e)
+			if id, ok := e.(*ast.Ident); ok && s.Tok == token.DEFINE {
+				c.ident(id)
+				c.sc.names[id.Name] = binding{}
+			} else {
+				c.expr(e)
+			}
+		}
+		c.block(s.Body.List)
+		c.sc = outer
+	case *ast.SwitchStmt:
+		outer := c.sc
+		c.sc = newScope(outer)
+		c.stmt(s.Init)
+		if s.Tag != nil {
+			c.expr(s.Tag)
+		}
+		c.clauses(s.Body)
+		c.sc = outer
+	case *ast.TypeSwitchStmt:
+		outer := c.sc
+		c.sc = newScope(outer)
+		c.stmt(s.Init)
+		c.stmt(s.Assign)
+		c.clauses(s.Body)
+		c.sc = outer
+	case *ast.SelectStmt:
+		c.clauses(s.Body)
+	default:
+		c.fail("unsupported statement %T", st)
+	}
+}
+
+func (c *checker) clauses(body *ast.BlockStmt) {
+	for _, cl := range body.List {
+		outer := c.sc
+		c.sc = newScope(outer)
+		switch cl := cl.(type) {
+		case *ast.CaseClause:
+			for _, e := range cl.List {
+				c.expr(e)
+			}
+			c.stmts(cl.Body)
+		case *ast.CommClause:
+			c.stmt(cl.Comm)
+			c.stmts(cl.Body)
+		}
+		c.sc = outer
+	}
+}
+
+// assignTarget refuses assignments through a pointer.
+func (c *checker) assignTarget(e ast.Expr) {
+	for {
+		p, ok := e.(*ast.ParenExpr)
+		if !ok {
+			break
+		}
+		e = p.X
+	}
+	if _, ok := e.(*ast.StarExpr); ok {
+		c.fail("assigning through a pointer (*p = …) is not allowed in the REPL: pointers from the standard library can reach the application's own state")
+	}
+}
+
+func (c *checker) genDecl(gd *ast.GenDecl) {
 	switch gd.Tok {
 	case token.CONST:
-		var last []ast.Expr // iota-less repetition reuses the previous list
-		for _, spec := range gd.Specs {
+		var last []ast.Expr
+		var lastType ast.Expr
+		for i, spec := range gd.Specs {
 			vs := spec.(*ast.ValueSpec)
-			vals := vs.Values
+			vals, typ := vs.Values, vs.Type
 			if len(vals) == 0 {
-				vals = last
+				vals, typ = last, lastType
 			}
-			last = vals
-			for i, name := range vs.Names {
-				if i < len(vals) {
-					if v, ok := ss.constValue(vals[i]); ok {
-						ss.consts[name.Name] = v
-						continue
+			last, lastType = vals, typ
+			c.iota = constant.MakeInt64(int64(i))
+			for j, name := range vs.Names {
+				c.ident(name)
+				b := binding{}
+				if j < len(vals) {
+					c.expr(vals[j])
+					if v, ok := c.constValue(vals[j]); ok {
+						b.val = v
 					}
 				}
-				delete(ss.consts, name.Name)
+				c.sc.names[name.Name] = b
+			}
+			c.iota = nil
+		}
+	case token.VAR:
+		for _, spec := range gd.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for _, e := range vs.Values {
+				c.expr(e)
+			}
+			if vs.Type != nil {
+				c.addFrame(c.mulLimit(uint64(len(vs.Names)), c.typeUnits(vs.Type)))
+			}
+			for _, name := range vs.Names {
+				c.ident(name)
+				c.sc.names[name.Name] = binding{}
 			}
 		}
 	case token.TYPE:
 		for _, spec := range gd.Specs {
 			ts := spec.(*ast.TypeSpec)
-			n, err := ss.elemCount(ts.Type, lim)
-			if err != nil {
-				return err
+			c.ident(ts.Name)
+			outer := c.sc
+			if ts.TypeParams != nil {
+				c.sc = newScope(outer)
+				for _, f := range ts.TypeParams.List {
+					for _, n := range f.Names {
+						c.sc.names[n.Name] = binding{isType: true, typeParam: true, units: 1}
+					}
+				}
 			}
-			ss.elems[ts.Name.Name] = n
+			outer.names[ts.Name.Name] = binding{isType: true, units: 1} // recursive types
+			n := c.typeUnits(ts.Type)
+			c.sc = outer
+			c.sc.names[ts.Name.Name] = binding{isType: true, units: n}
 		}
 	}
-	return nil
 }
 
-// elemCount returns how many scalar elements a value of type t holds
-// inline (arrays multiply, structs add), and rejects types over the limit.
-func (ss *session) elemCount(t ast.Expr, lim limits) (uint64, error) {
+func (c *checker) ident(id *ast.Ident) {
+	if strings.HasPrefix(id.Name, "__") {
+		c.fail("identifiers starting with __ are reserved: %s", id.Name)
+	}
+}
+
+// expr checks an expression tree.
+func (c *checker) expr(e ast.Expr) {
+	c.depthWalk(e)
+	ast.Inspect(e, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.Ident:
+			c.ident(n)
+		case *ast.FuncLit:
+			c.function(nil, n.Type, n.Body)
+			return false
+		case *ast.CompositeLit:
+			c.literal(n)
+		case *ast.CallExpr:
+			if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "new" && len(n.Args) == 1 {
+				c.addFrame(c.typeUnits(n.Args[0]))
+			}
+		case *ast.ArrayType, *ast.StructType, *ast.MapType, *ast.ChanType, *ast.IndexExpr, *ast.IndexListExpr:
+			if t, ok := n.(ast.Expr); ok {
+				c.typeUnits(t)
+			}
+		case *ast.BinaryExpr:
+			c.constValue(n) // bounds constant arithmetic
+		}
+		return true
+	})
+}
+
+// depthWalk refuses trees nested deeper than maxTreeDepth: the
+// interpreter's compiler recurses on them, on a stack whose overflow is
+// fatal.
+func (c *checker) depthWalk(e ast.Node) {
+	depth := 0
+	ast.Inspect(e, func(n ast.Node) bool {
+		if n == nil {
+			depth--
+			return false
+		}
+		if depth++; depth > maxTreeDepth {
+			c.fail("the source nests more than %d levels deep", maxTreeDepth)
+		}
+		return true
+	})
+}
+
+// maxTreeDepth bounds the depth of an expression's syntax tree.
+const maxTreeDepth = 2000
+
+// maxConstBits bounds the size of constant values (Go's own compiler
+// stops at 512 bits of precision).
+const maxConstBits = 1024
+
+// typeUnits returns how many 16-byte units a value of type t holds inline
+// (arrays multiply, structs add, generic instances multiply by their type
+// arguments), and rejects types over the limit.
+func (c *checker) typeUnits(t ast.Expr) uint64 {
 	switch t := t.(type) {
+	case nil:
+		return 1
 	case *ast.ParenExpr:
-		return ss.elemCount(t.X, lim)
+		return c.typeUnits(t.X)
 	case *ast.Ident:
-		if n, ok := ss.elems[t.Name]; ok {
-			return n, nil
+		if b, ok := c.sc.lookup(t.Name); ok && b.isType {
+			return b.units
 		}
-		return 1, nil
+		return 1
+	case *ast.SelectorExpr:
+		if pkg, ok := t.X.(*ast.Ident); ok {
+			if _, shadowed := c.sc.lookup(pkg.Name); !shadowed {
+				if n, ok := c.ss.pkgTypeUnits(pkg.Name, t.Sel.Name); ok {
+					return n
+				}
+			}
+		}
+		return 1
+	case *ast.StarExpr:
+		c.typeUnits(t.X)
+		return 1
 	case *ast.ArrayType:
-		if t.Len == nil { // a slice: a header
-			return 1, nil
+		if id, ok := t.Elt.(*ast.Ident); ok && t.Len != nil {
+			if b, ok := c.sc.lookup(id.Name); ok && b.typeParam {
+				c.fail("arrays of a type parameter are not supported in the REPL")
+			}
 		}
-		elem, err := ss.elemCount(t.Elt, lim)
-		if err != nil {
-			return 0, err
+		elem := c.typeUnits(t.Elt)
+		if t.Len == nil { // a slice: a header
+			return 2
 		}
 		if _, ok := t.Len.(*ast.Ellipsis); ok {
-			return elem, nil // [...]T{…}: checked with its literal
+			return elem // [...]T{…}: checked with its literal
 		}
-		v, ok := ss.constValue(t.Len)
+		v, ok := c.constValue(t.Len)
 		if !ok {
-			return 0, rejectf("array length %s: in the REPL an array length must be a constant expression of literals and constants", exprString(t.Len))
+			c.fail("array length %s: in the REPL an array length must be a constant expression of literals and constants", exprString(t.Len))
 		}
 		n, exact := constant.Uint64Val(constant.ToInt(v))
 		if !exact {
-			return 0, rejectf("array length %s is not a valid length", exprString(t.Len))
+			c.fail("array length %s is not a valid length", exprString(t.Len))
 		}
-		return mulLimit(n, elem, lim)
+		return c.mulLimit(n, elem)
 	case *ast.StructType:
-		var total uint64 = 0
+		var total uint64
 		for _, f := range t.Fields.List {
-			n, err := ss.elemCount(f.Type, lim)
-			if err != nil {
-				return 0, err
-			}
+			n := c.typeUnits(f.Type)
 			names := uint64(max(len(f.Names), 1))
-			if total, err = addLimit(total, n*names, lim); err != nil {
-				return 0, err
-			}
+			total = c.addLimit(total, c.mulLimit(n, names))
 		}
-		return max(total, 1), nil
+		return max(total, 1)
+	case *ast.IndexExpr:
+		return c.mulLimit(c.typeUnits(t.X), c.typeUnits(t.Index))
+	case *ast.IndexListExpr:
+		n := c.typeUnits(t.X)
+		for _, ix := range t.Indices {
+			n = c.mulLimit(n, c.typeUnits(ix))
+		}
+		return n
+	case *ast.MapType:
+		c.typeUnits(t.Key)
+		c.typeUnits(t.Value)
+		return 1
+	case *ast.ChanType:
+		c.typeUnits(t.Value)
+		return 1
 	}
-	return 1, nil // pointers, slices, maps, channels, funcs, interfaces, package types
+	return 2 // interfaces, funcs
 }
 
-// checkLiteral bounds composite literals whose keys set their length:
-// []T{1 << 40: x} allocates 2^40 elements.
-func (ss *session) checkLiteral(cl *ast.CompositeLit, lim limits) error {
-	at, ok := cl.Type.(*ast.ArrayType)
-	if !ok {
-		return nil
-	}
-	elem, err := ss.elemCount(at.Elt, lim)
-	if err != nil {
-		return err
+// literal bounds composite literals: their element count (or highest
+// index, for keyed ones) times their element size.
+func (c *checker) literal(cl *ast.CompositeLit) {
+	var elem uint64
+	switch t := cl.Type.(type) {
+	case *ast.ArrayType:
+		elem = c.typeUnits(t.Elt)
+	case *ast.MapType:
+		elem = c.addLimit(c.typeUnits(t.Key), c.typeUnits(t.Value))
+	default:
+		if cl.Type != nil {
+			c.addFrame(c.typeUnits(cl.Type))
+		}
+		return
 	}
 	var length, next uint64
 	for _, e := range cl.Elts {
 		if kv, ok := e.(*ast.KeyValueExpr); ok {
-			v, ok := ss.constValue(kv.Key)
-			if !ok {
-				return rejectf("index %s: in the REPL a literal's index must be a constant expression", exprString(kv.Key))
+			if _, isMap := cl.Type.(*ast.MapType); !isMap {
+				v, ok := c.constValue(kv.Key)
+				if !ok {
+					c.fail("index %s: in the REPL a literal's index must be a constant expression", exprString(kv.Key))
+				}
+				idx, exact := constant.Uint64Val(constant.ToInt(v))
+				if !exact {
+					c.fail("index %s is not a valid index", exprString(kv.Key))
+				}
+				next = idx
 			}
-			idx, exact := constant.Uint64Val(constant.ToInt(v))
-			if !exact {
-				return rejectf("index %s is not a valid index", exprString(kv.Key))
-			}
-			next = idx
 		}
 		if next == math.MaxUint64 {
-			return rejectf("literal index out of range")
+			c.fail("literal index out of range")
 		}
 		next++
 		length = max(length, next)
 	}
-	_, err = mulLimit(length, elem, lim)
-	return err
+	c.addFrame(c.mulLimit(length, elem))
 }
 
-func mulLimit(a, b uint64, lim limits) (uint64, error) {
-	if a != 0 && b > lim.maxElems/a {
-		return 0, rejectf("this array would hold more than %d elements: too large for the REPL", lim.maxElems)
+func (c *checker) mulLimit(a, b uint64) uint64 {
+	if a != 0 && b > c.lim.maxUnits/a {
+		c.fail("this would take more than %d bytes: too large for the REPL", c.lim.maxUnits*16)
 	}
-	return a * b, nil
+	return a * b
 }
 
-func addLimit(a, b uint64, lim limits) (uint64, error) {
-	if b > lim.maxElems || a > lim.maxElems-b {
-		return 0, rejectf("this type would hold more than %d elements: too large for the REPL", lim.maxElems)
+func (c *checker) addLimit(a, b uint64) uint64 {
+	if b > c.lim.maxUnits || a > c.lim.maxUnits-b {
+		c.fail("this would take more than %d bytes: too large for the REPL", c.lim.maxUnits*16)
 	}
-	return a + b, nil
+	return a + b
 }
 
-// constValue evaluates an integer constant expression made of literals,
-// operators and constants the session has seen.
-func (ss *session) constValue(e ast.Expr) (constant.Value, bool) {
+// constValue evaluates a constant expression made of literals, operators,
+// iota, len of constant strings, conversions, constants in scope and the
+// constants of the allowlisted packages. It fails the check when the
+// value would pass maxConstBits.
+func (c *checker) constValue(e ast.Expr) (constant.Value, bool) {
+	v, ok := c.eval(e)
+	if ok && v.Kind() == constant.Int && constant.BitLen(v) > maxConstBits {
+		c.fail("constant %s is larger than %d bits", exprString(e), maxConstBits)
+	}
+	return v, ok
+}
+
+func (c *checker) eval(e ast.Expr) (constant.Value, bool) {
 	switch e := e.(type) {
 	case *ast.BasicLit:
 		v := constant.MakeFromLiteral(e.Value, e.Kind, 0)
-		return v, v.Kind() == constant.Int || v.Kind() == constant.Float
+		return v, v.Kind() != constant.Unknown
 	case *ast.ParenExpr:
-		return ss.constValue(e.X)
+		return c.constValue(e.X)
 	case *ast.Ident:
-		v, ok := ss.consts[e.Name]
-		return v, ok
+		if e.Name == "iota" && c.iota != nil {
+			if b, ok := c.sc.lookup("iota"); !ok || b.val == nil {
+				return c.iota, true
+			}
+		}
+		if b, ok := c.sc.lookup(e.Name); ok && b.val != nil {
+			return b.val, true
+		}
+		return nil, false
+	case *ast.SelectorExpr:
+		if pkg, ok := e.X.(*ast.Ident); ok {
+			if _, shadowed := c.sc.lookup(pkg.Name); !shadowed {
+				return c.ss.pkgConst(pkg.Name, e.Sel.Name)
+			}
+		}
+		return nil, false
+	case *ast.CallExpr:
+		if id, ok := e.Fun.(*ast.Ident); ok && len(e.Args) == 1 {
+			if id.Name == "len" {
+				if v, ok := c.constValue(e.Args[0]); ok && v.Kind() == constant.String {
+					return constant.MakeInt64(int64(len(constant.StringVal(v)))), true
+				}
+				return nil, false
+			}
+			if _, shadowed := c.sc.lookup(id.Name); !shadowed && basicTypes[id.Name] {
+				return c.constValue(e.Args[0]) // a conversion
+			}
+		}
+		return nil, false
 	case *ast.UnaryExpr:
-		x, ok := ss.constValue(e.X)
-		if !ok || (e.Op != token.ADD && e.Op != token.SUB && e.Op != token.XOR) {
+		x, ok := c.constValue(e.X)
+		if !ok || (e.Op != token.ADD && e.Op != token.SUB && e.Op != token.XOR && e.Op != token.NOT) {
 			return nil, false
 		}
+		defer func() { recover() }() // mismatched kinds: not constant for us
 		return constant.UnaryOp(e.Op, x, 0), true
 	case *ast.BinaryExpr:
-		x, ok1 := ss.constValue(e.X)
-		y, ok2 := ss.constValue(e.Y)
+		x, ok1 := c.constValue(e.X)
+		y, ok2 := c.constValue(e.Y)
 		if !ok1 || !ok2 {
 			return nil, false
 		}
-		switch e.Op {
-		case token.SHL, token.SHR:
-			s, exact := constant.Uint64Val(constant.ToInt(y))
-			if !exact || s > 1024 {
-				return nil, false
-			}
-			return constant.Shift(constant.ToInt(x), e.Op, uint(s)), true
-		case token.ADD, token.SUB, token.MUL, token.AND, token.OR, token.XOR, token.AND_NOT:
-			return constant.BinaryOp(x, e.Op, y), true
-		case token.QUO, token.REM:
-			if constant.Sign(y) == 0 {
-				return nil, false
-			}
-			if e.Op == token.QUO {
-				return constant.BinaryOp(constant.ToInt(x), token.QUO_ASSIGN, constant.ToInt(y)), true
-			}
-			return constant.BinaryOp(x, e.Op, y), true
-		}
+		return c.binary(e, x, y)
 	}
 	return nil, false
+}
+
+func (c *checker) binary(e *ast.BinaryExpr, x, y constant.Value) (v constant.Value, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, isCheck := r.(*CheckError); isCheck {
+				panic(r)
+			}
+			v, ok = nil, false // mismatched kinds: not constant for us
+		}
+	}()
+	bits := func(v constant.Value) int {
+		if v.Kind() == constant.Int {
+			return constant.BitLen(v)
+		}
+		return 0
+	}
+	switch e.Op {
+	case token.SHL, token.SHR:
+		s, exact := constant.Uint64Val(constant.ToInt(y))
+		if !exact || (e.Op == token.SHL && uint64(bits(x))+s > maxConstBits) {
+			c.fail("constant %s is larger than %d bits", exprString(e), maxConstBits)
+		}
+		return constant.Shift(constant.ToInt(x), e.Op, uint(s)), true
+	case token.MUL:
+		if bits(x)+bits(y) > maxConstBits {
+			c.fail("constant %s is larger than %d bits", exprString(e), maxConstBits)
+		}
+		return constant.BinaryOp(x, e.Op, y), true
+	case token.ADD, token.SUB, token.AND, token.OR, token.XOR, token.AND_NOT:
+		return constant.BinaryOp(x, e.Op, y), true
+	case token.QUO, token.REM:
+		if constant.Sign(y) == 0 {
+			return nil, false
+		}
+		if e.Op == token.QUO && x.Kind() == constant.Int && y.Kind() == constant.Int {
+			return constant.BinaryOp(x, token.QUO_ASSIGN, y), true
+		}
+		return constant.BinaryOp(x, e.Op, y), true
+	case token.EQL, token.NEQ, token.LSS, token.LEQ, token.GTR, token.GEQ:
+		return constant.MakeBool(constant.Compare(x, e.Op, y)), true
+	case token.LAND, token.LOR:
+		return constant.BinaryOp(x, e.Op, y), true
+	}
+	return nil, false
+}
+
+var basicTypes = map[string]bool{
+	"int": true, "int8": true, "int16": true, "int32": true, "int64": true,
+	"uint": true, "uint8": true, "uint16": true, "uint32": true, "uint64": true, "uintptr": true,
+	"byte": true, "rune": true, "float32": true, "float64": true, "string": true,
 }
 
 func exprString(e ast.Expr) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"sort"
 	"strings"
 	"time"
 
@@ -37,15 +38,12 @@ var dropped = map[string][]string{
 // allowlisted standard library, curated, plus the given application
 // packages. sleepCtx returns the context of the eval in progress, so a
 // wrapped time.Sleep honours cancellation.
-func symbolTable(exp *Exports, pkgs []string, sleepCtx func() context.Context, maxBytes uint64) (map[string]map[string]reflect.Value, error) {
+func symbolTable(exp *Exports, pkgs []string, out *switchWriter, maxBytes uint64) (map[string]map[string]reflect.Value, error) {
+	sleepCtx := out.context
 	table := map[string]map[string]reflect.Value{}
 	for key, syms := range stdlib.Symbols {
-		if key == "." { // interface wrapper types, not a package
-			table[key] = syms
-			continue
-		}
 		importPath := key[:max(strings.LastIndexByte(key, '/'), 0)]
-		if !stdlibAllow[importPath] {
+		if !stdlibAllow[importPath] || key == "fmt/fmt" { // fmt: see fmtSymbols
 			continue
 		}
 		m := make(map[string]reflect.Value, len(syms))
@@ -65,9 +63,14 @@ func symbolTable(exp *Exports, pkgs []string, sleepCtx func() context.Context, m
 		}
 		table[key] = m
 	}
-	if _, ok := table["fmt/fmt"]; !ok {
+	if stdlib.Symbols["fmt/fmt"] == nil {
 		return nil, fmt.Errorf("interp: the yaegi standard library table has no fmt")
 	}
+	fmtSyms, mapTypes := fmtSymbols(out, maxBytes)
+	table[fmtKey] = fmtSyms
+	table["."] = map[string]reflect.Value{"MapTypes": reflect.ValueOf(mapTypes)}
+	wrapSort(table["sort/sort"], sleepCtx)
+	wrapQuote(table["strconv/strconv"], maxBytes)
 	table["time/time"]["Sleep"] = reflect.ValueOf(func(d time.Duration) {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -92,6 +95,69 @@ func symbolTable(exp *Exports, pkgs []string, sleepCtx func() context.Context, m
 }
 
 func lastElem(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
+
+// stopped is the panic value of a native loop cut short because its eval
+// ended.
+type stopped struct{}
+
+func (stopped) Error() string { return "the evaluation was stopped" }
+
+// ctxSort makes a native sort loop notice that its eval has ended: once
+// yaegi stops an eval, interpreted Less and Swap return at once, and a
+// sort over a huge Len would otherwise spin on a leaked goroutine.
+type ctxSort struct {
+	sort.Interface
+	ctx context.Context
+}
+
+func (c ctxSort) Less(i, j int) bool {
+	if c.ctx.Err() != nil {
+		panic(stopped{})
+	}
+	return c.Interface.Less(i, j)
+}
+
+func (c ctxSort) Swap(i, j int) {
+	if c.ctx.Err() != nil {
+		panic(stopped{})
+	}
+	c.Interface.Swap(i, j)
+}
+
+func wrapSort(m map[string]reflect.Value, ctx func() context.Context) {
+	less := func(f func(i, j int) bool) func(i, j int) bool {
+		c := ctx()
+		return func(i, j int) bool {
+			if c.Err() != nil {
+				panic(stopped{})
+			}
+			return f(i, j)
+		}
+	}
+	m["Sort"] = reflect.ValueOf(func(data sort.Interface) { sort.Sort(ctxSort{data, ctx()}) })
+	m["Stable"] = reflect.ValueOf(func(data sort.Interface) { sort.Stable(ctxSort{data, ctx()}) })
+	m["IsSorted"] = reflect.ValueOf(func(data sort.Interface) bool { return sort.IsSorted(ctxSort{data, ctx()}) })
+	m["Slice"] = reflect.ValueOf(func(x any, f func(i, j int) bool) { sort.Slice(x, less(f)) })
+	m["SliceStable"] = reflect.ValueOf(func(x any, f func(i, j int) bool) { sort.SliceStable(x, less(f)) })
+	m["SliceIsSorted"] = reflect.ValueOf(func(x any, f func(i, j int) bool) bool { return sort.SliceIsSorted(x, less(f)) })
+}
+
+// wrapQuote bounds strconv's quoting functions (up to 10 bytes out per
+// byte in) and drops their Append forms.
+func wrapQuote(m map[string]reflect.Value, maxBytes uint64) {
+	for _, name := range []string{"Quote", "QuoteToASCII", "QuoteToGraphic"} {
+		fn := m[name].Interface().(func(string) string)
+		m[name] = reflect.ValueOf(func(s string) string {
+			if 10*float64(len(s)) > float64(maxBytes) {
+				panic(fmt.Sprintf("strconv.%s: the result could be %d bytes; the limit is %d", name, 10*len(s), maxBytes))
+			}
+			return fn(s)
+		})
+	}
+	for _, name := range []string{"AppendQuote", "AppendQuoteToASCII", "AppendQuoteToGraphic"} {
+		delete(m, name)
+	}
+}
 
 // wrapAmplifiers replaces the strings functions whose result can be far
 // larger than their input with versions that refuse a result over
@@ -128,16 +194,36 @@ func wrapAmplifiers(m map[string]reflect.Value, maxBytes uint64) {
 		replaced("ReplaceAll", s, old, new, -1)
 		return strings.ReplaceAll(s, old, new)
 	})
-	// Splitting on "" makes one string header (16 bytes) per rune.
+	// Splitting makes one 16-byte string header per piece.
+	pieces := func(s, sep string, n int) float64 {
+		k := strings.Count(s, sep) + 1 // sep "": runes + 1
+		if n > 0 && n < k {
+			k = n
+		}
+		return 16 * float64(k)
+	}
 	for _, name := range []string{"Split", "SplitAfter"} {
 		fn := m[name].Interface().(func(string, string) []string)
 		m[name] = reflect.ValueOf(func(s, sep string) []string {
-			if sep == "" {
-				check(name, 16*float64(len(s)))
-			}
+			check(name, pieces(s, sep, -1))
 			return fn(s, sep)
 		})
 	}
+	for _, name := range []string{"SplitN", "SplitAfterN"} {
+		fn := m[name].Interface().(func(string, string, int) []string)
+		m[name] = reflect.ValueOf(func(s, sep string, n int) []string {
+			check(name, pieces(s, sep, n))
+			return fn(s, sep, n)
+		})
+	}
+	m["Fields"] = reflect.ValueOf(func(s string) []string {
+		check("Fields", 16*float64(len(s)/2+1))
+		return strings.Fields(s)
+	})
+	m["FieldsFunc"] = reflect.ValueOf(func(s string, f func(rune) bool) []string {
+		check("FieldsFunc", 16*float64(len(s)/2+1))
+		return strings.FieldsFunc(s, f)
+	})
 	m["Join"] = reflect.ValueOf(func(elems []string, sep string) string {
 		n := float64(len(sep)) * float64(max(len(elems)-1, 0))
 		for _, e := range elems {

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"os/signal"
 	"strings"
@@ -53,6 +54,7 @@ Exit codes:
 
 func main() {
 	scrubEnv()
+	log.SetOutput(yaegiLogFilter{os.Stderr})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
@@ -70,6 +72,27 @@ func scrubEnv() {
 			os.Unsetenv(k)
 		}
 	}
+}
+
+// yaegiLogFilter drops the fixed lines the interpreter library writes to
+// the standard logger before some of its compiler panics ("nil type"),
+// which the REPL reports as errors anyway: evaluated code could otherwise
+// repeat them to flood the process's log.
+type yaegiLogFilter struct{ w io.Writer }
+
+func (f yaegiLogFilter) Write(p []byte) (int, error) {
+	line := string(p)
+	if i := strings.Index(line, " "); i >= 0 && strings.Count(line[:i], "/") == 2 { // "2006/01/02 15:04:05 msg"
+		line = line[i+1:]
+		if j := strings.Index(line, " "); j >= 0 {
+			line = line[j+1:]
+		}
+	}
+	switch strings.TrimSpace(line) {
+	case "nil type", "nil reflect type":
+		return len(p), nil
+	}
+	return f.w.Write(p)
 }
 
 // errReported wraps an error whose message was already shown.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log"
 	"net/http"
 	"os"
 	"os/exec"
@@ -394,5 +395,16 @@ func TestScrubEnv(t *testing.T) {
 	}
 	if os.Getenv("OPS_REPL_URL") != "ws://keep/" {
 		t.Error("scrubEnv removed a variable it should keep")
+	}
+}
+
+func TestYaegiLogFilter(t *testing.T) {
+	var buf bytes.Buffer
+	l := log.New(yaegiLogFilter{&buf}, "", log.LstdFlags)
+	l.Print("nil type")
+	l.Print("nil reflect type")
+	l.Print("something else")
+	if got := buf.String(); strings.Contains(got, "nil type") || !strings.Contains(got, "something else") {
+		t.Fatalf("filtered log: %q", got)
 	}
 }
