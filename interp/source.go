@@ -647,15 +647,14 @@ func (c *checker) assignTarget(e ast.Expr) {
 func (c *checker) genDecl(gd *ast.GenDecl) {
 	switch gd.Tok {
 	case token.CONST:
-		var last []ast.Expr
-		var lastType ast.Expr
+		var last []ast.Expr // a spec without values repeats the previous ones
 		for i, spec := range gd.Specs {
 			vs := spec.(*ast.ValueSpec)
-			vals, typ := vs.Values, vs.Type
+			vals := vs.Values
 			if len(vals) == 0 {
-				vals, typ = last, lastType
+				vals = last
 			}
-			last, lastType = vals, typ
+			last = vals
 			c.iota = constant.MakeInt64(int64(i))
 			for j, name := range vs.Names {
 				c.ident(name)
