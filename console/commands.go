@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"io"
 	"runtime"
 	"runtime/debug"
 	"sort"
@@ -30,67 +29,27 @@ const (
 	heapName  = "heap-%s.pb.gz"
 )
 
-// command is one entry of the command table. The table drives dispatch,
-// help, completion and policy validation; a command can only run through
-// session.handle, which authorizes and audits it first.
-type command struct {
-	name    string
-	summary string
-	usage   string // arguments, for help
-	run     func(ctx context.Context, c *call) error
-}
-
-// object is the policy object of the command.
-func (c *command) object() string { return cmdPrefix + c.name }
-
-func builtinCommands() []*command {
-	return []*command{
-		{name: "help", usage: "[COMMAND]", summary: "list the commands you may run, or show how to use one", run: runHelp},
-		{name: "whoami", summary: "show your subject, roles and session", run: runWhoami},
-		{name: "memstats", summary: "memory and GC figures from runtime/metrics (no stop-the-world)", run: runMemstats},
-		{name: "goroutines", summary: "goroutine stacks grouped by identical stack, with counts", run: runGoroutines},
-		{name: "buildinfo", summary: "Go version, module versions and build settings", run: runBuildinfo},
-		{name: "gc", summary: "run a garbage collection and show the heap before and after", run: runGC},
-		{name: "heapdump", usage: "[--gc]", summary: "download a heap profile (pprof format; open with go tool pprof)", run: runHeapdump},
-		{name: "reset", summary: "discard your Go interpreter and its state", run: runReset},
-		{name: "vars", summary: "list the packages and variables your Go session can reach", run: runVars},
+func builtinCommands() []*Command {
+	return []*Command{
+		{Name: "help", Usage: "[COMMAND]", Summary: "list the commands you may run, or show how to use one", Run: runHelp},
+		{Name: "whoami", Summary: "show your subject, roles and session", Run: runWhoami},
+		{Name: "memstats", Summary: "memory and GC figures from runtime/metrics (no stop-the-world)", Run: runMemstats},
+		{Name: "goroutines", Summary: "goroutine stacks grouped by identical stack, with counts", Run: runGoroutines},
+		{Name: "buildinfo", Summary: "Go version, module versions and build settings", Run: runBuildinfo},
+		{Name: "gc", Summary: "run a garbage collection and show the heap before and after", Cost: Heavy, Run: runGC},
+		{Name: "heapdump", Usage: "[--gc]", Summary: "download a heap profile (pprof format; open with go tool pprof)", Cost: Heavy, Run: runHeapdump},
+		{Name: "reset", Summary: "discard your Go interpreter and its state", Run: runReset},
+		{Name: "vars", Summary: "list the packages and variables your Go session can reach", Run: runVars},
 	}
 }
 
-// call is one command invocation.
-type call struct {
-	s     *session
-	id    uint64
-	cmd   *command
-	args  []string
-	out   io.Writer
-	value string // result value, if any
+func noFlags(c *Request) error {
+	return c.ParseFlags(flag.NewFlagSet(c.cmd.Name, flag.ContinueOnError), false)
 }
 
-// flags parses c.args with fs. Positional arguments are allowed only when
-// positional is true.
-func (c *call) flags(fs *flag.FlagSet, positional bool) error {
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	if err := fs.Parse(c.args); err != nil {
-		return wire.Errorf(wire.CodeBadRequest, "%s: %v (usage: %s)", c.cmd.name, err, c.usageLine())
-	}
-	if !positional && fs.NArg() > 0 {
-		return wire.Errorf(wire.CodeBadRequest, "%s: unexpected argument %q (usage: %s; to evaluate Go that starts with %q, write: eval %s …)",
-			c.cmd.name, fs.Arg(0), c.usageLine(), c.cmd.name, c.cmd.name)
-	}
-	return nil
-}
-
-func (c *call) usageLine() string {
-	return strings.TrimSpace(c.cmd.name + " " + c.cmd.usage)
-}
-
-func noFlags(c *call) error { return c.flags(flag.NewFlagSet(c.cmd.name, flag.ContinueOnError), false) }
-
-func runHelp(ctx context.Context, c *call) error {
+func runHelp(ctx context.Context, c *Request) error {
 	fs := flag.NewFlagSet("help", flag.ContinueOnError)
-	if err := c.flags(fs, true); err != nil {
+	if err := c.ParseFlags(fs, true); err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
@@ -99,7 +58,7 @@ func runHelp(ctx context.Context, c *call) error {
 	if fs.NArg() == 1 {
 		name := fs.Arg(0)
 		if name == evalWord {
-			fmt.Fprint(c.out, evalHelp)
+			fmt.Fprint(c.Out, evalHelp)
 			return nil
 		}
 		cmd := c.s.srv.commands[name]
@@ -107,13 +66,16 @@ func runHelp(ctx context.Context, c *call) error {
 			return wire.Errorf(wire.CodeBadRequest, "help: unknown command %.40q; type help for the list", name)
 		}
 		allowed := c.s.allowed(cmd.object())
-		fmt.Fprintf(c.out, "usage: %s\n\n  %s\n", strings.TrimSpace(cmd.name+" "+cmd.usage), cmd.summary)
+		fmt.Fprintf(c.Out, "usage: %s\n\n  %s\n  cost: %s\n", cmd.usageLine(), cmd.Summary, cmd.Cost)
+		if cmd.Cost == StopsTheWorld {
+			fmt.Fprintf(c.Out, "  it pauses the whole process: add %s to run it\n", yesFlag)
+		}
 		if !allowed {
-			fmt.Fprintf(c.out, "\nYour policy does not let you run it (object %s, action run).\n", cmd.object())
+			fmt.Fprintf(c.Out, "\nYour policy does not let you run it (object %s, action run).\n", cmd.object())
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(c.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "Commands you may run (help COMMAND for details):")
 	hidden := 0
 	for _, name := range c.s.srv.names {
@@ -122,14 +84,18 @@ func runHelp(ctx context.Context, c *call) error {
 			hidden++
 			continue
 		}
-		fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimSpace(cmd.name+" "+cmd.usage), cmd.summary)
+		note := ""
+		if cmd.Cost != Cheap {
+			note = " [" + cmd.Cost.String() + "]"
+		}
+		fmt.Fprintf(tw, "  %s\t%s%s\n", cmd.usageLine(), cmd.Summary, note)
 	}
 	tw.Flush()
 	if hidden > 0 {
-		fmt.Fprintf(c.out, "(%d more commands exist that your policy does not let you run.)\n", hidden)
+		fmt.Fprintf(c.Out, "(%d more commands exist that your policy does not let you run.)\n", hidden)
 	}
 	if c.s.allowed(objEval) {
-		fmt.Fprint(c.out, "\n"+evalHelp)
+		fmt.Fprint(c.Out, "\n"+evalHelp)
 	}
 	return nil
 }
@@ -139,59 +105,59 @@ const evalHelp = `Go: any line that does not start with a command name is evalua
 with a command name, prefix it with "eval": eval gc := 1.
 `
 
-func runWhoami(ctx context.Context, c *call) error {
+func runWhoami(ctx context.Context, c *Request) error {
 	if err := noFlags(c); err != nil {
 		return err
 	}
 	s := c.s
-	fmt.Fprintf(c.out, "subject  %s\nroles    %s\nsession  %s\nremote   %s\nsince    %s\n",
+	fmt.Fprintf(c.Out, "subject  %s\nroles    %s\nsession  %s\nremote   %s\nsince    %s\n",
 		s.subject, strings.Join(s.roles, ", "), s.id, s.remote, s.start.UTC().Format(time.RFC3339))
 	return nil
 }
 
-func runMemstats(ctx context.Context, c *call) error {
+func runMemstats(ctx context.Context, c *Request) error {
 	if err := noFlags(c); err != nil {
 		return err
 	}
-	return diag.WriteStats(c.out, diag.ReadMemStats())
+	return diag.WriteStats(c.Out, diag.ReadMemStats())
 }
 
-func runGoroutines(ctx context.Context, c *call) error {
+func runGoroutines(ctx context.Context, c *Request) error {
 	if err := noFlags(c); err != nil {
 		return err
 	}
-	return diag.WriteGoroutines(c.out)
+	return diag.WriteGoroutines(c.Out)
 }
 
-func runBuildinfo(ctx context.Context, c *call) error {
+func runBuildinfo(ctx context.Context, c *Request) error {
 	if err := noFlags(c); err != nil {
 		return err
 	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		fmt.Fprintf(c.out, "go      %s\n(no module build information in this binary)\n", runtime.Version())
+		fmt.Fprintf(c.Out, "go      %s\n(no module build information in this binary)\n", runtime.Version())
 		return nil
 	}
-	fmt.Fprintf(c.out, "go      %s\npath    %s\nmain    %s %s\n", bi.GoVersion, bi.Path, bi.Main.Path, bi.Main.Version)
+	fmt.Fprintf(c.Out, "go      %s\npath    %s\nmain    %s %s\n", bi.GoVersion, bi.Path, bi.Main.Path, bi.Main.Version)
 	deps := append([]*debug.Module(nil), bi.Deps...)
 	sort.Slice(deps, func(i, j int) bool { return deps[i].Path < deps[j].Path })
 	for _, d := range deps {
-		fmt.Fprintf(c.out, "dep     %s %s\n", d.Path, d.Version)
+		fmt.Fprintf(c.Out, "dep     %s %s\n", d.Path, d.Version)
 	}
 	for _, st := range bi.Settings {
 		// Only settings that describe the build; -ldflags can carry
 		// -X values (keys, passwords), so it is never shown.
 		switch {
 		case st.Key == "-ldflags":
-			fmt.Fprintf(c.out, "build   -ldflags (not shown)\n")
+			fmt.Fprintf(c.Out, "build   -ldflags (not shown)\n")
 		default:
-			fmt.Fprintf(c.out, "build   %s=%s\n", st.Key, st.Value)
+			fmt.Fprintf(c.Out, "build   %s=%s\n", st.Key, st.Value)
 		}
 	}
 	return nil
 }
 
-func runGC(ctx context.Context, c *call) error {
+func runGC(ctx context.Context, c *Request) error {
 	if err := noFlags(c); err != nil {
 		return err
 	}
@@ -203,16 +169,16 @@ func runGC(ctx context.Context, c *call) error {
 	for _, m := range []string{"/memory/classes/heap/objects:bytes", "/gc/heap/live:bytes"} {
 		b, _ := diag.Lookup(before, m)
 		a, _ := diag.Lookup(after, m)
-		fmt.Fprintf(c.out, "%-36s %10s -> %10s\n", m, diag.FormatBytes(b), diag.FormatBytes(a))
+		fmt.Fprintf(c.Out, "%-36s %10s -> %10s\n", m, diag.FormatBytes(b), diag.FormatBytes(a))
 	}
-	fmt.Fprintf(c.out, "GC took %s\n", took.Round(time.Microsecond))
+	fmt.Fprintf(c.Out, "GC took %s\n", took.Round(time.Microsecond))
 	return nil
 }
 
-func runHeapdump(ctx context.Context, c *call) error {
+func runHeapdump(ctx context.Context, c *Request) error {
 	fs := flag.NewFlagSet("heapdump", flag.ContinueOnError)
 	gc := fs.Bool("gc", false, "run a garbage collection first, so the profile reflects the current heap")
-	if err := c.flags(fs, false); err != nil {
+	if err := c.ParseFlags(fs, false); err != nil {
 		return err
 	}
 	if *gc {
@@ -223,24 +189,24 @@ func runHeapdump(ctx context.Context, c *call) error {
 		return err
 	}
 	name := fmt.Sprintf(heapName, time.Now().UTC().Format("20060102T150405Z"))
-	return c.s.sendFile(ctx, c.id, name, buf.Bytes())
+	return c.SendFile(ctx, name, buf.Bytes())
 }
 
-func runReset(ctx context.Context, c *call) error {
+func runReset(ctx context.Context, c *Request) error {
 	if err := noFlags(c); err != nil {
 		return err
 	}
 	had := c.s.interp != nil
 	c.s.interp = nil
 	if had {
-		fmt.Fprintln(c.out, "interpreter discarded; the next Go line starts from a clean state")
+		fmt.Fprintln(c.Out, "interpreter discarded; the next Go line starts from a clean state")
 	} else {
-		fmt.Fprintln(c.out, "no interpreter to reset")
+		fmt.Fprintln(c.Out, "no interpreter to reset")
 	}
 	return nil
 }
 
-func runVars(ctx context.Context, c *call) error {
+func runVars(ctx context.Context, c *Request) error {
 	if err := noFlags(c); err != nil {
 		return err
 	}
@@ -251,7 +217,7 @@ func runVars(ctx context.Context, c *call) error {
 	if err != nil {
 		return err
 	}
-	in.Vars(c.out)
+	in.Vars(c.Out)
 	return nil
 }
 

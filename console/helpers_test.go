@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"flag"
 	"net"
 )
 
@@ -10,3 +11,5 @@ type netAddr = net.Addr
 func contextWithCancel() (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }
+
+func newFlagSet(name string) *flag.FlagSet { return flag.NewFlagSet(name, flag.ContinueOnError) }

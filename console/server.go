@@ -66,6 +66,10 @@ type Options struct {
 	Exports *interp.Exports
 	// Logger receives operational logs; never tokens. Default: discard.
 	Logger *slog.Logger
+	// Commands are the application's own commands, added to the built-in
+	// ones (a name may not repeat). Each is authorized as cmd:<Name> and
+	// audited like the built-ins. Default: none.
+	Commands []Command
 
 	// Interp holds the limits of each session's Go interpreter: time
 	// (Timeout, default 10s), output (MaxOutput, 1 MiB), heap growth
@@ -104,7 +108,8 @@ type Options struct {
 type Server struct {
 	opts     Options
 	log      *slog.Logger
-	commands map[string]*command
+	commands map[string]*Command
+	flight   flight   // one heavy command at a time
 	names    []string // sorted command names
 	upgrader websocket.Upgrader
 
@@ -137,7 +142,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts:     opts,
 		log:      opts.Logger,
-		commands: map[string]*command{},
+		commands: map[string]*Command{},
 		sessions: map[string]*session{},
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout:  10 * time.Second,
@@ -146,9 +151,21 @@ func New(opts Options) (*Server, error) {
 			// CheckOrigin stays nil: gorilla's same-origin check.
 		},
 	}
-	for _, c := range builtinCommands() {
-		s.commands[c.name] = c
-		s.names = append(s.names, c.name)
+	all := builtinCommands()
+	for i := range opts.Commands {
+		all = append(all, &opts.Commands[i])
+	}
+	for _, c := range all {
+		switch {
+		case !isWord(c.Name) || c.Name == evalWord:
+			return nil, fmt.Errorf("console: command name %q: use letters, digits and dashes (and not %q)", c.Name, evalWord)
+		case c.Run == nil || c.Summary == "":
+			return nil, fmt.Errorf("console: command %q needs Run and Summary", c.Name)
+		case s.commands[c.Name] != nil:
+			return nil, fmt.Errorf("console: command %q is defined twice", c.Name)
+		}
+		s.commands[c.Name] = c
+		s.names = append(s.names, c.Name)
 	}
 	sort.Strings(s.names)
 	if err := s.checkPolicy(); err != nil {

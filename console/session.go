@@ -371,16 +371,26 @@ func (s *session) execute(ctx context.Context, req wire.Request, rec *audit.Reco
 		rec.Object = cmd.object()
 		if !s.allowed(rec.Object) {
 			rec.Decision = "deny"
-			return "", wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", s.subject, cmd.name, rec.Object)
+			return "", wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", s.subject, cmd.Name, rec.Object)
 		}
 		rec.Decision = "allow"
 		args, err := splitArgs(rest)
 		if err != nil {
-			return "", wire.Errorf(wire.CodeBadRequest, "%s: %v", cmd.name, err)
+			return "", wire.Errorf(wire.CodeBadRequest, "%s: %v", cmd.Name, err)
+		}
+		if args, err = confirm(cmd, args); err != nil {
+			return "", err
+		}
+		if cmd.Cost != Cheap {
+			release, err := s.srv.flight.acquire(fmt.Sprintf("%s (run by %s)", cmd.Name, s.subject))
+			if err != nil {
+				return "", err
+			}
+			defer release()
 		}
 		ew := &eventWriter{s: s, id: req.ID}
-		c := &call{s: s, id: req.ID, cmd: cmd, args: args, out: ew}
-		err = cmd.run(ctx, c)
+		c := &Request{Args: args, Subject: s.subject, Out: ew, s: s, id: req.ID, cmd: cmd}
+		err = cmd.Run(ctx, c)
 		ew.flush()
 		return c.value, err
 	}

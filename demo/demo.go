@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -110,6 +111,11 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		Exports:       exp,
 		Logger:        opts.Logger,
 		Interp:        opts.Interp,
+		Commands: []console.Command{{
+			Name:    "cache-stats",
+			Summary: "the demo's cache size and request counters (an application command)",
+			Run:     d.app.cacheStats,
+		}},
 	})
 	if err != nil {
 		d.audit.Close()
@@ -178,6 +184,7 @@ func (d *Demo) writeState() error {
 	for _, s := range Subjects {
 		fmt.Fprintf(&pol, "g, %s, role:%s\n", s, s)
 	}
+	pol.WriteString("\n# the demo's own command\np, role:viewer, cmd:cache-stats, run, allow\n")
 	d.PolicyPath = filepath.Join(d.Dir, "policy.csv")
 	if err := writePrivate(d.PolicyPath, pol.String()); err != nil {
 		return err
@@ -365,6 +372,24 @@ func (a *app) LeakedBytes() int {
 		n += len(b)
 	}
 	return n
+}
+
+// cacheStats is the demo's application command.
+func (a *app) cacheStats(ctx context.Context, r *console.Request) error {
+	if err := r.ParseFlags(flag.NewFlagSet("cache-stats", flag.ContinueOnError), false); err != nil {
+		return err
+	}
+	reqs := a.Requests()
+	routes := make([]string, 0, len(reqs))
+	for k := range reqs {
+		routes = append(routes, k)
+	}
+	sort.Strings(routes)
+	fmt.Fprintf(r.Out, "cache entries  %d\nuptime         %s\n", a.CacheLen(), a.Uptime())
+	for _, k := range routes {
+		fmt.Fprintf(r.Out, "requests       %-20s %d\n", k, reqs[k])
+	}
+	return nil
 }
 
 // churn allocates steadily and refreshes cache entries, like a busy app.

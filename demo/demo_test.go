@@ -42,6 +42,9 @@ func TestStart(t *testing.T) {
 		}
 	}
 	pol, _ := os.ReadFile(d.PolicyPath)
+	if !strings.Contains(string(pol), "cmd:cache-stats") {
+		t.Fatal("live policy lacks the demo command's grant")
+	}
 	if !strings.Contains(string(pol), "g, admin, role:admin") {
 		t.Fatal("live policy lacks the demo's role bindings")
 	}

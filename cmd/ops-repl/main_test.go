@@ -102,6 +102,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "token and token-file", args: []string{"--token", "a", "--token-file", tokFile, "-c", "x"}, code: 2},
 		{name: "missing token file", args: []string{"--token-file", "/nonexistent/x", "-c", "x"}, code: 2},
 		{name: "help", args: []string{"--help"}, code: 0, stdout: "Exit codes"},
+		{name: "app command", args: []string{"--url", u, "--token", d.Tokens["viewer"], "-c", "cache-stats"}, code: 0, stdout: "cache entries"},
 		{name: "operator heapdump", args: []string{"--url", u, "--token", d.Tokens["operator"], "--out", dl, "-c", "heapdump"}, code: 0, stdout: "saved " + dl},
 	}
 	for _, tt := range tests {

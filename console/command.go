@@ -1,0 +1,151 @@
+package console
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opsrepl/opsrepl/console/wire"
+)
+
+// Cost says what running a command costs the process it inspects.
+type Cost int
+
+const (
+	// Cheap commands run at once, any number at a time.
+	Cheap Cost = iota
+	// Heavy commands run one at a time per process (a second caller gets a
+	// busy error naming who holds it and since when).
+	Heavy
+	// StopsTheWorld commands are Heavy and pause the whole process: they
+	// run only with --yes, after saying how long the pause should last.
+	StopsTheWorld
+)
+
+func (c Cost) String() string {
+	switch c {
+	case Heavy:
+		return "heavy"
+	case StopsTheWorld:
+		return "stops the world"
+	}
+	return "cheap"
+}
+
+// Command is one entry of the command table. Built-in commands and those
+// an application adds through Options.Commands live in the same table,
+// which drives dispatch, help, completion and policy validation: a command
+// runs only after the policy allows cmd:<Name> (action run) for the
+// subject, and every run is audited.
+type Command struct {
+	// Name is the word that runs the command: letters, digits and dashes.
+	// Required.
+	Name string
+	// Usage shows the arguments in help, e.g. "[--gc] [--filter REGEX]".
+	Usage string
+	// Summary is the one-line description in help. Required.
+	Summary string
+	// Cost is the command's cost class. Default: Cheap.
+	Cost Cost
+	// Pause predicts the stop-the-world pause of a StopsTheWorld command,
+	// shown when it asks for --yes. Default: none shown.
+	Pause func() time.Duration
+	// Run does the work, writing to req.Out. Errors of type *wire.Error are
+	// shown to the operator as they are; any other error is logged and
+	// reported as "internal". Required.
+	Run func(ctx context.Context, req *Request) error
+}
+
+// object is the policy object of the command.
+func (c *Command) object() string { return cmdPrefix + c.Name }
+
+func (c *Command) usageLine() string { return strings.TrimSpace(c.Name + " " + c.Usage) }
+
+// Request is one run of a command.
+type Request struct {
+	// Args are the words after the command name, split like a shell's.
+	Args []string
+	// Subject is who runs the command.
+	Subject string
+	// Out streams text to the operator.
+	Out io.Writer
+
+	s     *session
+	id    uint64
+	cmd   *Command
+	value string
+}
+
+// ParseFlags parses req.Args with fs; a bad flag is a bad_request error
+// that shows the command's usage. Positional arguments are an error
+// unless positional is true (then they are in fs.Args()).
+func (r *Request) ParseFlags(fs *flag.FlagSet, positional bool) error {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	if err := fs.Parse(r.Args); err != nil {
+		return wire.Errorf(wire.CodeBadRequest, "%s: %v (usage: %s)", r.cmd.Name, err, r.cmd.usageLine())
+	}
+	if !positional && fs.NArg() > 0 {
+		return wire.Errorf(wire.CodeBadRequest, "%s: unexpected argument %q (usage: %s; to evaluate Go that starts with %q, write: eval %s …)",
+			r.cmd.Name, fs.Arg(0), r.cmd.usageLine(), r.cmd.Name, r.cmd.Name)
+	}
+	return nil
+}
+
+// SendFile sends data to the operator as a file transfer; the client
+// saves it under name (a plain file name) and checks its SHA-256.
+func (r *Request) SendFile(ctx context.Context, name string, data []byte) error {
+	return r.s.sendFile(ctx, r.id, name, data)
+}
+
+// yesFlag is the confirmation a StopsTheWorld command needs.
+const yesFlag = "--yes"
+
+// confirm strips --yes from args, and refuses a StopsTheWorld command
+// without it.
+func confirm(cmd *Command, args []string) ([]string, error) {
+	out := args[:0:0]
+	yes := false
+	for _, a := range args {
+		if a == yesFlag || a == "-yes" {
+			yes = true
+			continue
+		}
+		out = append(out, a)
+	}
+	if cmd.Cost != StopsTheWorld || yes {
+		return out, nil
+	}
+	pause := ""
+	if cmd.Pause != nil {
+		pause = fmt.Sprintf(" for about %s", cmd.Pause().Round(time.Millisecond))
+	}
+	return nil, wire.Errorf(wire.CodeBadRequest, "%s stops the whole process%s; run it again with %s to go ahead", cmd.Name, pause, yesFlag)
+}
+
+// flight lets one Heavy or StopsTheWorld command run at a time in the
+// process.
+type flight struct {
+	mu     sync.Mutex
+	holder string
+	since  time.Time
+}
+
+func (f *flight) acquire(holder string) (release func(), err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.holder != "" {
+		return nil, wire.Errorf(wire.CodeBusy, "%s is already running (since %s, %s ago); heavy commands run one at a time: try again when it ends",
+			f.holder, f.since.UTC().Format(time.TimeOnly), time.Since(f.since).Round(time.Second))
+	}
+	f.holder, f.since = holder, time.Now()
+	return func() {
+		f.mu.Lock()
+		f.holder = ""
+		f.mu.Unlock()
+	}, nil
+}

@@ -1,0 +1,129 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opsrepl/opsrepl/console/wire"
+	"github.com/opsrepl/opsrepl/policy"
+
+	opsrepl "github.com/opsrepl/opsrepl"
+)
+
+func TestAppCommands(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	cmds := []Command{
+		{Name: "greet", Usage: "NAME", Summary: "say hello", Run: func(ctx context.Context, r *Request) error {
+			fs := newFlagSet("greet")
+			if err := r.ParseFlags(fs, true); err != nil {
+				return err
+			}
+			if fs.NArg() != 1 {
+				return wire.Errorf(wire.CodeBadRequest, "greet: want one name")
+			}
+			fmt.Fprintf(r.Out, "hello %s from %s\n", fs.Arg(0), r.Subject)
+			return nil
+		}},
+		{Name: "slow", Summary: "hold the heavy slot", Cost: Heavy, Run: func(ctx context.Context, r *Request) error {
+			started <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		}},
+		{Name: "freeze", Summary: "pretend to stop the world", Cost: StopsTheWorld,
+			Pause: func() time.Duration { return 1500 * time.Millisecond },
+			Run: func(ctx context.Context, r *Request) error {
+				if err := r.ParseFlags(newFlagSet("freeze"), false); err != nil {
+					return err
+				}
+				fmt.Fprintln(r.Out, "frozen")
+				return nil
+			}},
+		{Name: "boom", Summary: "fail inside", Run: func(ctx context.Context, r *Request) error {
+			return errors.New("secret internal detail")
+		}},
+	}
+	f := newFixture(t, func(o *Options) {
+		o.Commands = cmds
+		enf, err := policy.New(policy.Options{PolicyText: opsrepl.DefaultPolicy +
+			"g, viewer, role:viewer\ng, operator, role:operator\ng, admin, role:admin\n" +
+			"p, role:operator, cmd:greet, run, allow\n"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Authorizer = enf
+	})
+	viewer, op, admin := f.dial(t, "viewer"), f.dial(t, "operator"), f.dial(t, "admin")
+	tests := []struct {
+		c    *client
+		line string
+		code wire.Code
+		out  string
+	}{
+		{op, "greet world", "", "hello world from operator"},
+		{viewer, "greet world", wire.CodeForbidden, "cmd:greet"},
+		{op, "greet", wire.CodeBadRequest, "want one name"},
+		{admin, "freeze", wire.CodeBadRequest, "about 1.5s; run it again with --yes"},
+		{admin, "freeze --yes", "", "frozen"},
+		{admin, "boom", wire.CodeInternal, "internal error"},
+	}
+	for _, tt := range tests {
+		tt.c.t = t
+		final, out, _, _ := tt.c.run(tt.line)
+		if final.Code != tt.code || !strings.Contains(out+final.Message, tt.out) {
+			t.Errorf("%s: got %s %q %q; want %q containing %q", tt.line, final.Type, final.Code, out+final.Message, tt.code, tt.out)
+		}
+	}
+	if strings.Contains(f.audit.String(), "secret internal detail") || !strings.Contains(f.logs.String(), "secret internal detail") {
+		t.Error("an internal error must reach the log, not the client or the audit")
+	}
+	if !strings.Contains(f.audit.String(), `"line":"greet world","object":"cmd:greet","decision":"deny"`) {
+		t.Error("the denied app command is not audited")
+	}
+	_, help, _, _ := admin.run("help")
+	for _, want := range []string{"greet NAME", "slow", "[heavy]", "freeze", "[stops the world]"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %q:\n%s", want, help)
+		}
+	}
+
+	// Heavy commands run one at a time in the process.
+	id := admin.send(wire.Request{Type: wire.TypeRun, Line: "slow"})
+	<-started
+	op.t = t
+	final, _, _, _ := op.run("gc")
+	if final.Code != wire.CodeBusy || !strings.Contains(final.Message, "slow (run by admin)") {
+		t.Fatalf("gc while slow runs: got %+v; want busy naming slow and admin", final)
+	}
+	close(release)
+	admin.read(id)
+	if final, _, _, _ := op.run("gc"); final.Type != wire.EventResult {
+		t.Fatalf("gc after slow ended: %+v", final)
+	}
+}
+
+func TestBadCommandDefinitions(t *testing.T) {
+	run := func(context.Context, *Request) error { return nil }
+	authn := AuthenticatorFunc(func(*http.Request) (string, error) { return "x", nil })
+	allow := AuthorizerFunc(func(string, string, string) (bool, error) { return true, nil })
+	for _, c := range []Command{
+		{Name: "", Summary: "s", Run: run},
+		{Name: "two words", Summary: "s", Run: run},
+		{Name: "eval", Summary: "s", Run: run},
+		{Name: "gc", Summary: "shadows a built-in", Run: run},
+		{Name: "norun", Summary: "s"},
+		{Name: "nosummary", Run: run},
+	} {
+		if _, err := New(Options{Authenticator: authn, Authorizer: allow, Commands: []Command{c}}); err == nil {
+			t.Errorf("New with command %+v: got no error", c.Name)
+		}
+	}
+}
