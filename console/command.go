@@ -102,6 +102,23 @@ func (r *Request) SendFile(ctx context.Context, name string, data []byte) error 
 	return r.s.sendFile(ctx, r.id, name, data)
 }
 
+// flush sends buffered output now: streaming commands call it after each
+// sample.
+func (r *Request) flush() {
+	if ew, ok := r.Out.(*eventWriter); ok {
+		ew.flush()
+	}
+}
+
+// exclusive takes the process's heavy-command slot for a run that turned
+// out heavy because of its flags; Heavy commands hold it already.
+func (r *Request) exclusive() (release func(), err error) {
+	if r.cmd.Cost != Cheap {
+		return func() {}, nil
+	}
+	return r.s.srv.flight.acquire(fmt.Sprintf("%s (run by %s)", r.cmd.Name, r.Subject))
+}
+
 // yesFlag is the confirmation a StopsTheWorld command needs.
 const yesFlag = "--yes"
 

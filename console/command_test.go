@@ -2,10 +2,13 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,3 +130,84 @@ func TestBadCommandDefinitions(t *testing.T) {
 		}
 	}
 }
+
+func TestMaintenanceFlags(t *testing.T) {
+	f := newFixture(t, nil)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // steady GC cycles for gcwatch and --after-gc
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(30 * time.Millisecond):
+				runtime.GC()
+			}
+		}
+	}()
+	c := f.dial(t, "admin")
+	tests := []struct {
+		line  string
+		code  wire.Code
+		check func(out string) bool
+	}{
+		{"memstats --json", "", func(out string) bool {
+			var v struct{ Stats []struct{ Metric string } }
+			return json.Unmarshal([]byte(out), &v) == nil && len(v.Stats) > 5 && v.Stats[0].Metric != ""
+		}},
+		{"memstats --watch 20ms --count 3", "", func(out string) bool { return strings.Count(out, "\n-- ") == 2 && strings.HasPrefix(out, "-- ") }},
+		{"memstats --watch 20ms --count 2 --json", "", func(out string) bool { return strings.Count(out, "\n") == 2 }},
+		{"memstats --watch 1ms", wire.CodeBadRequest, nil},
+		{"memstats --count 3", wire.CodeBadRequest, nil},
+		{"memstats --watch soon", wire.CodeBadRequest, nil},
+		{"gcwatch --count 2", "", func(out string) bool { return strings.Count(out, "\n") == 3 && strings.Contains(out, "heap live") }},
+		{"goroutines --filter (", wire.CodeBadRequest, nil},
+		{"heapdump --gc --after-gc", wire.CodeBadRequest, nil},
+		{"heapdump --after-gc", "", func(out string) bool { return strings.Contains(out, "GC cycle") }},
+	}
+	for _, tt := range tests {
+		c.t = t
+		final, out, _, _ := c.run(tt.line)
+		if final.Code != tt.code || (tt.check != nil && !tt.check(out)) {
+			t.Errorf("%s: got %s %q %q\n%s", tt.line, final.Type, final.Code, final.Message, out)
+		}
+	}
+	// A watch ends when cancelled.
+	id := c.send(wire.Request{Type: wire.TypeRun, Line: "memstats --watch 10ms"})
+	time.Sleep(100 * time.Millisecond)
+	c.send(wire.Request{Type: wire.TypeCancel, Target: id})
+	evs, _ := c.read(id)
+	if final := evs[len(evs)-1]; final.Code != wire.CodeCanceled {
+		t.Fatalf("cancelled watch: %+v", final)
+	}
+}
+
+// TestGoroutines10k checks the grouped and full forms with 10k goroutines.
+func TestGoroutines10k(t *testing.T) {
+	f := newFixture(t, nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 10000; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); parkedForConsoleTest(stop) }()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	c := f.dial(t, "operator")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, out, _, _ := c.run("goroutines --filter parkedForConsoleTest")
+		if strings.Contains(out, "10000 goroutines with this stack") && !strings.Contains(out, "runtime.main") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("grouped goroutines with a filter:\n%.600s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	final, out, _, _ := c.run("goroutines --full --filter parkedForConsoleTest")
+	if final.Type != wire.EventResult || strings.Count(out, "parkedForConsoleTest") < 10000 {
+		t.Fatalf("--full: %+v, %d matches", final, strings.Count(out, "parkedForConsoleTest"))
+	}
+}
+
+func parkedForConsoleTest(stop chan struct{}) { <-stop }

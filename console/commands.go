@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"sort"
@@ -33,11 +35,12 @@ func builtinCommands() []*Command {
 	return []*Command{
 		{Name: "help", Usage: "[COMMAND]", Summary: "list the commands you may run, or show how to use one", Run: runHelp},
 		{Name: "whoami", Summary: "show your subject, roles and session", Run: runWhoami},
-		{Name: "memstats", Summary: "memory and GC figures from runtime/metrics (no stop-the-world)", Run: runMemstats},
-		{Name: "goroutines", Summary: "goroutine stacks grouped by identical stack, with counts", Run: runGoroutines},
+		{Name: "memstats", Usage: "[--json] [--watch INTERVAL [--count N]]", Summary: "memory and GC figures from runtime/metrics (no stop-the-world)", Run: runMemstats},
+		{Name: "goroutines", Usage: "[--full] [--filter REGEX]", Summary: "goroutine stacks grouped by identical stack, with counts (--full: every stack, one short pause)", Run: runGoroutines},
+		{Name: "gcwatch", Usage: "[--count N]", Summary: "one line per GC cycle (heap live after it, longest pause) until cancelled", Run: runGCWatch},
 		{Name: "buildinfo", Summary: "Go version, module versions and build settings", Run: runBuildinfo},
 		{Name: "gc", Summary: "run a garbage collection and show the heap before and after", Cost: Heavy, Run: runGC},
-		{Name: "heapdump", Usage: "[--gc]", Summary: "download a heap profile (pprof format; open with go tool pprof)", Cost: Heavy, Run: runHeapdump},
+		{Name: "heapdump", Usage: "[--gc | --after-gc [--wait DURATION]]", Summary: "download a heap profile (pprof format; open with go tool pprof)", Cost: Heavy, Run: runHeapdump},
 		{Name: "reset", Summary: "discard your Go interpreter and its state", Run: runReset},
 		{Name: "vars", Summary: "list the packages and variables your Go session can reach", Run: runVars},
 	}
@@ -116,17 +119,107 @@ func runWhoami(ctx context.Context, c *Request) error {
 }
 
 func runMemstats(ctx context.Context, c *Request) error {
-	if err := noFlags(c); err != nil {
+	fs := flag.NewFlagSet("memstats", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "")
+	watch := fs.Duration("watch", 0, "")
+	count := fs.Int("count", 0, "")
+	if err := c.ParseFlags(fs, false); err != nil {
 		return err
 	}
-	return diag.WriteStats(c.Out, diag.ReadMemStats())
+	if *watch != 0 && *watch < 10*time.Millisecond {
+		return wire.Errorf(wire.CodeBadRequest, "memstats: --watch must be at least 10ms")
+	}
+	if *count < 0 || (*count > 0 && *watch == 0) {
+		return wire.Errorf(wire.CodeBadRequest, "memstats: --count N (N > 0) goes with --watch")
+	}
+	write := func() error {
+		stats := diag.ReadMemStats()
+		if *asJSON {
+			b, err := json.Marshal(map[string]any{"time": time.Now().UTC(), "stats": stats})
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(c.Out, "%s\n", b)
+			return err
+		}
+		if *watch != 0 {
+			fmt.Fprintf(c.Out, "-- %s\n", time.Now().UTC().Format(time.RFC3339Nano))
+		}
+		return diag.WriteStats(c.Out, stats)
+	}
+	if *watch == 0 {
+		return write()
+	}
+	t := time.NewTicker(*watch)
+	defer t.Stop()
+	for n := 1; ; n++ {
+		if err := write(); err != nil {
+			return err
+		}
+		c.flush()
+		if *count > 0 && n >= *count {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 func runGoroutines(ctx context.Context, c *Request) error {
-	if err := noFlags(c); err != nil {
+	fs := flag.NewFlagSet("goroutines", flag.ContinueOnError)
+	full := fs.Bool("full", false, "")
+	filter := fs.String("filter", "", "")
+	if err := c.ParseFlags(fs, false); err != nil {
 		return err
 	}
-	return diag.WriteGoroutines(c.Out)
+	var re *regexp.Regexp
+	if *filter != "" {
+		var err error
+		if re, err = regexp.Compile(*filter); err != nil {
+			return wire.Errorf(wire.CodeBadRequest, "goroutines: --filter: %v", err)
+		}
+	}
+	if !*full {
+		return diag.WriteGoroutinesFiltered(c.Out, re)
+	}
+	release, err := c.exclusive() // one stop-the-world pause: one at a time
+	if err != nil {
+		return err
+	}
+	defer release()
+	return diag.WriteGoroutinesFull(c.Out, re)
+}
+
+func runGCWatch(ctx context.Context, c *Request) error {
+	fs := flag.NewFlagSet("gcwatch", flag.ContinueOnError)
+	count := fs.Int("count", 0, "")
+	if err := c.ParseFlags(fs, false); err != nil {
+		return err
+	}
+	if *count < 0 {
+		return wire.Errorf(wire.CodeBadRequest, "gcwatch: --count must be positive")
+	}
+	w := diag.NewGCWatcher()
+	cycles := diag.GCCycles(ctx)
+	fmt.Fprintf(c.Out, "%-8s  %-12s  %-12s  %s\n", "cycle", "heap live", "heap goal", "longest pause")
+	c.flush()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-cycles:
+		}
+		st := w.Read()
+		fmt.Fprintf(c.Out, "%-8d  %-12s  %-12s  %s\n", st.Cycle, diag.FormatBytes(float64(st.HeapLive)),
+			diag.FormatBytes(float64(st.Goal)), time.Duration(st.PauseMax*float64(time.Second)).Round(time.Microsecond))
+		c.flush()
+		if *count > 0 && n >= *count {
+			return nil
+		}
+	}
 }
 
 func runBuildinfo(ctx context.Context, c *Request) error {
@@ -178,11 +271,30 @@ func runGC(ctx context.Context, c *Request) error {
 func runHeapdump(ctx context.Context, c *Request) error {
 	fs := flag.NewFlagSet("heapdump", flag.ContinueOnError)
 	gc := fs.Bool("gc", false, "run a garbage collection first, so the profile reflects the current heap")
+	afterGC := fs.Bool("after-gc", false, "wait for the next GC cycle to complete, then take the profile")
+	wait := fs.Duration("wait", time.Minute, "how long --after-gc waits for a cycle")
 	if err := c.ParseFlags(fs, false); err != nil {
 		return err
 	}
-	if *gc {
+	switch {
+	case *gc && *afterGC:
+		return wire.Errorf(wire.CodeBadRequest, "heapdump: --gc and --after-gc cannot be used together")
+	case *gc:
 		runtime.GC()
+	case *afterGC:
+		// A heap profile describes the heap as of the last completed
+		// cycle: taken right after a cycle ends, it is that moment's heap.
+		wctx, cancel := context.WithTimeout(ctx, *wait)
+		defer cancel()
+		select {
+		case <-diag.GCCycles(wctx):
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return wire.Errorf(wire.CodeTimeout, "heapdump: no GC cycle completed within %s (use --gc to force one)", *wait)
+		}
+		fmt.Fprintf(c.Out, "GC cycle %d completed; profile taken after it\n", diag.NewGCWatcher().Read().Cycle)
 	}
 	var buf bytes.Buffer
 	if err := diag.WriteHeapProfile(&buf); err != nil {
