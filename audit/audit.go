@@ -15,6 +15,7 @@ const (
 	KindRequest   = "request"   // a request on an open session
 	KindHandshake = "handshake" // a refused connection attempt
 	KindSession   = "session"   // a session opened or closed
+	KindRevert    = "revert"    // a runtime setting went back when its TTL ended
 )
 
 // Record is one audit line.
@@ -36,7 +37,9 @@ type Record struct {
 	// "open" and "closed".
 	Outcome string `json:"outcome"`
 	// Message explains a failure.
-	Message    string  `json:"message,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Detail records what a request changed (before and after values).
+	Detail     string  `json:"detail,omitempty"`
 	DurationMS float64 `json:"duration_ms"`
 }
 

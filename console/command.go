@@ -74,10 +74,11 @@ type Request struct {
 	// Out streams text to the operator.
 	Out io.Writer
 
-	s     *session
-	id    uint64
-	cmd   *Command
-	value string
+	s      *session
+	id     uint64
+	cmd    *Command
+	value  string
+	detail string // for the audit record
 }
 
 // ParseFlags parses req.Args with fs; a bad flag is a bad_request error

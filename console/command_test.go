@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -211,3 +213,87 @@ func TestGoroutines10k(t *testing.T) {
 }
 
 func parkedForConsoleTest(stop chan struct{}) { <-stop }
+
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
+
+func TestTuning(t *testing.T) {
+	orig := gcPercent()
+	origLimit := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetGCPercent(orig); debug.SetMemoryLimit(origLimit) })
+	lv := new(slog.LevelVar)
+	f := newFixture(t, func(o *Options) { o.LogLevel = lv })
+	admin, op := f.dial(t, "admin"), f.dial(t, "operator")
+
+	if final, _, _, _ := op.run("setgc 50"); final.Code != wire.CodeForbidden {
+		t.Fatalf("setgc as operator: %+v", final)
+	}
+	_, out, _, _ := admin.run("setgc 50 --ttl 300ms")
+	if gcPercent() != 50 || !strings.Contains(out, "-> 50%") || !strings.Contains(out, "reverts to") {
+		t.Fatalf("setgc 50: GOGC %d, output %q", gcPercent(), out)
+	}
+	admin.run("setgc 70 --ttl 300ms") // a second change keeps the first original
+	deadline := time.Now().Add(5 * time.Second)
+	for gcPercent() != orig && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if gcPercent() != orig {
+		t.Fatalf("GOGC did not revert: %d, want %d", gcPercent(), orig)
+	}
+	if !strings.Contains(f.audit.String(), `"kind":"revert"`) || !strings.Contains(f.audit.String(), `"detail":"GOGC 100% -\u003e 50%`) {
+		t.Fatalf("tuning and its revert are not audited:\n%s", f.audit.String())
+	}
+
+	tests := []struct{ line, msg string }{
+		{"setgc", "want one value"},
+		{"setgc abc", "percentage"},
+		{"setgc 0", "percentage"},
+		{"setgc 50 60", "want one value"},
+		{"setgc 50 --ttl -1s", "negative"},
+		{"setgc 50 --ttl forever", "invalid value"},
+		{"setmemlimit 10", "at least 1MiB"},
+		{"setmemlimit 1XB", "at least 1MiB"},
+		{"setmemlimit -5GiB", "not defined"},
+		{"loglevel loud", "want debug"},
+		{"loglevel info debug", "at most one"},
+	}
+	for _, tt := range tests {
+		final, _, _, _ := admin.run(tt.line)
+		if final.Code != wire.CodeBadRequest || !strings.Contains(final.Message, tt.msg) {
+			t.Errorf("%s: got %q %q; want bad_request with %q", tt.line, final.Code, final.Message, tt.msg)
+		}
+	}
+
+	if _, out, _, _ := admin.run("loglevel debug"); lv.Level() != slog.LevelDebug || !strings.Contains(out, "INFO -> DEBUG") {
+		t.Fatalf("loglevel debug: %v %q", lv.Level(), out)
+	}
+	if _, out, _, _ := op.run("loglevel"); !strings.Contains(out, "DEBUG") {
+		t.Fatalf("loglevel as operator: %q", out)
+	}
+
+	// Close reverts what is pending.
+	admin.run("setmemlimit 512MiB --ttl 1h")
+	if got := debug.SetMemoryLimit(-1); got != 512<<20 {
+		t.Fatalf("setmemlimit: %d", got)
+	}
+	f.srv.Close()
+	if got := debug.SetMemoryLimit(-1); got != origLimit {
+		t.Fatalf("after Close: memory limit %d, want %d", got, origLimit)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"1073741824": 1 << 30, "512MiB": 512 << 20, "2GiB": 2 << 30, "100MB": 100e6, "1.5GiB": 3 << 29} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q): %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "-1", "1e30GiB", "5 MiB"} {
+		if _, err := parseBytes(bad); err == nil {
+			t.Errorf("parseBytes(%q): got no error", bad)
+		}
+	}
+}

@@ -41,6 +41,10 @@ func builtinCommands() []*Command {
 		{Name: "buildinfo", Summary: "Go version, module versions and build settings", Run: runBuildinfo},
 		{Name: "gc", Summary: "run a garbage collection and show the heap before and after", Cost: Heavy, Run: runGC},
 		{Name: "heapdump", Usage: "[--gc | --after-gc [--wait DURATION]]", Summary: "download a heap profile (pprof format; open with go tool pprof)", Cost: Heavy, Run: runHeapdump},
+		{Name: "freeosmemory", Summary: "run a GC and return as much memory as possible to the OS", Cost: Heavy, Run: runFreeOSMemory},
+		{Name: "setgc", Usage: "PERCENT|off [--ttl DURATION]", Summary: "set GOGC; reverts after --ttl (default 15m; 0 keeps it)", Run: runSetGC},
+		{Name: "setmemlimit", Usage: "BYTES|off [--ttl DURATION]", Summary: "set the soft memory limit (GOMEMLIMIT; 512MiB, 2GiB…); reverts after --ttl (default 15m)", Run: runSetMemLimit},
+		{Name: "loglevel", Usage: "[debug|info|warn|error]", Summary: "show or set the application's log level", Run: runLogLevel},
 		{Name: "reset", Summary: "discard your Go interpreter and its state", Run: runReset},
 		{Name: "vars", Summary: "list the packages and variables your Go session can reach", Run: runVars},
 	}

@@ -507,7 +507,7 @@ func TestComplete(t *testing.T) {
 		{"admin", "ev", "eval"},
 		{"viewer", "ev", ""},
 		{"viewer", "help me", "help memstats"},
-		{"viewer", "help ", "help buildinfo,help goroutines,help help,help memstats,help whoami"},
+		{"viewer", "help ", "help buildinfo,help gcwatch,help goroutines,help help,help memstats,help whoami"},
 		{"operator", "help h", "help heapdump,help help"},
 		{"viewer", "zz", ""},
 		{"admin", "strings.ToU", "strings.ToUpper,strings.ToUpperSpecial"},

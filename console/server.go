@@ -66,6 +66,9 @@ type Options struct {
 	Exports *interp.Exports
 	// Logger receives operational logs; never tokens. Default: discard.
 	Logger *slog.Logger
+	// LogLevel is the application's log level, which the loglevel command
+	// shows and sets. Default: none (loglevel reports that).
+	LogLevel *slog.LevelVar
 	// Commands are the application's own commands, added to the built-in
 	// ones (a name may not repeat). Each is authorized as cmd:<Name> and
 	// audited like the built-ins. Default: none.
@@ -110,6 +113,7 @@ type Server struct {
 	log      *slog.Logger
 	commands map[string]*Command
 	flight   flight   // one heavy command at a time
+	tuning   tuning   // runtime settings waiting to be reverted
 	names    []string // sorted command names
 	upgrader websocket.Upgrader
 
@@ -357,6 +361,7 @@ func (s *Server) Close() error {
 		sess.shutdown(websocket.CloseGoingAway, "server shutting down")
 	}
 	s.wg.Wait()
+	s.tuning.revertAll(s)
 	return nil
 }
 

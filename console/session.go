@@ -392,6 +392,7 @@ func (s *session) execute(ctx context.Context, req wire.Request, rec *audit.Reco
 		c := &Request{Args: args, Subject: s.subject, Out: ew, s: s, id: req.ID, cmd: cmd}
 		err = cmd.Run(ctx, c)
 		ew.flush()
+		rec.Detail = c.detail
 		return c.value, err
 	}
 	// Go evaluation.

@@ -57,8 +57,9 @@ type Demo struct {
 	Dir        string            // the state folder
 	Tokens     map[string]string // subject → bearer token
 
-	srv     *http.Server
-	console *console.Server
+	srv      *http.Server
+	console  *console.Server
+	logLevel slog.LevelVar // the demo's log level, for the loglevel command
 	audit   *audit.Log
 	app     *app
 	cancel  context.CancelFunc
@@ -111,6 +112,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		Exports:       exp,
 		Logger:        opts.Logger,
 		Interp:        opts.Interp,
+		LogLevel:      &d.logLevel,
 		Commands: []console.Command{{
 			Name:    "cache-stats",
 			Summary: "the demo's cache size and request counters (an application command)",
