@@ -82,14 +82,30 @@ type Request struct {
 }
 
 // ParseFlags parses req.Args with fs; a bad flag is a bad_request error
-// that shows the command's usage. Positional arguments are an error
-// unless positional is true (then they are in fs.Args()).
+// that shows the command's usage. Flags may come before or after
+// positional arguments ("profile cpu --seconds 5"); "--" ends the flags.
+// Positional arguments are an error unless positional is true (then they
+// are in fs.Args()).
 func (r *Request) ParseFlags(fs *flag.FlagSet, positional bool) error {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	if err := fs.Parse(r.Args); err != nil {
-		return wire.Errorf(wire.CodeBadRequest, "%s: %v (usage: %s)", r.cmd.Name, err, r.cmd.usageLine())
+	var rest []string
+	args := r.Args
+	for {
+		if err := fs.Parse(args); err != nil {
+			return wire.Errorf(wire.CodeBadRequest, "%s: %v (usage: %s)", r.cmd.Name, err, r.cmd.usageLine())
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		if n := len(args) - fs.NArg(); n > 0 && args[n-1] == "--" { // everything after -- is positional
+			rest = append(rest, fs.Args()...)
+			break
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
+	fs.Parse(append([]string{"--"}, rest...)) // leave the positional arguments in fs.Args()
 	if !positional && fs.NArg() > 0 {
 		return wire.Errorf(wire.CodeBadRequest, "%s: unexpected argument %q (usage: %s; to evaluate Go that starts with %q, write: eval %s …)",
 			r.cmd.Name, fs.Arg(0), r.cmd.usageLine(), r.cmd.Name, r.cmd.Name)

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"sync"
 	"testing"
@@ -295,5 +298,56 @@ func TestParseBytes(t *testing.T) {
 		if _, err := parseBytes(bad); err == nil {
 			t.Errorf("parseBytes(%q): got no error", bad)
 		}
+	}
+}
+
+func TestProfiles(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial(t, "operator")
+	for _, tt := range []struct {
+		line string
+		code wire.Code
+		file string
+	}{
+		{"profile cpu --seconds 1", "", "cpu-"},
+		{"profile --seconds 1 cpu", "", "cpu-"},
+		{"profile allocs", "", "allocs-"},
+		{"profile mutex", "", "mutex-"},
+		{"trace --seconds 1", "", "trace-"},
+		{"profile", wire.CodeBadRequest, ""},
+		{"profile cpu allocs", wire.CodeBadRequest, ""},
+		{"profile disk", wire.CodeBadRequest, ""},
+		{"profile cpu --seconds 0", wire.CodeBadRequest, ""},
+		{"trace --seconds 100", wire.CodeBadRequest, ""},
+	} {
+		c.t = t
+		final, _, file, evs := c.run(tt.line)
+		name := ""
+		for _, ev := range evs {
+			if ev.Type == wire.EventFile {
+				name = ev.Name
+			}
+		}
+		if final.Code != tt.code || !strings.HasPrefix(name, tt.file) || (tt.file != "" && len(file) == 0) {
+			t.Errorf("%s: got %q %q, file %q (%d bytes)", tt.line, final.Code, final.Message, name, len(file))
+		}
+	}
+	// A CPU profile running elsewhere in the process makes profile cpu busy.
+	var sink bytes.Buffer
+	if err := pprof.StartCPUProfile(&sink); err != nil {
+		t.Fatal(err)
+	}
+	final, _, _, _ := c.run("profile cpu --seconds 1")
+	pprof.StopCPUProfile()
+	if final.Code != wire.CodeBusy {
+		t.Fatalf("profile cpu during another CPU profile: %+v", final)
+	}
+	if err := trace.Start(&sink); err != nil {
+		t.Fatal(err)
+	}
+	final, _, _, _ = c.run("trace --seconds 1")
+	trace.Stop()
+	if final.Code != wire.CodeBusy {
+		t.Fatalf("trace during another trace: %+v", final)
 	}
 }

@@ -41,6 +41,8 @@ func builtinCommands() []*Command {
 		{Name: "buildinfo", Summary: "Go version, module versions and build settings", Run: runBuildinfo},
 		{Name: "gc", Summary: "run a garbage collection and show the heap before and after", Cost: Heavy, Run: runGC},
 		{Name: "heapdump", Usage: "[--gc | --after-gc [--wait DURATION]]", Summary: "download a heap profile (pprof format; open with go tool pprof)", Cost: Heavy, Run: runHeapdump},
+		{Name: "profile", Usage: "cpu|allocs|block|mutex|goroutine|threadcreate [--seconds N]", Summary: "download a pprof profile (cpu: sampled for --seconds, default 10)", Cost: Heavy, Run: runProfile},
+		{Name: "trace", Usage: "[--seconds N]", Summary: "download an execution trace (go tool trace) of --seconds, default 1", Cost: Heavy, Run: runTrace},
 		{Name: "freeosmemory", Summary: "run a GC and return as much memory as possible to the OS", Cost: Heavy, Run: runFreeOSMemory},
 		{Name: "setgc", Usage: "PERCENT|off [--ttl DURATION]", Summary: "set GOGC; reverts after --ttl (default 15m; 0 keeps it)", Run: runSetGC},
 		{Name: "setmemlimit", Usage: "BYTES|off [--ttl DURATION]", Summary: "set the soft memory limit (GOMEMLIMIT; 512MiB, 2GiB…); reverts after --ttl (default 15m)", Run: runSetMemLimit},
@@ -299,6 +301,7 @@ func runHeapdump(ctx context.Context, c *Request) error {
 			return wire.Errorf(wire.CodeTimeout, "heapdump: no GC cycle completed within %s (use --gc to force one)", *wait)
 		}
 		fmt.Fprintf(c.Out, "GC cycle %d completed; profile taken after it\n", diag.NewGCWatcher().Read().Cycle)
+		c.flush()
 	}
 	var buf bytes.Buffer
 	if err := diag.WriteHeapProfile(&buf); err != nil {

@@ -91,30 +91,20 @@ func (t *tuning) revertAll(s *Server) {
 	}
 }
 
-// tuneArgs parses "VALUE [--ttl D]" in any order.
+// tuneArgs parses "VALUE [--ttl D]".
 func tuneArgs(c *Request) (value string, ttl time.Duration, err error) {
 	fs := flag.NewFlagSet(c.cmd.Name, flag.ContinueOnError)
 	d := fs.Duration("ttl", defaultTTL, "")
-	var rest []string
-	args := c.Args
-	for len(args) > 0 { // flags may follow the value
-		c.Args = args
-		if err := c.ParseFlags(fs, true); err != nil {
-			return "", 0, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		rest = append(rest, fs.Arg(0))
-		args = fs.Args()[1:]
+	if err := c.ParseFlags(fs, true); err != nil {
+		return "", 0, err
 	}
-	if len(rest) != 1 {
+	if fs.NArg() != 1 {
 		return "", 0, wire.Errorf(wire.CodeBadRequest, "%s: want one value (usage: %s)", c.cmd.Name, c.cmd.usageLine())
 	}
 	if *d < 0 {
 		return "", 0, wire.Errorf(wire.CodeBadRequest, "%s: --ttl must not be negative", c.cmd.Name)
 	}
-	return rest[0], *d, nil
+	return fs.Arg(0), *d, nil
 }
 
 func runSetGC(ctx context.Context, c *Request) error {

@@ -60,11 +60,11 @@ type Demo struct {
 	srv      *http.Server
 	console  *console.Server
 	logLevel slog.LevelVar // the demo's log level, for the loglevel command
-	audit   *audit.Log
-	app     *app
-	cancel  context.CancelFunc
-	done    chan struct{}
-	once    sync.Once
+	audit    *audit.Log
+	app      *app
+	cancel   context.CancelFunc
+	done     chan struct{}
+	once     sync.Once
 }
 
 // Start creates the state folder, tokens and policy, and serves the app

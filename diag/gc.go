@@ -17,8 +17,8 @@ import (
 // pointer so it is never a tiny allocation (tiny objects share memory
 // and their finalizers may never run).
 type sentinel struct {
-	next *sentinel
-	pad  [16]byte
+	_ *sentinel
+	_ [16]byte
 }
 
 // GCCycles sends on the returned channel once each time a GC cycle
