@@ -79,6 +79,17 @@ type Request struct {
 	cmd    *Command
 	value  string
 	detail string // for the audit record
+	denied string // a further policy object the run was refused on
+}
+
+// require checks a further policy object for this run (a flag that needs
+// more rights than the command, such as heapdump --full).
+func (r *Request) require(object string) error {
+	if r.s.allowed(object) {
+		return nil
+	}
+	r.denied = object
+	return wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", r.Subject, object[len(cmdPrefix):], object)
 }
 
 // ParseFlags parses req.Args with fs; a bad flag is a bad_request error
@@ -142,6 +153,9 @@ const yesFlag = "--yes"
 // confirm strips --yes from args, and refuses a StopsTheWorld command
 // without it.
 func confirm(cmd *Command, args []string) ([]string, error) {
+	if cmd.Cost != StopsTheWorld {
+		return args, nil // a command that stops the world only with some flags checks --yes itself
+	}
 	out := args[:0:0]
 	yes := false
 	for _, a := range args {
@@ -151,7 +165,7 @@ func confirm(cmd *Command, args []string) ([]string, error) {
 		}
 		out = append(out, a)
 	}
-	if cmd.Cost != StopsTheWorld || yes {
+	if yes {
 		return out, nil
 	}
 	pause := ""

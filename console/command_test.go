@@ -3,11 +3,14 @@ package console
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -349,5 +352,44 @@ func TestProfiles(t *testing.T) {
 	trace.Stop()
 	if final.Code != wire.CodeBusy {
 		t.Fatalf("trace during another trace: %+v", final)
+	}
+}
+
+func TestFullHeapdump(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, func(o *Options) { o.DumpDir = dir })
+	op, admin := f.dial(t, "operator"), f.dial(t, "admin")
+	final, _, _, _ := op.run("heapdump --full --yes")
+	if final.Code != wire.CodeForbidden || !strings.Contains(final.Message, "cmd:heapdump-full") {
+		t.Fatalf("operator heapdump --full: %+v", final)
+	}
+	if !strings.Contains(f.audit.String(), `"line":"heapdump --full --yes","object":"cmd:heapdump-full","decision":"deny"`) {
+		t.Fatal("the refused full dump is not audited with its object")
+	}
+	final, _, _, _ = admin.run("heapdump --full")
+	if final.Code != wire.CodeBadRequest || !strings.Contains(final.Message, "stops the whole process for about") {
+		t.Fatalf("heapdump --full without --yes: %+v", final)
+	}
+	final, out, file, evs := admin.run("heapdump --full --yes")
+	if final.Type != wire.EventResult || !strings.Contains(out, "pause: predicted") {
+		t.Fatalf("heapdump --full --yes: %+v %q", final, out)
+	}
+	var hdr wire.Event
+	for _, ev := range evs {
+		if ev.Type == wire.EventFile {
+			hdr = ev
+		}
+	}
+	sum := sha256.Sum256(file)
+	if hdr.Size == 0 || int64(len(file)) != hdr.Size || hex.EncodeToString(sum[:]) != hdr.SHA256 || !strings.HasPrefix(string(file), "go1.7 heap dump") {
+		t.Fatalf("dump: %d bytes (header %d), starts %q", len(file), hdr.Size, file[:min(len(file), 16)])
+	}
+	left, _ := os.ReadDir(dir)
+	if len(left) != 0 {
+		t.Fatalf("temporary dump files left: %v", left)
+	}
+	g := newFixture(t, nil) // no DumpDir
+	if final, _, _, _ := g.dial(t, "admin").run("heapdump --full --yes"); final.Code != wire.CodeBadRequest || !strings.Contains(final.Message, "DumpDir") {
+		t.Fatalf("without DumpDir: %+v", final)
 	}
 }

@@ -40,7 +40,7 @@ func builtinCommands() []*Command {
 		{Name: "gcwatch", Usage: "[--count N]", Summary: "one line per GC cycle (heap live after it, longest pause) until cancelled", Run: runGCWatch},
 		{Name: "buildinfo", Summary: "Go version, module versions and build settings", Run: runBuildinfo},
 		{Name: "gc", Summary: "run a garbage collection and show the heap before and after", Cost: Heavy, Run: runGC},
-		{Name: "heapdump", Usage: "[--gc | --after-gc [--wait DURATION]]", Summary: "download a heap profile (pprof format; open with go tool pprof)", Cost: Heavy, Run: runHeapdump},
+		{Name: "heapdump", Usage: "[--gc | --after-gc [--wait DURATION] | --full --yes]", Summary: "download a heap profile (pprof; go tool pprof), or with --full a runtime heap dump (stops the world; needs cmd:heapdump-full)", Cost: Heavy, Run: runHeapdump},
 		{Name: "profile", Usage: "cpu|allocs|block|mutex|goroutine|threadcreate [--seconds N]", Summary: "download a pprof profile (cpu: sampled for --seconds, default 10)", Cost: Heavy, Run: runProfile},
 		{Name: "trace", Usage: "[--seconds N]", Summary: "download an execution trace (go tool trace) of --seconds, default 1", Cost: Heavy, Run: runTrace},
 		{Name: "freeosmemory", Summary: "run a GC and return as much memory as possible to the OS", Cost: Heavy, Run: runFreeOSMemory},
@@ -279,8 +279,16 @@ func runHeapdump(ctx context.Context, c *Request) error {
 	gc := fs.Bool("gc", false, "run a garbage collection first, so the profile reflects the current heap")
 	afterGC := fs.Bool("after-gc", false, "wait for the next GC cycle to complete, then take the profile")
 	wait := fs.Duration("wait", time.Minute, "how long --after-gc waits for a cycle")
+	full := fs.Bool("full", false, "")
+	yes := fs.Bool("yes", false, "")
 	if err := c.ParseFlags(fs, false); err != nil {
 		return err
+	}
+	if *full {
+		if *gc || *afterGC {
+			return wire.Errorf(wire.CodeBadRequest, "heapdump: --full does not combine with --gc or --after-gc")
+		}
+		return fullHeapdump(ctx, c, *yes)
 	}
 	switch {
 	case *gc && *afterGC:

@@ -277,7 +277,7 @@ func TestRequests(t *testing.T) {
 		{"viewer", "   ", wire.EventResult, "", ""},
 		{"operator", "gc", wire.EventResult, "", "GC took"},
 		{"operator", "heapdump --gc", wire.EventResult, "", ""},
-		{"operator", "heapdump --full", wire.EventError, wire.CodeBadRequest, "flag provided but not defined"},
+		{"operator", "heapdump --full", wire.EventError, wire.CodeForbidden, "cmd:heapdump-full"},
 		{"operator", "1+2", wire.EventError, wire.CodeForbidden, "eval"},
 		{"admin", "1+2", wire.EventResult, "", "3"},
 		{"admin", `fmt.Println("hi")`, wire.EventResult, "", "hi\n"},

@@ -66,6 +66,9 @@ type Options struct {
 	Exports *interp.Exports
 	// Logger receives operational logs; never tokens. Default: discard.
 	Logger *slog.Logger
+	// DumpDir is the folder heapdump --full writes its temporary file to
+	// (removed after the transfer). Default: none (full dumps refused).
+	DumpDir string
 	// LogLevel is the application's log level, which the loglevel command
 	// shows and sets. Default: none (loglevel reports that).
 	LogLevel *slog.LevelVar
@@ -197,7 +200,7 @@ func (s *Server) checkPolicy() error {
 	}
 	for _, obj := range lister.Objects() {
 		name, isCmd := strings.CutPrefix(obj, cmdPrefix)
-		if isCmd && !strings.ContainsAny(name, "*?{}") && s.commands[name] == nil {
+		if isCmd && !strings.ContainsAny(name, "*?{}") && s.commands[name] == nil && obj != objHeapdumpFull {
 			return fmt.Errorf("console: the policy names %s, but there is no command %q (commands: %s)", obj, name, strings.Join(s.names, ", "))
 		}
 	}

@@ -1,9 +1,11 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -393,6 +395,9 @@ func (s *session) execute(ctx context.Context, req wire.Request, rec *audit.Reco
 		err = cmd.Run(ctx, c)
 		ew.flush()
 		rec.Detail = c.detail
+		if c.denied != "" {
+			rec.Object, rec.Decision = c.denied, "deny"
+		}
 		return c.value, err
 	}
 	// Go evaluation.
@@ -506,20 +511,31 @@ func isIdentByte(c byte) bool {
 	return c == '_' || c == '.' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
 }
 
-// sendFile streams data as a file transfer: a file event, binary chunks,
-// a file_end event.
+// sendFile streams data as a file transfer.
 func (s *session) sendFile(ctx context.Context, id uint64, name string, data []byte) error {
-	if !s.send(event(wire.Event{Type: wire.EventFile, ID: id, Name: name, Size: int64(len(data)), SHA256: sha256Hex(data)})) {
+	return s.sendStream(ctx, id, name, int64(len(data)), sha256Hex(data), bytes.NewReader(data))
+}
+
+// sendStream streams size bytes from r as a file transfer: a file event,
+// binary chunks, a file_end event. It holds at most one chunk, plus the
+// writer's queue, in memory, whatever the size.
+func (s *session) sendStream(ctx context.Context, id uint64, name string, size int64, sha string, r io.Reader) error {
+	if !s.send(event(wire.Event{Type: wire.EventFile, ID: id, Name: name, Size: size, SHA256: sha})) {
 		return s.ctx.Err()
 	}
-	for off := 0; off < len(data); off += chunkBytes {
+	var sent int64
+	for sent < size {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		end := min(off+chunkBytes, len(data))
-		if !s.send(frame{typ: websocket.BinaryMessage, data: data[off:end]}) {
+		chunk := make([]byte, min(int64(chunkBytes), size-sent))
+		if _, err := io.ReadFull(r, chunk); err != nil {
+			return fmt.Errorf("console: read %s: %w", name, err)
+		}
+		if !s.send(frame{typ: websocket.BinaryMessage, data: chunk}) {
 			return s.ctx.Err()
 		}
+		sent += int64(len(chunk))
 	}
 	s.send(event(wire.Event{Type: wire.EventFileEnd, ID: id, Name: name}))
 	return nil

@@ -113,6 +113,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		Logger:        opts.Logger,
 		Interp:        opts.Interp,
 		LogLevel:      &d.logLevel,
+		DumpDir:       d.Dir,
 		Commands: []console.Command{{
 			Name:    "cache-stats",
 			Summary: "the demo's cache size and request counters (an application command)",

@@ -163,6 +163,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	defer c.close()
 	p := &printer{stdout: stdout, stderr: stderr, json: *jsonOut, dir: *outDir, lastNL: true}
+	if isTerminal(stderr) {
+		p.progress = stderr
+	}
 	if *jsonOut {
 		p.emit(c.hello)
 	}

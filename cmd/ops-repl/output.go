@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/opsrepl/opsrepl/console/wire"
@@ -23,7 +24,8 @@ type printer struct {
 	json           bool
 	dir            string
 	dl             *download
-	lastNL         bool // the last output ended with a newline
+	lastNL         bool      // the last output ended with a newline
+	progress       io.Writer // where transfer progress goes (a terminal), or nil
 }
 
 func (p *printer) event(ev wire.Event) error {
@@ -58,6 +60,9 @@ func (p *printer) event(ev wire.Event) error {
 		dl, err := startDownload(p.dir, ev)
 		if err != nil {
 			return err
+		}
+		if !p.json && ev.Size >= 1<<20 {
+			dl.progress = p.progress
 		}
 		p.dl = dl
 	case wire.EventFileEnd:
@@ -152,6 +157,9 @@ type download struct {
 	f         *os.File
 	h         hash.Hash
 	n         int64
+	progress  io.Writer // nil: no progress bar
+	start     time.Time
+	shown     time.Time
 }
 
 func startDownload(dir string, ev wire.Event) (*download, error) {
@@ -179,6 +187,7 @@ func (d *download) write(b []byte) error {
 	}
 	d.n += int64(len(b))
 	d.h.Write(b)
+	d.showProgress(false)
 	if _, err := d.f.Write(b); err != nil {
 		d.discard()
 		return exitf(exitFailed, "download: %v", err)
@@ -186,10 +195,43 @@ func (d *download) write(b []byte) error {
 	return nil
 }
 
+// showProgress draws "name  12.0 MiB / 1.2 GiB  45.3 MiB/s  ETA 26s" at
+// most five times a second, and once more at the end.
+func (d *download) showProgress(last bool) {
+	if d.progress == nil {
+		return
+	}
+	now := time.Now()
+	if d.start.IsZero() {
+		d.start = now
+	}
+	if !last && now.Sub(d.shown) < 200*time.Millisecond {
+		return
+	}
+	d.shown = now
+	rate := float64(d.n) / max(now.Sub(d.start).Seconds(), 1e-3)
+	eta := time.Duration(float64(d.size-d.n) / max(rate, 1) * float64(time.Second)).Round(time.Second)
+	fmt.Fprintf(d.progress, "\r%s  %s / %s  %s/s  ETA %s   ", d.name, fmtBytes(d.n), fmtBytes(d.size), fmtBytes(int64(rate)), eta)
+	if last {
+		fmt.Fprintln(d.progress)
+	}
+}
+
+func fmtBytes(n int64) string {
+	f, units := float64(n), []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", f, units[i])
+}
+
 // finish verifies size and checksum and moves the file into place under a
 // name no existing file has.
 func (d *download) finish() (string, error) {
 	defer d.discard()
+	d.showProgress(true)
 	if d.n != d.size {
 		return "", exitf(exitConnect, "download of %s stopped at %d of %d bytes", d.name, d.n, d.size)
 	}

@@ -18,8 +18,8 @@ import (
 
 const historyMax = 1000
 
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
+func isTerminal(x any) bool {
+	f, ok := x.(*os.File)
 	return ok && readline.IsTerminal(int(f.Fd()))
 }
 

@@ -1,0 +1,6 @@
+//go:build !unix
+
+package diag
+
+// FreeDisk is not known on this platform.
+func FreeDisk(dir string) (uint64, bool) { return 0, false }
