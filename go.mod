@@ -5,6 +5,7 @@ go 1.26
 require (
 	github.com/casbin/casbin/v2 v2.135.0
 	github.com/chzyer/readline v1.5.1
+	github.com/google/pprof v0.0.0-20260906184651-6331bc6350fe
 	github.com/gorilla/websocket v1.5.3
 	github.com/traefik/yaegi v0.16.1
 )
@@ -13,5 +14,5 @@ require (
 	github.com/bmatcuk/doublestar/v4 v4.6.1 // indirect
 	github.com/casbin/govaluate v1.3.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
-	golang.org/x/sys v0.0.0-20220310020820-b874c991c1a5 // indirect
+	golang.org/x/sys v0.32.0 // indirect
 )

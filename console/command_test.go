@@ -393,3 +393,42 @@ func TestFullHeapdump(t *testing.T) {
 		t.Fatalf("without DumpDir: %+v", final)
 	}
 }
+
+var leakedForConsoleTest [][]byte
+
+func leakForConsoleTest(stop chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(10 * time.Millisecond):
+			leakedForConsoleTest = append(leakedForConsoleTest, make([]byte, 2<<20))
+			runtime.GC()
+		}
+	}
+}
+
+func TestLeakcheck(t *testing.T) {
+	// The heap profile lags up to two GC cycles: settle it, so allocations
+	// freed before this test (an earlier -count run) are not in "before".
+	for i := 0; i < 3; i++ {
+		runtime.GC()
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { leakForConsoleTest(stop); close(done) }()
+	defer func() { close(stop); <-done; leakedForConsoleTest = nil }()
+	f := newFixture(t, nil)
+	c := f.dial(t, "operator")
+	final, out, _, _ := c.run("leakcheck --cycles 8")
+	if final.Type != wire.EventResult || !strings.Contains(out, "LIKELY LEAK") || !strings.Contains(out, "leakForConsoleTest") {
+		t.Fatalf("leakcheck: %+v\n%s", final, out)
+	}
+	for _, bad := range []string{"leakcheck --for 1h", "leakcheck --for 5s --cycles 3", "leakcheck --top 0", "leakcheck --cycles -1"} {
+		if final, _, _, _ := c.run(bad); final.Code != wire.CodeBadRequest {
+			t.Errorf("%s: %+v", bad, final)
+		}
+	}
+	if final, _, _, _ := f.dial(t, "viewer").run("leakcheck --cycles 2"); final.Code != wire.CodeForbidden {
+		t.Errorf("leakcheck as viewer: %+v", final)
+	}
+}

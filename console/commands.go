@@ -41,6 +41,7 @@ func builtinCommands() []*Command {
 		{Name: "buildinfo", Summary: "Go version, module versions and build settings", Run: runBuildinfo},
 		{Name: "gc", Summary: "run a garbage collection and show the heap before and after", Cost: Heavy, Run: runGC},
 		{Name: "heapdump", Usage: "[--gc | --after-gc [--wait DURATION] | --full --yes]", Summary: "download a heap profile (pprof; go tool pprof), or with --full a runtime heap dump (stops the world; needs cmd:heapdump-full)", Cost: Heavy, Run: runHeapdump},
+		{Name: "leakcheck", Usage: "[--for DURATION | --cycles N] [--top N]", Summary: "watch the heap after each GC cycle and report whether it leaks, and where", Cost: Heavy, Run: runLeakcheck},
 		{Name: "profile", Usage: "cpu|allocs|block|mutex|goroutine|threadcreate [--seconds N]", Summary: "download a pprof profile (cpu: sampled for --seconds, default 10)", Cost: Heavy, Run: runProfile},
 		{Name: "trace", Usage: "[--seconds N]", Summary: "download an execution trace (go tool trace) of --seconds, default 1", Cost: Heavy, Run: runTrace},
 		{Name: "freeosmemory", Summary: "run a GC and return as much memory as possible to the OS", Cost: Heavy, Run: runFreeOSMemory},

@@ -270,7 +270,7 @@ func TestHostileChild(t *testing.T) {
 	var r childResult
 	c := childDial(t, d)
 	r.Final, r.Output = childRun(t, c, 1, src)
-	r.Lingering = lingering(3 * time.Second)
+	r.Lingering = lingering(20 * time.Second) // unwinding deep stacks takes a while under -race
 	r.SameSession, _ = childRunValue(t, c, 2, "1+2")
 	c2 := childDial(t, d)
 	r.FreshSession, _ = childRunValue(t, c2, 1, "1+2")
