@@ -261,18 +261,24 @@ func runGC(ctx context.Context, c *Request) error {
 	if err := noFlags(c); err != nil {
 		return err
 	}
+	beforeAfter(c, runtime.GC, "/memory/classes/heap/objects:bytes", "/gc/heap/live:bytes")
+	return nil
+}
+
+// beforeAfter runs action and shows the given runtime/metrics figures
+// before and after it, and how long it took.
+func beforeAfter(c *Request, action func(), metrics ...string) {
 	before := diag.ReadMemStats()
 	start := time.Now()
-	runtime.GC()
+	action()
 	took := time.Since(start)
 	after := diag.ReadMemStats()
-	for _, m := range []string{"/memory/classes/heap/objects:bytes", "/gc/heap/live:bytes"} {
+	for _, m := range metrics {
 		b, _ := diag.Lookup(before, m)
 		a, _ := diag.Lookup(after, m)
-		fmt.Fprintf(c.Out, "%-36s %10s -> %10s\n", m, diag.FormatBytes(b), diag.FormatBytes(a))
+		fmt.Fprintf(c.Out, "%-40s %10s -> %10s\n", m, diag.FormatBytes(b), diag.FormatBytes(a))
 	}
-	fmt.Fprintf(c.Out, "GC took %s\n", took.Round(time.Microsecond))
-	return nil
+	fmt.Fprintf(c.Out, "took %s\n", took.Round(time.Microsecond))
 }
 
 func runHeapdump(ctx context.Context, c *Request) error {

@@ -175,17 +175,7 @@ func runFreeOSMemory(ctx context.Context, c *Request) error {
 	if err := noFlags(c); err != nil {
 		return err
 	}
-	before := diag.ReadMemStats()
-	start := time.Now()
-	debug.FreeOSMemory()
-	took := time.Since(start)
-	after := diag.ReadMemStats()
-	for _, m := range []string{"/memory/classes/heap/released:bytes", "/memory/classes/total:bytes"} {
-		b, _ := diag.Lookup(before, m)
-		a, _ := diag.Lookup(after, m)
-		fmt.Fprintf(c.Out, "%-40s %10s -> %10s\n", m, diag.FormatBytes(b), diag.FormatBytes(a))
-	}
-	fmt.Fprintf(c.Out, "took %s\n", took.Round(time.Microsecond))
+	beforeAfter(c, debug.FreeOSMemory, "/memory/classes/heap/released:bytes", "/memory/classes/total:bytes")
 	return nil
 }
 
