@@ -20,7 +20,8 @@ import (
 )
 
 const (
-	chunkBytes = 32 << 10 // output event and file chunk size
+	chunkBytes = 32 << 10 // output event size
+	fileChunk  = 32 << 10 // file transfer chunk size (bounds memory while streaming)
 	outQueue   = 64       // frames waiting for the writer
 )
 
@@ -34,9 +35,15 @@ type queued struct {
 }
 
 type frame struct {
-	typ  int // websocket.TextMessage or BinaryMessage
-	data []byte
+	typ    int // websocket.TextMessage or BinaryMessage
+	data   []byte
+	pooled bool // data came from chunkPool; the writer returns it
 }
+
+// chunkPool recycles file-transfer chunks: streaming a large file then
+// allocates next to nothing, instead of a heap's worth of garbage that a
+// process with a large live heap would only collect much later.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, fileChunk); return &b }}
 
 // session is one authenticated connection. Goroutines: serve (the reader),
 // writer (the only one that writes to conn) and worker (runs requests one
@@ -222,7 +229,12 @@ func (s *session) writer(readerDone <-chan struct{}) {
 		select {
 		case f := <-s.out:
 			s.conn.SetWriteDeadline(time.Now().Add(wt))
-			if err := s.conn.WriteMessage(f.typ, f.data); err != nil {
+			err := s.conn.WriteMessage(f.typ, f.data)
+			if f.pooled {
+				b := f.data[:cap(f.data)]
+				chunkPool.Put(&b)
+			}
+			if err != nil {
 				s.cancel()
 				s.conn.Close()
 				return
@@ -528,11 +540,14 @@ func (s *session) sendStream(ctx context.Context, id uint64, name string, size i
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		chunk := make([]byte, min(int64(chunkBytes), size-sent))
+		bp := chunkPool.Get().(*[]byte)
+		chunk := (*bp)[:min(int64(fileChunk), size-sent)]
 		if _, err := io.ReadFull(r, chunk); err != nil {
+			chunkPool.Put(bp)
 			return fmt.Errorf("console: read %s: %w", name, err)
 		}
-		if !s.send(frame{typ: websocket.BinaryMessage, data: chunk}) {
+		if !s.send(frame{typ: websocket.BinaryMessage, data: chunk, pooled: true}) {
+			chunkPool.Put(bp)
 			return s.ctx.Err()
 		}
 		sent += int64(len(chunk))
