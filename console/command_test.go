@@ -62,6 +62,9 @@ func TestAppCommands(t *testing.T) {
 		{Name: "boom", Summary: "fail inside", Run: func(ctx context.Context, r *Request) error {
 			return errors.New("secret internal detail")
 		}},
+		{Name: "crash", Summary: "a bug in the application's command", Run: func(ctx context.Context, r *Request) error {
+			panic("a bug in the command")
+		}},
 	}
 	f := newFixture(t, func(o *Options) {
 		o.Commands = cmds
@@ -86,6 +89,8 @@ func TestAppCommands(t *testing.T) {
 		{admin, "freeze", wire.CodeBadRequest, "about 1.5s; run it again with --yes"},
 		{admin, "freeze --yes", "", "frozen"},
 		{admin, "boom", wire.CodeInternal, "internal error"},
+		{admin, "crash", wire.CodeInternal, "internal error"},
+		{admin, "whoami", "", "admin"}, // the host survived the panic
 	}
 	for _, tt := range tests {
 		tt.c.t = t
@@ -172,6 +177,7 @@ func TestMaintenanceFlags(t *testing.T) {
 		{"gcwatch --count 2", "", func(out string) bool { return strings.Count(out, "\n") == 3 && strings.Contains(out, "heap live") }},
 		{"goroutines --filter (", wire.CodeBadRequest, nil},
 		{"heapdump --gc --after-gc", wire.CodeBadRequest, nil},
+		{"heapdump --after-gc --wait 1h", wire.CodeBadRequest, nil},
 		{"heapdump --after-gc", "", func(out string) bool { return strings.Contains(out, "GC cycle") }},
 	}
 	for _, tt := range tests {
@@ -213,7 +219,10 @@ func TestGoroutines10k(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	final, out, _, _ := c.run("goroutines --full --filter parkedForConsoleTest")
+	if final, _, _, _ := c.run("goroutines --full"); final.Code != wire.CodeBadRequest || !strings.Contains(final.Message, "--yes") {
+		t.Fatalf("--full without --yes: %+v", final)
+	}
+	final, out, _, _ := c.run("goroutines --full --yes --filter parkedForConsoleTest")
 	if final.Type != wire.EventResult || strings.Count(out, "parkedForConsoleTest") < 10000 {
 		t.Fatalf("--full: %+v, %d matches", final, strings.Count(out, "parkedForConsoleTest"))
 	}
@@ -426,7 +435,7 @@ func TestLeakcheck(t *testing.T) {
 	if final.Type != wire.EventResult || !strings.Contains(out, "LIKELY LEAK") || !strings.Contains(out, "leakForConsoleTest") {
 		t.Fatalf("leakcheck: %+v\n%s", final, out)
 	}
-	for _, bad := range []string{"leakcheck --for 1h", "leakcheck --for 5s --cycles 3", "leakcheck --top 0", "leakcheck --cycles -1"} {
+	for _, bad := range []string{"leakcheck --for 1h", "leakcheck --for 5s --cycles 3", "leakcheck --top 0", "leakcheck --cycles -1", "leakcheck --cycles 2", "leakcheck --for 1ns"} {
 		if final, _, _, _ := c.run(bad); final.Code != wire.CodeBadRequest {
 			t.Errorf("%s: %+v", bad, final)
 		}

@@ -36,11 +36,11 @@ func builtinCommands() []*Command {
 		{Name: "help", Usage: "[COMMAND]", Summary: "list the commands you may run, or show how to use one", Run: runHelp},
 		{Name: "whoami", Summary: "show your subject, roles and session", Run: runWhoami},
 		{Name: "memstats", Usage: "[--json] [--watch INTERVAL [--count N]]", Summary: "memory and GC figures from runtime/metrics (no stop-the-world)", Run: runMemstats},
-		{Name: "goroutines", Usage: "[--full] [--filter REGEX]", Summary: "goroutine stacks grouped by identical stack, with counts (--full: every stack, one short pause)", Run: runGoroutines},
+		{Name: "goroutines", Usage: "[--full --yes] [--filter REGEX]", Summary: "goroutine stacks grouped by identical stack, with counts (--full: every stack, one stop-the-world pause)", Run: runGoroutines},
 		{Name: "gcwatch", Usage: "[--count N]", Summary: "one line per GC cycle (heap live after it, longest pause) until cancelled", Run: runGCWatch},
 		{Name: "buildinfo", Summary: "Go version, module versions and build settings", Run: runBuildinfo},
 		{Name: "gc", Summary: "run a garbage collection and show the heap before and after", Cost: Heavy, Run: runGC},
-		{Name: "heapdump", Usage: "[--gc | --after-gc [--wait DURATION] | --full --yes]", Summary: "download a heap profile (pprof; go tool pprof), or with --full a runtime heap dump (stops the world; needs cmd:heapdump-full)", Cost: Heavy, Run: runHeapdump},
+		{Name: "heapdump", Usage: "[--gc | --after-gc [--wait DURATION (≤ 10m)] | --full --yes]", Summary: "download a heap profile (pprof; go tool pprof), or with --full a runtime heap dump (stops the world; needs cmd:heapdump-full)", Cost: Heavy, Run: runHeapdump},
 		{Name: "leakcheck", Usage: "[--for DURATION | --cycles N] [--top N]", Summary: "watch the heap after each GC cycle and report whether it leaks, and where", Cost: Heavy, Run: runLeakcheck},
 		{Name: "profile", Usage: "cpu|allocs|block|mutex|goroutine|threadcreate [--seconds N]", Summary: "download a pprof profile (cpu: sampled for --seconds, default 10)", Cost: Heavy, Run: runProfile},
 		{Name: "trace", Usage: "[--seconds N]", Summary: "download an execution trace (go tool trace) of --seconds, default 1", Cost: Heavy, Run: runTrace},
@@ -178,9 +178,14 @@ func runMemstats(ctx context.Context, c *Request) error {
 func runGoroutines(ctx context.Context, c *Request) error {
 	fs := flag.NewFlagSet("goroutines", flag.ContinueOnError)
 	full := fs.Bool("full", false, "")
+	yes := fs.Bool("yes", false, "")
 	filter := fs.String("filter", "", "")
 	if err := c.ParseFlags(fs, false); err != nil {
 		return err
+	}
+	if *full && !*yes {
+		return wire.Errorf(wire.CodeBadRequest, "goroutines --full stops the whole process for about %s (%d goroutines); run it again with --yes to go ahead",
+			diag.PredictStackPause().Round(time.Millisecond), runtime.NumGoroutine())
 	}
 	var re *regexp.Regexp
 	if *filter != "" {
@@ -298,6 +303,8 @@ func runHeapdump(ctx context.Context, c *Request) error {
 		return fullHeapdump(ctx, c, *yes)
 	}
 	switch {
+	case *wait <= 0 || *wait > 10*time.Minute:
+		return wire.Errorf(wire.CodeBadRequest, "heapdump: --wait must be between 1ms and 10m")
 	case *gc && *afterGC:
 		return wire.Errorf(wire.CodeBadRequest, "heapdump: --gc and --after-gc cannot be used together")
 	case *gc:

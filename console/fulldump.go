@@ -62,7 +62,12 @@ func fullHeapdump(ctx context.Context, c *Request, yes bool) error {
 	if err != nil {
 		return fmt.Errorf("heapdump --full: %w", err)
 	}
-	defer os.Remove(f.Name())
+	// The dump holds every secret in the heap: unlink it at once (the open
+	// file stays readable), so no copy outlives this process even if it
+	// dies mid-dump. Where an open file cannot be removed, remove it after.
+	if os.Remove(f.Name()) != nil {
+		defer os.Remove(f.Name())
+	}
 	defer f.Close()
 	fmt.Fprintf(c.Out, "dumping %s of heap; predicted pause %s…\n", diag.FormatBytes(float64(heap)), pause.Round(time.Millisecond))
 	c.flush()
@@ -79,6 +84,12 @@ func fullHeapdump(ctx context.Context, c *Request, yes bool) error {
 	size, err := io.Copy(h, f)
 	if err != nil {
 		return fmt.Errorf("heapdump --full: %w", err)
+	}
+	// debug.WriteHeapDump ignores write errors: a full disk gives a cut
+	// file. A complete dump ends with the EOF record, a zero byte.
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, size-1); err != nil || size < 16 || last[0] != 0 {
+		return wire.Errorf(wire.CodeInternal, "heapdump --full: the dump is incomplete (%d bytes written; disk full?)", size)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("heapdump --full: %w", err)

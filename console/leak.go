@@ -25,10 +25,10 @@ func runLeakcheck(ctx context.Context, c *Request) error {
 	switch {
 	case *window != 0 && *cycles != 0:
 		return wire.Errorf(wire.CodeBadRequest, "leakcheck: use --for or --cycles, not both")
-	case *window < 0 || *window > maxLeakWindow:
+	case *window != 0 && (*window < time.Second || *window > maxLeakWindow):
 		return wire.Errorf(wire.CodeBadRequest, "leakcheck: --for must be between 1s and %s", maxLeakWindow)
-	case *cycles < 0 || *cycles > 10000:
-		return wire.Errorf(wire.CodeBadRequest, "leakcheck: --cycles must be between 2 and 10000")
+	case *cycles != 0 && (*cycles < 3 || *cycles > 10000):
+		return wire.Errorf(wire.CodeBadRequest, "leakcheck: --cycles must be between 3 and 10000 (a trend needs three points)")
 	case *top < 1 || *top > 50:
 		return wire.Errorf(wire.CodeBadRequest, "leakcheck: --top must be between 1 and 50")
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/pprof"
 	"runtime/trace"
+	"sync"
 	"time"
 
 	"github.com/opsrepl/opsrepl/console/wire"
@@ -73,16 +74,53 @@ func runTrace(ctx context.Context, c *Request) error {
 	if *secs < 1 || *secs > 60 {
 		return wire.Errorf(wire.CodeBadRequest, "trace: --seconds must be 1 to 60")
 	}
-	var buf bytes.Buffer
-	if err := trace.Start(&buf); err != nil {
+	buf := &lockedBuffer{}
+	if err := trace.Start(buf); err != nil {
 		return wire.Errorf(wire.CodeBusy, "trace: an execution trace is already running in this process (%v)", err)
 	}
 	fmt.Fprintf(c.Out, "tracing for %ds…\n", *secs)
 	c.flush()
-	err := sleepCtx(ctx, time.Duration(*secs)*time.Second)
+	// A busy process can trace tens of MiB a second; the trace is held in
+	// memory, so it stops early at maxTrace.
+	deadline := time.Now().Add(time.Duration(*secs) * time.Second)
+	var err error
+	for time.Now().Before(deadline) && buf.Len() < maxTrace && err == nil {
+		err = sleepCtx(ctx, min(100*time.Millisecond, time.Until(deadline)))
+	}
 	trace.Stop()
 	if err != nil {
 		return err
 	}
+	if buf.Len() >= maxTrace {
+		fmt.Fprintf(c.Out, "stopped early: the trace reached %d MiB\n", maxTrace>>20)
+	}
 	return c.SendFile(ctx, fmt.Sprintf("trace-%s.out", stamp()), buf.Bytes())
+}
+
+// maxTrace bounds an execution trace held in memory.
+const maxTrace = 64 << 20
+
+// lockedBuffer is a bytes.Buffer the tracer writes while the command
+// reads its length.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
+}
+
+func (b *lockedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Bytes()
 }

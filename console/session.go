@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -404,7 +405,7 @@ func (s *session) execute(ctx context.Context, req wire.Request, rec *audit.Reco
 		}
 		ew := &eventWriter{s: s, id: req.ID}
 		c := &Request{Args: args, Subject: s.subject, Out: ew, s: s, id: req.ID, cmd: cmd}
-		err = cmd.Run(ctx, c)
+		err = runCommand(ctx, cmd, c)
 		ew.flush()
 		rec.Detail = c.detail
 		if c.denied != "" {
@@ -438,6 +439,17 @@ func (s *session) execute(ctx context.Context, req wire.Request, rec *audit.Reco
 		err = wire.Errorf(wire.CodeEval, "undefined: %s (it is not a command either; type help)", line)
 	}
 	return value, err
+}
+
+// runCommand runs a command, turning a panic (an application command's
+// bug) into an internal error instead of a crash of the host process.
+func runCommand(ctx context.Context, cmd *Command, c *Request) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("console: command %s panicked: %v\n%s", cmd.Name, r, debug.Stack())
+		}
+	}()
+	return cmd.Run(ctx, c)
 }
 
 func isEvalError(err error) bool {

@@ -44,12 +44,12 @@ func (t *tuning) set(s *Server, r *Request, name string, v int64, ttl time.Durat
 		t.pending = map[string]*revert{}
 	}
 	before := apply(v)
-	p := t.pending[name]
-	if p != nil {
-		p.timer.Stop()
-	} else {
-		p = &revert{original: before, apply: apply, show: show}
+	original := before
+	if old := t.pending[name]; old != nil {
+		old.timer.Stop() // if it already fired, its callback finds itself replaced
+		original = old.original
 	}
+	p := &revert{original: original, apply: apply, show: show}
 	fmt.Fprintf(r.Out, "%s: %s -> %s\n", name, show(before), show(v))
 	r.detail = fmt.Sprintf("%s %s -> %s", name, show(before), show(v))
 	if ttl == 0 {
@@ -67,12 +67,11 @@ func (t *tuning) set(s *Server, r *Request, name string, v int64, ttl time.Durat
 
 func (t *tuning) revert(s *Server, name string, p *revert) {
 	t.mu.Lock()
+	defer t.mu.Unlock() // applied under the lock: a concurrent set sees the reverted value
 	if t.pending[name] != p {
-		t.mu.Unlock()
 		return
 	}
 	delete(t.pending, name)
-	t.mu.Unlock()
 	was := p.apply(p.original)
 	s.auditWrite(audit.Record{Kind: audit.KindRevert, Outcome: "ok", Detail: fmt.Sprintf("%s %s -> %s (TTL ended)", name, p.show(was), p.show(p.original))})
 	s.log.Info("console: runtime setting reverted", "setting", name, "value", p.show(p.original))
@@ -81,9 +80,9 @@ func (t *tuning) revert(s *Server, name string, p *revert) {
 // revertAll puts every pending setting back at once (the server closes).
 func (t *tuning) revertAll(s *Server) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	all := t.pending
 	t.pending = nil
-	t.mu.Unlock()
 	for name, p := range all {
 		p.timer.Stop()
 		was := p.apply(p.original)
