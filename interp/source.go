@@ -493,12 +493,7 @@ func (c *checker) addFrame(n uint64) {
 	c.checkFrame()
 }
 
-func (c *checker) block(list []ast.Stmt) {
-	outer := c.sc
-	c.sc = newScope(outer)
-	defer func() { c.sc = outer }()
-	c.stmts(list)
-}
+func (c *checker) block(list []ast.Stmt) { c.scoped(func() { c.stmts(list) }) }
 
 func (c *checker) stmts(list []ast.Stmt) {
 	for _, st := range list {
@@ -522,13 +517,7 @@ func (c *checker) stmt(st ast.Stmt) {
 			c.expr(e)
 		}
 		for _, e := range s.Lhs {
-			c.assignTarget(e)
-			if id, ok := e.(*ast.Ident); ok && s.Tok == token.DEFINE {
-				c.ident(id)
-				c.sc.names[id.Name] = binding{}
-				continue
-			}
-			c.expr(e)
+			c.target(e, s.Tok == token.DEFINE)
 		}
 	case *ast.IncDecStmt:
 		c.assignTarget(s.X)
@@ -551,60 +540,44 @@ func (c *checker) stmt(st ast.Stmt) {
 	case *ast.BlockStmt:
 		c.block(s.List)
 	case *ast.IfStmt:
-		outer := c.sc
-		c.sc = newScope(outer)
-		c.stmt(s.Init)
-		c.expr(s.Cond)
-		c.block(s.Body.List)
-		c.stmt(s.Else)
-		c.sc = outer
-	case *ast.ForStmt:
-		outer := c.sc
-		c.sc = newScope(outer)
-		c.stmt(s.Init)
-		if s.Cond != nil {
+		c.scoped(func() {
+			c.stmt(s.Init)
 			c.expr(s.Cond)
-		}
-		c.stmt(s.Post)
-		c.block(s.Body.List)
-		c.sc = outer
+			c.block(s.Body.List)
+			c.stmt(s.Else)
+		})
+	case *ast.ForStmt:
+		c.scoped(func() {
+			c.stmt(s.Init)
+			c.optExpr(s.Cond)
+			c.stmt(s.Post)
+			c.block(s.Body.List)
+		})
 	case *ast.RangeStmt:
 		if lit, ok := s.X.(*ast.BasicLit); ok && lit.Kind == token.INT {
 			c.fail("range over an integer is Go 1.22+ and the interpreter does not support it: write for i := 0; i < N; i++")
 		}
 		c.expr(s.X)
-		outer := c.sc
-		c.sc = newScope(outer)
-		for _, e := range []ast.Expr{s.Key, s.Value} {
-			if e == nil {
-				continue
+		c.scoped(func() {
+			for _, e := range []ast.Expr{s.Key, s.Value} {
+				if e != nil {
+					c.target(e, s.Tok == token.DEFINE)
+				}
 			}
-			c.assignTarget(e)
-			if id, ok := e.(*ast.Ident); ok && s.Tok == token.DEFINE {
-				c.ident(id)
-				c.sc.names[id.Name] = binding{}
-			} else {
-				c.expr(e)
-			}
-		}
-		c.block(s.Body.List)
-		c.sc = outer
+			c.block(s.Body.List)
+		})
 	case *ast.SwitchStmt:
-		outer := c.sc
-		c.sc = newScope(outer)
-		c.stmt(s.Init)
-		if s.Tag != nil {
-			c.expr(s.Tag)
-		}
-		c.clauses(s.Body)
-		c.sc = outer
+		c.scoped(func() {
+			c.stmt(s.Init)
+			c.optExpr(s.Tag)
+			c.clauses(s.Body)
+		})
 	case *ast.TypeSwitchStmt:
-		outer := c.sc
-		c.sc = newScope(outer)
-		c.stmt(s.Init)
-		c.stmt(s.Assign)
-		c.clauses(s.Body)
-		c.sc = outer
+		c.scoped(func() {
+			c.stmt(s.Init)
+			c.stmt(s.Assign)
+			c.clauses(s.Body)
+		})
 	case *ast.SelectStmt:
 		c.clauses(s.Body)
 	default:
@@ -614,20 +587,45 @@ func (c *checker) stmt(st ast.Stmt) {
 
 func (c *checker) clauses(body *ast.BlockStmt) {
 	for _, cl := range body.List {
-		outer := c.sc
-		c.sc = newScope(outer)
-		switch cl := cl.(type) {
-		case *ast.CaseClause:
-			for _, e := range cl.List {
-				c.expr(e)
+		c.scoped(func() {
+			switch cl := cl.(type) {
+			case *ast.CaseClause:
+				for _, e := range cl.List {
+					c.expr(e)
+				}
+				c.stmts(cl.Body)
+			case *ast.CommClause:
+				c.stmt(cl.Comm)
+				c.stmts(cl.Body)
 			}
-			c.stmts(cl.Body)
-		case *ast.CommClause:
-			c.stmt(cl.Comm)
-			c.stmts(cl.Body)
-		}
-		c.sc = outer
+		})
 	}
+}
+
+// scoped runs f in a new innermost scope.
+func (c *checker) scoped(f func()) {
+	outer := c.sc
+	c.sc = newScope(outer)
+	defer func() { c.sc = outer }()
+	f()
+}
+
+func (c *checker) optExpr(e ast.Expr) {
+	if e != nil {
+		c.expr(e)
+	}
+}
+
+// target checks an assignment target; with define (:=) an identifier
+// becomes a new variable of the current scope, hiding outer constants.
+func (c *checker) target(e ast.Expr, define bool) {
+	c.assignTarget(e)
+	if id, ok := e.(*ast.Ident); ok && define {
+		c.ident(id)
+		c.sc.names[id.Name] = binding{}
+		return
+	}
+	c.expr(e)
 }
 
 // assignTarget refuses assignments through a pointer.
