@@ -1,6 +1,6 @@
 module github.com/opsrepl/opsrepl
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/casbin/casbin/v2 v2.135.0
@@ -15,4 +15,5 @@ require (
 	github.com/casbin/govaluate v1.3.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	golang.org/x/sys v0.32.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
 )

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,40 +12,65 @@ import (
 	"testing"
 )
 
-func TestWriteLines(t *testing.T) {
-	var buf bytes.Buffer
-	l := New(&buf)
+func writeN(t *testing.T, l *Log, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if err := l.WriteSync(Record{Kind: KindIntent, Subject: "alice", Line: fmt.Sprintf("memstats %d", i), Decision: "allow"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func openLog(t *testing.T, path string, opts ...func(*Options)) *Log {
+	t.Helper()
+	o := Options{Path: path}
+	for _, f := range opts {
+		f(&o)
+	}
+	l, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func verify(t *testing.T, opts VerifyOptions, paths ...string) *Report {
+	t.Helper()
+	rep, err := Verify(opts, paths...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestConcurrentWritesChain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	l := openLog(t, path)
 	var wg sync.WaitGroup
 	for i := 0; i < 50; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			l.Write(Record{Kind: KindRequest, Line: strings.Repeat("x\n", i), Outcome: "ok"})
+			l.Write(Record{Kind: KindIntent, Line: strings.Repeat("x\n", i)})
 		}(i)
 	}
 	wg.Wait()
-	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
-	if len(lines) != 50 {
-		t.Fatalf("got %d lines; want 50 (one per record, newlines in fields escaped)", len(lines))
+	l.Close()
+	rep := verify(t, VerifyOptions{}, path)
+	if !rep.OK() || rep.Records != 50 || rep.FirstSeq != 1 || rep.LastSeq != 50 {
+		t.Fatalf("got %+v (broken %v); want 50 intact records", rep, rep.Broken)
 	}
-	for _, line := range lines {
-		var r Record
-		if err := json.Unmarshal([]byte(line), &r); err != nil || r.Time.IsZero() || r.Kind != KindRequest {
-			t.Fatalf("line %q: %+v, %v", line, r, err)
-		}
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode: got %v; want 0600", st.Mode().Perm())
 	}
 }
 
-func TestOpenAppendsAndClose(t *testing.T) {
+func TestReopenContinuesChainAndClose(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a.jsonl")
-	for i := 0; i < 2; i++ {
-		l, err := Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Write(Record{Kind: KindSession, Outcome: "open"}); err != nil {
-			t.Fatal(err)
-		}
+	for i := 0; i < 3; i++ {
+		l := openLog(t, path)
+		writeN(t, l, 2)
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -55,12 +81,269 @@ func TestOpenAppendsAndClose(t *testing.T) {
 			t.Fatalf("Write after Close: got %v; want ErrClosed", err)
 		}
 	}
-	b, _ := os.ReadFile(path)
-	if n := bytes.Count(b, []byte("\n")); n != 2 {
-		t.Fatalf("got %d records; want 2 (reopening appends)", n)
+	if rep := verify(t, VerifyOptions{}, path); !rep.OK() || rep.Records != 6 {
+		t.Fatalf("got %d records, broken %v; want 6 chained across reopenings", rep.Records, rep.Broken)
 	}
-	st, _ := os.Stat(path)
-	if st.Mode().Perm() != 0o600 {
-		t.Fatalf("mode: got %v; want 0600", st.Mode().Perm())
+}
+
+func TestOpenTwiceIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	l := openLog(t, path)
+	defer l.Close()
+	if _, err := Open(Options{Path: path}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Open: got %v; want in use", err)
+	}
+}
+
+// tamper returns the lines of a 10-record log changed by edit.
+func TestVerifyDetectsTampering(t *testing.T) {
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "orig.jsonl")
+	l := openLog(t, orig)
+	writeN(t, l, 10)
+	l.Close()
+	b, _ := os.ReadFile(orig)
+	lines := strings.SplitAfter(string(b), "\n")
+	lines = lines[:len(lines)-1] // the empty string after the last newline
+
+	tests := []struct {
+		name     string
+		edit     func([]string) []string
+		wantLine int // 0: no break
+		want     string
+	}{
+		{"intact", func(ls []string) []string { return ls }, 0, ""},
+		{"edited field", func(ls []string) []string {
+			ls[4] = strings.Replace(ls[4], "alice", "mallory", 1)
+			return ls
+		}, 6, "prev hash does not match"},
+		{"edited and re-hashed one record", func(ls []string) []string {
+			// Fixing the next prev moves the break one further.
+			var r Record
+			json.Unmarshal([]byte(ls[4]), &r)
+			r.Subject = "mallory"
+			nb, _ := json.Marshal(r)
+			ls[4] = string(nb) + "\n"
+			var n Record
+			json.Unmarshal([]byte(ls[5]), &n)
+			n.Prev = hashLine(nb)
+			nb2, _ := json.Marshal(n)
+			ls[5] = string(nb2) + "\n"
+			return ls
+		}, 7, "prev hash does not match"},
+		{"deleted record", func(ls []string) []string { return append(ls[:3:3], ls[4:]...) }, 4, "prev hash does not match"},
+		{"deleted first record", func(ls []string) []string { return ls[1:] }, 1, "starts at record 2"},
+		{"reordered", func(ls []string) []string { ls[2], ls[3] = ls[3], ls[2]; return ls }, 3, "prev hash does not match"},
+		{"garbage line inserted", func(ls []string) []string {
+			return append(ls[:5:5], append([]string{"{\"hello\":1}\n"}, ls[5:]...)...)
+		}, 6, "not a valid audit record"},
+		{"blank line inserted", func(ls []string) []string {
+			return append(ls[:5:5], append([]string{"\n"}, ls[5:]...)...)
+		}, 6, "not a valid audit record"},
+		{"duplicated record", func(ls []string) []string {
+			return append(ls[:5:5], append([]string{ls[4]}, ls[5:]...)...)
+		}, 6, "prev hash does not match"},
+		{"fake recover record after an edit", func(ls []string) []string {
+			ls[4] = "{not json\n"
+			return ls
+		}, 5, "not a valid audit record"},
+		{"last record cut mid-line", func(ls []string) []string {
+			ls[9] = ls[9][:20]
+			return ls
+		}, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ls := tt.edit(append([]string(nil), lines...))
+			path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-"))
+			os.WriteFile(path, []byte(strings.Join(ls, "")), 0o600)
+			rep := verify(t, VerifyOptions{}, path)
+			if tt.wantLine == 0 {
+				if !rep.OK() {
+					t.Fatalf("got broken %v; want intact", rep.Broken)
+				}
+				return
+			}
+			if rep.OK() {
+				t.Fatalf("got intact; want a break at line %d", tt.wantLine)
+			}
+			if rep.Broken.Line != tt.wantLine || !strings.Contains(rep.Broken.Reason, tt.want) {
+				t.Fatalf("got %v; want line %d: …%s…", rep.Broken, tt.wantLine, tt.want)
+			}
+		})
+	}
+}
+
+func TestTornTailThenRecovery(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	l := openLog(t, path)
+	writeN(t, l, 3)
+	l.Close()
+	// A crash in the middle of the fourth write.
+	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(`{"seq":4,"prev":"ab`)
+	f.Close()
+
+	rep := verify(t, VerifyOptions{}, path)
+	if !rep.OK() || rep.Torn == nil || rep.Torn.Line != 4 || rep.Records != 3 {
+		t.Fatalf("got %+v; want 3 records and a torn line 4 reported as such", rep)
+	}
+
+	// Reopening closes the torn line and continues the chain.
+	l = openLog(t, path)
+	writeN(t, l, 2)
+	l.Close()
+	rep = verify(t, VerifyOptions{}, path)
+	if !rep.OK() || rep.Torn != nil || len(rep.Recovered) != 1 || rep.Recovered[0].Line != 4 || rep.Records != 6 {
+		t.Fatalf("got %+v (broken %v); want 6 records (3, recover, 2) and line 4 recovered", rep, rep.Broken)
+	}
+
+	// The recover record excuses exactly the bytes it describes.
+	b, _ := os.ReadFile(path)
+	os.WriteFile(path, bytes.Replace(b, []byte(`"prev":"ab`), []byte(`"prev":"cd`), 1), 0o600)
+	if rep := verify(t, VerifyOptions{}, path); rep.OK() || rep.Broken.Line != 4 {
+		t.Fatalf("got %+v; want line 4 broken once its bytes changed", rep.Broken)
+	}
+}
+
+func TestOpenRefusesInvalidLastRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	os.WriteFile(path, []byte("not a record\n"), 0o600)
+	if _, err := Open(Options{Path: path}); err == nil || !strings.Contains(err.Error(), "not a valid audit record") {
+		t.Fatalf("got %v; want a refusal", err)
+	}
+}
+
+func TestRotationContinuesChain(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.jsonl")
+	l := openLog(t, path, func(o *Options) { o.MaxBytes = 1000 })
+	writeN(t, l, 30)
+	l.Close()
+	files, _ := filepath.Glob(path + "*")
+	if len(files) < 3 {
+		t.Fatalf("got %d files; want rotation at 1000 bytes", len(files))
+	}
+	for _, f := range files {
+		st, _ := os.Stat(f)
+		if st.Size() > 1000 {
+			t.Fatalf("%s is %d bytes; want ≤ 1000", f, st.Size())
+		}
+	}
+	// Given in any order (the shell sorts the live file first).
+	rep := verify(t, VerifyOptions{}, files...)
+	if !rep.OK() || rep.Records != 30 || rep.Files[len(rep.Files)-1] != path {
+		t.Fatalf("got %+v (broken %v); want 30 records, the live file last", rep, rep.Broken)
+	}
+	// The live file alone: a partial chain, fine only when accepted.
+	if rep := verify(t, VerifyOptions{}, path); rep.OK() {
+		t.Fatal("live file alone: got intact; want the missing start reported")
+	}
+	if rep := verify(t, VerifyOptions{Partial: true}, path); !rep.OK() {
+		t.Fatalf("live file alone, partial: got %v", rep.Broken)
+	}
+	// A rotated file removed from the middle breaks the chain.
+	var middle []string
+	for _, f := range files {
+		if f != files[1] {
+			middle = append(middle, f)
+		}
+	}
+	if rep := verify(t, VerifyOptions{}, middle...); rep.OK() {
+		t.Fatal("a rotated file missing: got intact")
+	}
+	// A new Log after the live file was moved away continues from the
+	// newest rotated file.
+	os.Rename(path, path+".moved")
+	l = openLog(t, path)
+	seq, _ := l.Head()
+	l.Close()
+	if seq == 0 {
+		t.Fatal("got a new chain; want the newest rotated file continued")
+	}
+}
+
+func TestHeadDetectsTruncation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	l := openLog(t, path)
+	writeN(t, l, 5)
+	_, head := l.Head()
+	writeN(t, l, 1)
+	l.Close()
+	if rep := verify(t, VerifyOptions{Head: head}, path); !rep.OK() {
+		t.Fatalf("head inside the chain: got %v", rep.Broken)
+	}
+	b, _ := os.ReadFile(path)
+	ls := strings.SplitAfter(string(b), "\n")
+	os.WriteFile(path, []byte(strings.Join(ls[:4], "")), 0o600)
+	if rep := verify(t, VerifyOptions{}, path); !rep.OK() {
+		t.Fatalf("without a head, a cut end is not detectable: got %v", rep.Broken)
+	}
+	if rep := verify(t, VerifyOptions{Head: head}, path); rep.OK() || !strings.Contains(rep.Broken.Reason, "not in the chain") {
+		t.Fatalf("with the head: got %v; want the cut detected", rep.Broken)
+	}
+}
+
+type failWriter struct{ n int }
+
+func (w *failWriter) Write(p []byte) (int, error) {
+	if w.n == 0 {
+		return 3, errors.New("disk full")
+	}
+	w.n--
+	return len(p), nil
+}
+
+func TestWriteFailureIsSticky(t *testing.T) {
+	l := New(&failWriter{n: 1})
+	if err := l.Write(Record{Kind: KindNote}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Write(Record{Kind: KindNote}); err == nil {
+		t.Fatal("got nil; want the write error")
+	}
+	if err := l.Write(Record{Kind: KindNote}); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("after a torn write: got %v; want every later write refused", err)
+	}
+}
+
+func TestRedaction(t *testing.T) {
+	tok := strings.Repeat("3f", 32)
+	tests := []struct{ in, secret string }{
+		{"Authorization: Bearer " + tok, tok},
+		{"authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"},
+		{`req.Header.Set("Authorization", "Bearer abcdefgh12345678")`, "abcdefgh12345678"},
+		{`h := "bearer SuperSecretValue99"`, "SuperSecretValue99"},
+		{"Sec-WebSocket-Protocol: ops-repl.v1, ops-repl.bearer." + tok, tok},
+		{"ops-repl.bearer.shorttok", "shorttok"},
+		{`x := "` + tok + `"`, tok},
+		{`db.Connect(password="hunter2")`, "hunter2"},
+		{`cfg.APIKey = 'k-123'`, "k-123"},
+		{"api_key: k-456 then", "k-456"},
+		{"secret := `raw value`", "raw value"},
+		{"TOKEN " + strings.ToUpper(tok), strings.ToUpper(tok)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			var buf bytes.Buffer
+			l := New(&buf)
+			l.Write(Record{Kind: KindIntent, Line: tt.in, Message: tt.in, Detail: tt.in, Reason: tt.in})
+			if strings.Contains(buf.String(), tt.secret) {
+				t.Fatalf("secret %q in %s", tt.secret, buf.String())
+			}
+			if !strings.Contains(buf.String(), Redacted) {
+				t.Fatalf("no %s marker in %s", Redacted, buf.String())
+			}
+		})
+	}
+	// Ordinary lines are left alone, and the hook runs after.
+	var buf bytes.Buffer
+	l := New(&buf)
+	l.opts.Redact = func(s string) string { return strings.ReplaceAll(s, "customer-42", "customer-*") }
+	l.Write(Record{Kind: KindIntent, Line: `token := demo.CacheGet("customer-42"); heapdump --gc`})
+	var r Record
+	json.Unmarshal(buf.Bytes(), &r)
+	if r.Line != `token := demo.CacheGet("customer-*"); heapdump --gc` {
+		t.Fatalf("got %q", r.Line)
 	}
 }

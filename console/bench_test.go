@@ -54,7 +54,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 	defer ec.Close()
 
-	auditLog, err := audit.Open(filepath.Join(b.TempDir(), "audit.jsonl"))
+	auditLog, err := audit.Open(audit.Options{Path: filepath.Join(b.TempDir(), "audit.jsonl")})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -58,6 +58,8 @@ type Command struct {
 	// shown to the operator as they are; any other error is logged and
 	// reported as "internal". Required.
 	Run func(ctx context.Context, req *Request) error
+
+	open bool // runs without a policy check (reason: it grants nothing)
 }
 
 // object is the policy object of the command.
@@ -77,19 +79,18 @@ type Request struct {
 	s      *session
 	id     uint64
 	cmd    *Command
+	run    *run
+	raw    string // the line after the command name
 	value  string
 	detail string // for the audit record
-	denied string // a further policy object the run was refused on
 }
 
 // require checks a further policy object for this run (a flag that needs
-// more rights than the command, such as heapdump --full).
+// more rights than the command, such as heapdump --full): the policy, a
+// reason if the policy wants one, and a further intent record synced
+// before the run goes on.
 func (r *Request) require(object string) error {
-	if r.s.allowed(object) {
-		return nil
-	}
-	r.denied = object
-	return wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", r.Subject, object[len(cmdPrefix):], object)
+	return r.s.authorize(r.run, object, wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", r.Subject, object[len(cmdPrefix):], object))
 }
 
 // ParseFlags parses req.Args with fs; a bad flag is a bad_request error
@@ -127,7 +128,7 @@ func (r *Request) ParseFlags(fs *flag.FlagSet, positional bool) error {
 // SendFile sends data to the operator as a file transfer; the client
 // saves it under name (a plain file name) and checks its SHA-256.
 func (r *Request) SendFile(ctx context.Context, name string, data []byte) error {
-	return r.s.sendFile(ctx, r.id, name, data)
+	return r.s.sendFile(ctx, r.id, name, data, r.run.tally)
 }
 
 // flush sends buffered output now: streaming commands call it after each

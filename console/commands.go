@@ -22,12 +22,13 @@ import (
 
 // Policy objects that are not commands.
 const (
-	objEval   = "eval"   // action run
-	actRun    = "run"    // on cmd:<name> and eval
-	actImport = "import" // on pkg:<path>
-	evalWord  = "eval"   // line prefix that forces Go evaluation
-	cmdPrefix = "cmd:"   // policy object prefix of a command
-	pkgPrefix = "pkg:"   // policy object prefix of an exported package
+	objEval   = "eval"           // action run
+	actRun    = "run"            // on cmd:<name> and eval
+	actImport = "import"         // on pkg:<path>
+	actReason = "require-reason" // allowed: a reason must be given first
+	evalWord  = "eval"           // line prefix that forces Go evaluation
+	cmdPrefix = "cmd:"           // policy object prefix of a command
+	pkgPrefix = "pkg:"           // policy object prefix of an exported package
 	heapName  = "heap-%s.pb.gz"
 )
 
@@ -50,6 +51,7 @@ func builtinCommands() []*Command {
 		{Name: "loglevel", Usage: "[debug|info|warn|error]", Summary: "show or set the application's log level", Run: runLogLevel},
 		{Name: "reset", Summary: "discard your Go interpreter and its state", Run: runReset},
 		{Name: "vars", Summary: "list the packages and variables your Go session can reach", Run: runVars},
+		{Name: "reason", Usage: "[TEXT]", Summary: "say why you are here: recorded with each later request in the audit log (everyone may run it)", Run: runReason, open: true},
 	}
 }
 
@@ -75,7 +77,7 @@ func runHelp(ctx context.Context, c *Request) error {
 		if cmd == nil {
 			return wire.Errorf(wire.CodeBadRequest, "help: unknown command %.40q; type help for the list", name)
 		}
-		allowed := c.s.allowed(cmd.object())
+		allowed := c.s.mayRun(cmd)
 		fmt.Fprintf(c.Out, "usage: %s\n\n  %s\n  cost: %s\n", cmd.usageLine(), cmd.Summary, cmd.Cost)
 		if cmd.Cost == StopsTheWorld {
 			fmt.Fprintf(c.Out, "  it pauses the whole process: add %s to run it\n", yesFlag)
@@ -90,7 +92,7 @@ func runHelp(ctx context.Context, c *Request) error {
 	hidden := 0
 	for _, name := range c.s.srv.names {
 		cmd := c.s.srv.commands[name]
-		if !c.s.allowed(cmd.object()) {
+		if !c.s.mayRun(cmd) {
 			hidden++
 			continue
 		}
@@ -365,4 +367,37 @@ func runVars(ctx context.Context, c *Request) error {
 func sha256Hex(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
+}
+
+// maxReason bounds a reason's length.
+const maxReason = 1000
+
+func runReason(ctx context.Context, c *Request) error {
+	text := strings.TrimSpace(c.raw)
+	s := c.s
+	if text == "" {
+		s.mu.Lock()
+		cur := s.reason
+		s.mu.Unlock()
+		if cur == "" {
+			fmt.Fprintln(c.Out, "no reason given yet; reason TEXT records one with every later request")
+		} else {
+			fmt.Fprintf(c.Out, "reason: %s\n", cur)
+		}
+		return nil
+	}
+	if len(text) > maxReason {
+		return wire.Errorf(wire.CodeBadRequest, "reason: at most %d bytes", maxReason)
+	}
+	for _, r := range text {
+		if r < ' ' || r == 0x7f {
+			return wire.Errorf(wire.CodeBadRequest, "reason: one line of text, without control characters")
+		}
+	}
+	s.mu.Lock()
+	s.reason = text
+	s.mu.Unlock()
+	c.detail = "reason: " + text
+	fmt.Fprintf(c.Out, "reason recorded: %s\n", text)
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -312,9 +313,14 @@ func TestRequests(t *testing.T) {
 	// Every request above has an audit record, denials included; no token.
 	recs := auditRecords(t, f.audit.String())
 	byLine := map[string]audit.Record{}
+	outcomes := map[string]audit.Record{}
 	for _, r := range recs {
-		if r.Kind == audit.KindRequest {
+		key := fmt.Sprint(r.Session, r.Request)
+		switch r.Kind {
+		case audit.KindIntent:
 			byLine[r.Subject+" "+r.Line] = r
+		case audit.KindOutcome:
+			outcomes[key] = r
 		}
 	}
 	for _, tt := range tests {
@@ -326,8 +332,12 @@ func TestRequests(t *testing.T) {
 			t.Errorf("no audit record for %s %q", tt.subject, tt.line)
 			continue
 		}
-		if tt.code == wire.CodeForbidden && (r.Decision != "deny" || r.Outcome != "forbidden") {
-			t.Errorf("audit of denied %q: got decision %q outcome %q", tt.line, r.Decision, r.Outcome)
+		out, ok := outcomes[fmt.Sprint(r.Session, r.Request)]
+		if !ok {
+			t.Errorf("no outcome record for %s %q", tt.subject, tt.line)
+		}
+		if tt.code == wire.CodeForbidden && (r.Decision != "deny" || out.Outcome != "forbidden") {
+			t.Errorf("audit of denied %q: got decision %q outcome %q", tt.line, r.Decision, out.Outcome)
 		}
 		if r.Session == "" || r.Remote == "" || r.Time.IsZero() {
 			t.Errorf("audit record lacks session, remote or time: %+v", r)
@@ -498,7 +508,7 @@ func TestComplete(t *testing.T) {
 		{"admin", "ev", "eval"},
 		{"viewer", "ev", ""},
 		{"viewer", "help me", "help memstats"},
-		{"viewer", "help ", "help buildinfo,help gcwatch,help goroutines,help help,help memstats,help whoami"},
+		{"viewer", "help ", "help buildinfo,help gcwatch,help goroutines,help help,help memstats,help reason,help whoami"},
 		{"operator", "help h", "help heapdump,help help"},
 		{"viewer", "zz", ""},
 		{"admin", "strings.ToU", "strings.ToUpper,strings.ToUpperSpecial"},
@@ -562,7 +572,7 @@ func TestAuthorizerErrorDenies(t *testing.T) {
 			if obj == "cmd:memstats" {
 				return true, errors.New("policy backend down")
 			}
-			return obj == "cmd:whoami", nil
+			return obj == "cmd:whoami" && act == "run", nil
 		})
 	})
 	c := f.dial(t, "viewer")
@@ -662,7 +672,7 @@ func TestQueueLimit(t *testing.T) {
 
 // TestIDReuse: an id is free again as soon as its final event arrives.
 func TestIDReuse(t *testing.T) {
-	f := newFixture(t, nil)
+	f := newFixture(t, func(o *Options) { o.RequestRate = Rate{PerSecond: 1e6, Burst: 1000} })
 	c := f.dial(t, "viewer")
 	for i := 0; i < 300; i++ {
 		c.send(wire.Request{Type: wire.TypeRun, ID: 7, Line: "whoami"})
@@ -763,7 +773,7 @@ func TestListenLoopbackDefault(t *testing.T) {
 
 func TestAuditFileMode(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	l, err := audit.Open(path)
+	l, err := audit.Open(audit.Options{Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -796,7 +806,7 @@ func TestPackagesPerSubject(t *testing.T) {
 	f := newFixture(t, func(o *Options) {
 		base := o.Authorizer
 		o.Authorizer = AuthorizerFunc(func(sub, obj, act string) (bool, error) {
-			if sub == "operator" && obj == "eval" {
+			if sub == "operator" && obj == "eval" && act == "run" {
 				return true, nil // operator may eval; pkg:shop/cache stays denied
 			}
 			return base.Authorize(sub, obj, act)

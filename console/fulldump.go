@@ -95,5 +95,5 @@ func fullHeapdump(ctx context.Context, c *Request, yes bool) error {
 		return fmt.Errorf("heapdump --full: %w", err)
 	}
 	name := fmt.Sprintf("heapdump-%s.dump", stamp())
-	return c.s.sendStream(ctx, c.id, name, size, hex.EncodeToString(h.Sum(nil)), f)
+	return c.s.sendStream(ctx, c.id, name, size, hex.EncodeToString(h.Sum(nil)), f, c.run.tally)
 }

@@ -3,6 +3,8 @@ package console
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -52,14 +55,16 @@ func (f AuthorizerFunc) Authorize(subject, object, action string) (bool, error) 
 
 // Options configures New.
 type Options struct {
-	// Authenticator identifies clients. Required.
+	// Authenticator identifies clients by their credentials (a bearer
+	// token). Required, unless TLS has ClientCAs (certificates only).
 	Authenticator Authenticator
 	// Authorizer decides every command, eval and package import. Required.
 	Authorizer Authorizer
-	// Audit receives one record per request (written when it ends, stamped
-	// with its start), per refused handshake, and per session start and
-	// end. A failed write is logged; the request is not refused.
-	// Default: none (a warning is logged at New).
+	// Audit receives, for every request, an intent record synced to disk
+	// before it runs (if that write fails, the request is refused with
+	// "internal") and an outcome record after; and records of sessions,
+	// refused handshakes (aggregated, see RefusalInterval) and settings
+	// that revert. Default: none (a warning is logged at New).
 	Audit *audit.Log
 	// Exports are the application symbols the Go REPL can reach, each
 	// package subject to the policy object pkg:<import path>. Default: none.
@@ -77,6 +82,27 @@ type Options struct {
 	// audited like the built-ins. Default: none.
 	Commands []Command
 
+	// TLS, if set, is the configuration ListenAndServe serves HTTPS with.
+	// When it has ClientCAs, a client certificate that verifies against
+	// them (for client authentication) identifies the client: the subject
+	// is the certificate's Subject Common Name, which must be 1 to 64
+	// letters, digits and . _ @ - (certificates and tokens share one
+	// subject namespace). A client without a certificate may still use a
+	// bearer token if Authenticator is set. ClientAuth, when left zero,
+	// becomes VerifyClientCertIfGiven (RequireAndVerifyClientCert without
+	// an Authenticator). When the console is mounted on the application's
+	// own TLS server, certificates are checked against these ClientCAs
+	// too. Default: none (plain HTTP, tokens only).
+	TLS *tls.Config
+	// TranscriptDir, if set, keeps a recording of each session, everything
+	// its operator saw, as an asciicast v2 file named <session id>.cast
+	// (0600), which ops-repl replay and asciinema play. The session's
+	// audit records name the file. Default: none (no recording).
+	TranscriptDir string
+	// MaxTranscriptBytes caps one recording; past it, recording stops with
+	// a note in the file. Default: 64 MiB.
+	MaxTranscriptBytes int64
+
 	// Interp holds the limits of each session's Go interpreter: time
 	// (Timeout, default 10s), output (MaxOutput, 1 MiB), heap growth
 	// (MaxHeapGrowth, 256 MiB), one allocation (MaxAlloc, 256 MiB), call
@@ -88,11 +114,43 @@ type Options struct {
 	// MaxMessageBytes is the largest frame a client may send; a larger one
 	// closes the connection (WebSocket status 1009). Default: 1 MiB.
 	MaxMessageBytes int64
-	// MaxSessions caps concurrent sessions. Default: 64.
+	// MaxSessions caps concurrent sessions (HTTP 503, code limit).
+	// Default: 64.
 	MaxSessions int
-	// MaxQueued caps the requests a session may have waiting to run.
-	// Default: 16.
+	// MaxSessionsPerSubject caps one subject's concurrent sessions (HTTP
+	// 429, code limit). Default: 8.
+	MaxSessionsPerSubject int
+	// HandshakeRate limits connection attempts per source address (an
+	// IPv4 address, or an IPv6 /64), checked before anything else: past
+	// it, HTTP 429 with code throttled and Retry-After. Default: 10 per
+	// second, bursts of 20.
+	HandshakeRate Rate
+	// FailedAuthRate limits failed authentications per source: past it,
+	// bad credentials get HTTP 429 (code throttled) instead of 401. Valid
+	// credentials are never refused by it. Default: 1 per second, bursts
+	// of 10.
+	FailedAuthRate Rate
+	// RefusalInterval is the window over which refused handshakes are
+	// aggregated in the audit log: per source and code, the first is
+	// written at once and the rest as one record with a count.
+	// Default: 10s.
+	RefusalInterval time.Duration
+	// RequestRate limits the run and complete requests of one session:
+	// past it, a request is refused with code throttled. Default: 20 per
+	// second, bursts of 50.
+	RequestRate Rate
+	// MaxQueued caps the requests a session may have waiting to run (code
+	// busy). Default: 16.
 	MaxQueued int
+	// MaxOutputBytes caps the text output of one request; past it the
+	// request is stopped with code limit. (Go evaluation is capped lower,
+	// by Interp.MaxOutput; file transfers have their own limits.)
+	// Default: 16 MiB.
+	MaxOutputBytes int64
+	// IdleTimeout closes a session that has sent no request for this long
+	// and has none running (WebSocket status 1000, "idle timeout").
+	// Default: 30m.
+	IdleTimeout time.Duration
 	// WriteTimeout bounds each frame written to a client. Default: 10s.
 	WriteTimeout time.Duration
 	// PingInterval is how often the server pings; a client silent for two
@@ -120,16 +178,31 @@ type Server struct {
 	names    []string // sorted command names
 	upgrader websocket.Upgrader
 
-	mu       sync.Mutex
-	sessions map[string]*session
-	closed   bool
-	wg       sync.WaitGroup
+	handshakes *sourceLimiter // per source, every attempt
+	failedAuth *sourceLimiter // per source, failed authentications
+	refused    refusals       // aggregated audit of refused handshakes
+
+	mu        sync.Mutex
+	sessions  map[string]*session
+	bySubject map[string]int
+	closed    bool
+	wg        sync.WaitGroup
 }
 
 // New checks opts and returns a Server.
 func New(opts Options) (*Server, error) {
-	if opts.Authenticator == nil {
-		return nil, errors.New("console: Options.Authenticator is required")
+	certs := opts.TLS != nil && opts.TLS.ClientCAs != nil
+	if opts.Authenticator == nil && !certs {
+		return nil, errors.New("console: Options.Authenticator is required (or TLS with ClientCAs)")
+	}
+	if opts.TLS != nil {
+		opts.TLS = opts.TLS.Clone()
+		if certs && opts.TLS.ClientAuth == tls.NoClientCert {
+			opts.TLS.ClientAuth = tls.VerifyClientCertIfGiven
+			if opts.Authenticator == nil {
+				opts.TLS.ClientAuth = tls.RequireAndVerifyClientCert
+			}
+		}
 	}
 	if opts.Authorizer == nil {
 		return nil, errors.New("console: Options.Authorizer is required")
@@ -140,17 +213,28 @@ func New(opts Options) (*Server, error) {
 	opts.Interp = opts.Interp.WithDefaults()
 	setDefault(&opts.MaxMessageBytes, 1<<20)
 	setDefault(&opts.MaxSessions, 64)
+	setDefault(&opts.MaxSessionsPerSubject, 8)
 	setDefault(&opts.MaxQueued, 16)
+	setDefault(&opts.MaxOutputBytes, 16<<20)
+	setDefault(&opts.MaxTranscriptBytes, 64<<20)
+	setDefault(&opts.IdleTimeout, 30*time.Minute)
+	setDefault(&opts.RefusalInterval, 10*time.Second)
+	opts.HandshakeRate = opts.HandshakeRate.withDefault(Rate{PerSecond: 10, Burst: 20})
+	opts.FailedAuthRate = opts.FailedAuthRate.withDefault(Rate{PerSecond: 1, Burst: 10})
+	opts.RequestRate = opts.RequestRate.withDefault(Rate{PerSecond: 20, Burst: 50})
 	setDefault(&opts.WriteTimeout, 10*time.Second)
 	setDefault(&opts.PingInterval, 30*time.Second)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{
-		opts:     opts,
-		log:      opts.Logger,
-		commands: map[string]*Command{},
-		sessions: map[string]*session{},
+		opts:       opts,
+		log:        opts.Logger,
+		commands:   map[string]*Command{},
+		sessions:   map[string]*session{},
+		bySubject:  map[string]int{},
+		handshakes: newSourceLimiter(opts.HandshakeRate),
+		failedAuth: newSourceLimiter(opts.FailedAuthRate),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout:  10 * time.Second,
 			Subprotocols:      []string{wire.Subprotocol},
@@ -175,6 +259,7 @@ func New(opts Options) (*Server, error) {
 		s.names = append(s.names, c.Name)
 	}
 	sort.Strings(s.names)
+	s.refused = refusals{srv: s, interval: opts.RefusalInterval}
 	if err := s.checkPolicy(); err != nil {
 		return nil, err
 	}
@@ -190,15 +275,22 @@ func setDefault[T int | int64 | time.Duration](v *T, def T) {
 	}
 }
 
-// checkPolicy refuses a policy that names a command that does not exist (a
-// typo there would silently never match), when the Authorizer can list the
-// objects its policy names.
+// checkPolicy refuses a policy that names a command that does not exist,
+// when the Authorizer can list the objects its policy names.
 func (s *Server) checkPolicy() error {
 	lister, ok := s.opts.Authorizer.(interface{ Objects() []string })
 	if !ok {
 		return nil
 	}
-	for _, obj := range lister.Objects() {
+	return s.CheckObjects(lister.Objects())
+}
+
+// CheckObjects returns an error naming the first cmd: object that matches
+// no command (a typo there would silently never match). Pass it as the
+// validator of a policy reload (policy.WatchOptions.Validate) so that a
+// new policy is checked like the one New was given.
+func (s *Server) CheckObjects(objects []string) error {
+	for _, obj := range objects {
 		name, isCmd := strings.CutPrefix(obj, cmdPrefix)
 		if isCmd && !strings.ContainsAny(name, "*?{}") && s.commands[name] == nil && obj != objHeapdumpFull {
 			return fmt.Errorf("console: the policy names %s, but there is no command %q (commands: %s)", obj, name, strings.Join(s.names, ", "))
@@ -207,83 +299,146 @@ func (s *Server) checkPolicy() error {
 	return nil
 }
 
-// ServeHTTP runs the guard pipeline, in this order: limits, credentials
-// (never from the URL), authentication, origin, subprotocol, upgrade.
-// Nothing is allocated for a request that fails a guard.
+// ServeHTTP runs the guard pipeline, in this order: limits (handshake
+// rate per source, session count), credentials (never from the URL),
+// authentication (with a failed-authentication rate per source), the
+// subject's session count, origin, subprotocol, upgrade. Nothing but a
+// per-source rate bucket is kept for a request that fails a guard.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	refuse := func(status int, code wire.Code, msg, subject string) {
-		s.auditWrite(audit.Record{Kind: audit.KindHandshake, Remote: r.RemoteAddr, Subject: subject,
-			Outcome: string(code), Message: msg, DurationMS: ms(time.Since(start))})
-		s.log.Info("console: handshake refused", "remote", r.RemoteAddr, "code", code, "reason", msg)
-		if status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="ops-repl"`)
+	source := sourceKey(r.RemoteAddr)
+	refuse := func(status int, code wire.Code, msg, subject string, retry time.Duration) {
+		rec := audit.Record{Kind: audit.KindHandshake, Remote: r.RemoteAddr, Subject: subject,
+			Outcome: string(code), Message: msg, DurationMS: ms(time.Since(start))}
+		if s.refused.add(rec, source) {
+			s.log.Info("console: handshake refused", "remote", r.RemoteAddr, "code", code, "reason", msg)
 		}
-		if status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", "5")
+		switch status {
+		case http.StatusUnauthorized:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ops-repl"`)
+		case http.StatusServiceUnavailable, http.StatusTooManyRequests:
+			secs := max(1, int((retry+time.Second-1)/time.Second))
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
 		}
 		http.Error(w, string(code)+": "+strings.TrimPrefix(msg, string(code)+": "), status)
 	}
 
 	// 1. Limits.
 	if s.isClosed() {
-		refuse(http.StatusServiceUnavailable, wire.CodeUnavailable, "the console is shutting down", "")
+		refuse(http.StatusServiceUnavailable, wire.CodeUnavailable, "the console is shutting down", "", 5*time.Second)
+		return
+	}
+	if ok, wait := s.handshakes.allow(source); !ok {
+		refuse(http.StatusTooManyRequests, wire.CodeThrottled, fmt.Sprintf("too many connection attempts from %s (limit %g per second); retry later", source, s.opts.HandshakeRate.PerSecond), "", wait)
 		return
 	}
 	if s.sessionCount() >= s.opts.MaxSessions {
-		refuse(http.StatusServiceUnavailable, wire.CodeLimit, fmt.Sprintf("too many sessions (limit %d)", s.opts.MaxSessions), "")
+		refuse(http.StatusServiceUnavailable, wire.CodeLimit, fmt.Sprintf("too many sessions (limit %d)", s.opts.MaxSessions), "", 5*time.Second)
 		return
 	}
 	// 2. Credentials never travel in the URL: no query string at all.
 	if credentialsInURL(r.URL) {
-		refuse(http.StatusBadRequest, wire.CodeBadRequest, "the console takes no query parameters, and credentials never travel in URLs; send the header \"Authorization: Bearer TOKEN\"", "")
+		refuse(http.StatusBadRequest, wire.CodeBadRequest, "the console takes no query parameters, and credentials never travel in URLs; send the header \"Authorization: Bearer TOKEN\"", "", 0)
 		return
 	}
-	// 3. Authenticate.
-	subject, err := s.opts.Authenticator.Authenticate(r)
+	// 3. Authenticate. Failures are rate limited per source; a valid
+	// credential is never refused by that limit.
+	subject, err := s.authenticate(r)
 	if err != nil || subject == "" {
 		msg := "no valid credentials"
 		if err != nil {
 			msg = err.Error()
 		}
-		refuse(http.StatusUnauthorized, wire.CodeUnauthenticated, msg, "")
+		if ok, wait := s.failedAuth.allow(source); !ok {
+			refuse(http.StatusTooManyRequests, wire.CodeThrottled, fmt.Sprintf("too many failed authentications from %s; retry later", source), "", wait)
+			return
+		}
+		refuse(http.StatusUnauthorized, wire.CodeUnauthenticated, msg, "", 0)
+		return
+	}
+	if s.subjectCount(subject) >= s.opts.MaxSessionsPerSubject {
+		refuse(http.StatusTooManyRequests, wire.CodeLimit, fmt.Sprintf("%s has too many sessions open (limit %d); close one", subject, s.opts.MaxSessionsPerSubject), subject, 5*time.Second)
 		return
 	}
 	// 4. Origin: browsers on other sites may not drive the console.
 	if !sameOrigin(r) {
-		refuse(http.StatusForbidden, wire.CodeForbidden, "cross-origin request refused", subject)
+		refuse(http.StatusForbidden, wire.CodeForbidden, "cross-origin request refused", subject, 0)
 		return
 	}
 	// 5. Subprotocol.
 	if !offers(r, wire.Subprotocol) {
-		refuse(http.StatusBadRequest, wire.CodeBadRequest, "offer the WebSocket subprotocol "+wire.Subprotocol, subject)
+		refuse(http.StatusBadRequest, wire.CodeBadRequest, "offer the WebSocket subprotocol "+wire.Subprotocol, subject, 0)
 		return
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
-		refuse(http.StatusBadRequest, wire.CodeBadRequest, "this endpoint speaks WebSocket only", subject)
+		refuse(http.StatusBadRequest, wire.CodeBadRequest, "this endpoint speaks WebSocket only", subject, 0)
 		return
 	}
 	// 6. Upgrade. The response never echoes a bearer subprotocol.
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil { // gorilla has answered the client
-		s.auditWrite(audit.Record{Kind: audit.KindHandshake, Remote: r.RemoteAddr, Subject: subject,
-			Outcome: string(wire.CodeBadRequest), Message: "upgrade failed: " + err.Error(), DurationMS: ms(time.Since(start))})
+		s.refused.add(audit.Record{Kind: audit.KindHandshake, Remote: r.RemoteAddr, Subject: subject,
+			Outcome: string(wire.CodeBadRequest), Message: "upgrade failed: " + err.Error(), DurationMS: ms(time.Since(start))}, source)
 		s.log.Info("console: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	sess := newSession(s, conn, subject, r.RemoteAddr)
-	if ok, closing := s.register(sess); !ok {
-		code, text, outcome := websocket.CloseTryAgainLater, "too many sessions", wire.CodeLimit
-		if closing {
-			code, text, outcome = websocket.CloseGoingAway, "server shutting down", wire.CodeUnavailable
+	if ok, why := s.register(sess); !ok {
+		code, outcome := websocket.CloseTryAgainLater, wire.CodeLimit
+		if why == "" {
+			code, outcome, why = websocket.CloseGoingAway, wire.CodeUnavailable, "server shutting down"
 		}
-		s.auditWrite(audit.Record{Kind: audit.KindHandshake, Remote: r.RemoteAddr, Subject: subject,
-			Outcome: string(outcome), Message: text, DurationMS: ms(time.Since(start))})
-		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+		s.refused.add(audit.Record{Kind: audit.KindHandshake, Remote: r.RemoteAddr, Subject: subject,
+			Outcome: string(outcome), Message: why, DurationMS: ms(time.Since(start))}, source)
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, why), time.Now().Add(time.Second))
 		conn.Close()
+		sess.cancel()
 		return
 	}
 	sess.serve()
+}
+
+// authenticate identifies the client: by its certificate when TLS has
+// ClientCAs and one was presented, else by the Authenticator.
+func (s *Server) authenticate(r *http.Request) (string, error) {
+	if s.opts.TLS != nil && s.opts.TLS.ClientCAs != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		return certSubject(r.TLS.PeerCertificates, s.opts.TLS.ClientCAs)
+	}
+	if s.opts.Authenticator == nil {
+		return "", errors.New("present a client certificate")
+	}
+	return s.opts.Authenticator.Authenticate(r)
+}
+
+// certSubject verifies a client certificate chain against roots and
+// returns its leaf's Subject Common Name.
+func certSubject(chain []*x509.Certificate, roots *x509.CertPool) (string, error) {
+	leaf := chain[0]
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return "", errors.New("the client certificate does not verify")
+	}
+	cn := leaf.Subject.CommonName
+	if !validSubject(cn) {
+		return "", fmt.Errorf("the client certificate's Common Name %.70q cannot name a subject (1 to 64 letters, digits and . _ @ -)", cn)
+	}
+	return cn, nil
+}
+
+func validSubject(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '@' || c == '-'
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // credentialsInURL reports whether the URL carries a query string. The
@@ -328,17 +483,29 @@ func (s *Server) sessionCount() int {
 	return len(s.sessions)
 }
 
-// register adds a session; it reports false when the server is closing
-// (closing true) or full.
-func (s *Server) register(sess *session) (ok, closing bool) {
+func (s *Server) subjectCount(subject string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || len(s.sessions) >= s.opts.MaxSessions {
-		return false, s.closed
+	return s.bySubject[subject]
+}
+
+// register adds a session; when it cannot, it says why ("" when the
+// server is closing).
+func (s *Server) register(sess *session) (ok bool, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return false, ""
+	case len(s.sessions) >= s.opts.MaxSessions:
+		return false, fmt.Sprintf("too many sessions (limit %d)", s.opts.MaxSessions)
+	case s.bySubject[sess.subject] >= s.opts.MaxSessionsPerSubject:
+		return false, fmt.Sprintf("%s has too many sessions open (limit %d)", sess.subject, s.opts.MaxSessionsPerSubject)
 	}
 	s.sessions[sess.id] = sess
+	s.bySubject[sess.subject]++
 	s.wg.Add(1)
-	return true, false
+	return true, ""
 }
 
 func (s *Server) unregister(sess *session) {
@@ -346,6 +513,9 @@ func (s *Server) unregister(sess *session) {
 	defer s.mu.Unlock()
 	if _, ok := s.sessions[sess.id]; ok {
 		delete(s.sessions, sess.id)
+		if s.bySubject[sess.subject]--; s.bySubject[sess.subject] <= 0 {
+			delete(s.bySubject, sess.subject)
+		}
 		s.wg.Done()
 	}
 }
@@ -365,6 +535,7 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.tuning.revertAll(s)
+	s.refused.close()
 	return nil
 }
 
@@ -380,6 +551,9 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	ln, err := net.Listen("tcp", loopbackDefault(addr))
 	if err != nil {
 		return fmt.Errorf("console: listen: %w", err)
+	}
+	if s.opts.TLS != nil {
+		ln = tls.NewListener(ln, s.opts.TLS)
 	}
 	if ready != nil {
 		ready(ln.Addr())

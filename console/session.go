@@ -3,17 +3,22 @@ package console
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/console/wire"
@@ -68,6 +73,12 @@ type session struct {
 
 	mu      sync.Mutex
 	pending map[uint64]context.CancelCauseFunc // queued or running requests
+	reason  string                             // the operator's justification (reason command)
+
+	limiter    *rate.Limiter // run and complete requests
+	lastActive atomic.Int64  // unix nanoseconds of the last request
+	idle       *time.Timer
+	cast       *transcript // nil unless Options.TranscriptDir
 
 	interp *interp.Interpreter // owned by the worker; built on first eval
 }
@@ -81,7 +92,9 @@ func newSession(srv *Server, conn *websocket.Conn, subject, remote string) *sess
 		queue:     make(chan queued, srv.opts.MaxQueued),
 		pending:   map[uint64]context.CancelCauseFunc{},
 		closeCode: websocket.CloseNormalClosure,
+		limiter:   srv.opts.RequestRate.limiter(),
 	}
+	s.lastActive.Store(s.start.UnixNano())
 	if rl, ok := srv.opts.Authorizer.(interface{ Roles(string) []string }); ok {
 		s.roles = rl.Roles(subject)
 	}
@@ -91,8 +104,27 @@ func newSession(srv *Server, conn *websocket.Conn, subject, remote string) *sess
 // serve runs the session until the client leaves or the server closes it.
 func (s *session) serve() {
 	defer s.srv.unregister(s)
-	s.srv.auditWrite(audit.Record{Kind: audit.KindSession, Session: s.id, Subject: s.subject, Remote: s.remote, Outcome: "open"})
+	open := audit.Record{Kind: audit.KindSession, Session: s.id, Subject: s.subject, Remote: s.remote, Outcome: "open"}
+	if dir := s.srv.opts.TranscriptDir; dir != "" {
+		cast, err := openTranscript(dir, s.id, s.subject, s.remote, s.srv.opts.MaxTranscriptBytes)
+		if err != nil {
+			// The session was to be recorded: without its recording it
+			// does not start.
+			s.srv.log.Error("console: cannot record the session; refusing it", "session", s.id, "err", err)
+			open.Outcome, open.Message = string(wire.CodeInternal), "transcript unavailable: "+err.Error()
+			s.srv.auditWrite(open)
+			s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseInternalServerErr, "session recording unavailable"), time.Now().Add(time.Second))
+			s.conn.Close()
+			s.cancel()
+			return
+		}
+		s.cast, open.Transcript = cast, cast.path
+		defer cast.close()
+	}
+	s.srv.auditWrite(open)
 	s.srv.log.Info("console: session open", "session", s.id, "subject", s.subject, "remote", s.remote)
+	s.idle = time.AfterFunc(s.srv.opts.IdleTimeout, s.checkIdle)
+	defer s.idle.Stop()
 
 	var wg sync.WaitGroup
 	readerDone := make(chan struct{})
@@ -100,16 +132,35 @@ func (s *session) serve() {
 	go func() { defer wg.Done(); s.writer(readerDone) }()
 	go func() { defer wg.Done(); s.worker() }()
 
-	s.send(event(wire.Event{Type: wire.EventHello, Session: s.id, Subject: s.subject, Roles: s.roles, Server: wire.Subprotocol}))
+	s.sendEvent(wire.Event{Type: wire.EventHello, Session: s.id, Subject: s.subject, Roles: s.roles, Server: wire.Subprotocol})
 	s.reader()
 	close(readerDone)
 
 	s.cancel()
 	wg.Wait()
 	s.conn.Close()
+	s.mu.Lock()
+	why := s.closeText
+	s.mu.Unlock()
 	s.srv.auditWrite(audit.Record{Kind: audit.KindSession, Session: s.id, Subject: s.subject, Remote: s.remote,
-		Outcome: "closed", DurationMS: ms(time.Since(s.start))})
+		Outcome: "closed", Message: why, Transcript: open.Transcript, DurationMS: ms(time.Since(s.start))})
 	s.srv.log.Info("console: session closed", "session", s.id, "subject", s.subject)
+}
+
+// checkIdle closes the session once it has been idle for IdleTimeout with
+// no request running; otherwise it checks again when that could be.
+func (s *session) checkIdle() {
+	timeout := s.srv.opts.IdleTimeout
+	s.mu.Lock()
+	busy := len(s.pending) > 0
+	s.mu.Unlock()
+	since := time.Since(time.Unix(0, s.lastActive.Load()))
+	if busy || since < timeout {
+		s.idle.Reset(max(timeout-since, time.Second))
+		return
+	}
+	s.srv.log.Info("console: closing an idle session", "session", s.id, "subject", s.subject, "idle", timeout)
+	s.shutdown(websocket.CloseNormalClosure, fmt.Sprintf("idle timeout (%s without a request)", timeout))
 }
 
 // shutdown ends the session from the server side with a close frame.
@@ -153,6 +204,18 @@ func (s *session) reader() {
 			s.sendError(req.ID, err)
 			continue
 		}
+		if req.Type == wire.TypeRun || req.Type == wire.TypeComplete {
+			s.lastActive.Store(time.Now().UnixNano())
+			if !s.limiter.Allow() {
+				we := wire.Errorf(wire.CodeThrottled, "more than %g requests per second in this session (bursts of %d); slow down", s.srv.opts.RequestRate.PerSecond, s.srv.opts.RequestRate.Burst)
+				if req.Type == wire.TypeRun {
+					s.refuse(req, we)
+				} else {
+					s.sendError(req.ID, we)
+				}
+				continue
+			}
+		}
 		switch req.Type {
 		case wire.TypeRun:
 			s.enqueue(req)
@@ -187,11 +250,64 @@ func (s *session) enqueue(req wire.Request) {
 	}
 }
 
-// refuse answers a run request that was not queued, and audits it.
+// refuse answers a run request that was not queued, and audits it: its
+// intent (never run) and its outcome.
 func (s *session) refuse(req wire.Request, we *wire.Error) {
+	s.cast.input(s.subject, req.Line)
 	s.sendError(req.ID, we)
-	s.srv.auditWrite(audit.Record{Kind: audit.KindRequest, Session: s.id, Subject: s.subject, Remote: s.remote,
-		Request: req.ID, Line: req.Line, Outcome: string(we.Code), Message: we.Message})
+	rec := s.record(req)
+	s.srv.auditWrite(rec)
+	s.srv.auditWrite(s.outcome(rec, string(we.Code), we.Message, nil, 0))
+}
+
+// record is the intent record of a request, before any decision.
+func (s *session) record(req wire.Request) audit.Record {
+	s.mu.Lock()
+	reason := s.reason
+	s.mu.Unlock()
+	return audit.Record{Time: time.Now(), Kind: audit.KindIntent, Session: s.id, Subject: s.subject, Remote: s.remote,
+		Request: req.ID, Line: req.Line, Reason: reason}
+}
+
+// outcome is the outcome record that goes with intent.
+func (s *session) outcome(intent audit.Record, code, msg string, t *tally, d time.Duration) audit.Record {
+	r := audit.Record{Kind: audit.KindOutcome, Session: s.id, Subject: s.subject, Remote: s.remote, Request: intent.Request,
+		Object: intent.Object, Decision: intent.Decision, Outcome: code, Message: msg, Detail: intent.Detail, DurationMS: ms(d)}
+	if t != nil && t.n > 0 {
+		r.OutputBytes, r.OutputSHA256 = t.n, hex.EncodeToString(t.h.Sum(nil))
+	}
+	return r
+}
+
+// tally counts and hashes what a request sends back.
+type tally struct {
+	n    int64 // every byte: text output and files
+	text int64 // text output only, for Options.MaxOutputBytes
+	h    hash.Hash
+}
+
+func newTally() *tally { return &tally{h: sha256.New()} }
+
+func (t *tally) add(b []byte, text bool) {
+	t.n += int64(len(b))
+	if text {
+		t.text += int64(len(b))
+	}
+	t.h.Write(b)
+}
+
+// intent writes a request's intent record and syncs it to disk before the
+// request may run. When that fails the request is refused: nothing runs
+// unaudited.
+func (s *session) intent(rec audit.Record) error {
+	if s.srv.opts.Audit == nil {
+		return nil
+	}
+	if err := s.srv.opts.Audit.WriteSync(rec); err != nil {
+		s.srv.log.Error("console: cannot write the audit record; refusing the request", "session", s.id, "request", rec.Request, "err", err)
+		return wire.Errorf(wire.CodeInternal, "the audit log cannot be written, so the request was refused (see the server log)")
+	}
+	return nil
 }
 
 func (s *session) finish(id uint64) {
@@ -272,6 +388,21 @@ func (s *session) send(f frame) bool {
 	}
 }
 
+// sendEvent records an event in the transcript and queues it.
+func (s *session) sendEvent(e wire.Event) bool {
+	s.cast.event(e)
+	return s.send(event(e))
+}
+
+// stopRequest cancels request id with cause.
+func (s *session) stopRequest(id uint64, cause error) {
+	s.mu.Lock()
+	if stop := s.pending[id]; stop != nil {
+		stop(cause)
+	}
+	s.mu.Unlock()
+}
+
 func event(e wire.Event) frame {
 	b, err := jsonMarshal(e)
 	if err != nil {
@@ -282,7 +413,7 @@ func event(e wire.Event) frame {
 
 func (s *session) sendError(id uint64, err error) {
 	we := publicError(err)
-	s.send(event(wire.Event{Type: wire.EventError, ID: id, Code: we.Code, Message: we.Message}))
+	s.sendEvent(wire.Event{Type: wire.EventError, ID: id, Code: we.Code, Message: we.Message})
 }
 
 // publicError turns any error into what the client may see.
@@ -293,6 +424,9 @@ func publicError(err error) *wire.Error {
 	}
 	return &wire.Error{Code: wire.CodeInternal, Message: "internal error (see the server log)"}
 }
+
+// mayRun reports whether the subject may run cmd.
+func (s *session) mayRun(cmd *Command) bool { return cmd.open || s.allowed(cmd.object()) }
 
 // allowed asks the policy, failing closed.
 func (s *session) allowed(object string) bool {
@@ -308,40 +442,87 @@ func (s *session) allowed(object string) bool {
 	return ok
 }
 
-// handle runs one request: parse the line, authorize, execute, audit.
+// run is the state of one request as it goes through handle.
+type run struct {
+	req     wire.Request
+	rec     audit.Record // the intent record, completed as decisions are made
+	written bool         // the intent record is written
+	tally   *tally
+}
+
+// decide records a policy decision for obj and writes the intent record.
+// A deny is returned as err (after the record is written); so is a failed
+// write.
+func (s *session) decide(r *run, obj string, allowed bool, deny *wire.Error) error {
+	r.rec.Object, r.rec.Decision = obj, "allow"
+	if !allowed {
+		r.rec.Decision, r.rec.Message = "deny", deny.Message
+	}
+	r.written = true
+	if err := s.intent(r.rec); err != nil {
+		return err
+	}
+	if !allowed {
+		return deny
+	}
+	return nil
+}
+
+// authorize checks obj for the run: the policy's decision, then whether
+// the policy wants a reason first, then the intent record, synced.
+func (s *session) authorize(r *run, obj string, deny *wire.Error) error {
+	if !s.allowed(obj) {
+		return s.decide(r, obj, false, deny)
+	}
+	if r.rec.Reason == "" && s.needsReason(obj) {
+		return s.decide(r, obj, false, wire.Errorf(wire.CodeReasonRequired,
+			"the policy wants a reason before %s: say why with the command  reason TEXT  (or start the client with --reason TEXT), then run it again", obj))
+	}
+	return s.decide(r, obj, true, nil)
+}
+
+// handle runs one request: parse the line, authorize, audit the intent,
+// execute, audit the outcome.
 func (s *session) handle(ctx context.Context, req wire.Request) {
 	start := time.Now()
-	rec := audit.Record{Time: start, Kind: audit.KindRequest, Session: s.id, Subject: s.subject, Remote: s.remote, Request: req.ID, Line: req.Line}
+	r := &run{req: req, rec: s.record(req), tally: newTally()}
+	r.rec.Time = start
+	if strings.TrimSpace(req.Line) != "" {
+		s.cast.input(s.subject, req.Line)
+	}
 	var value string
 	err := context.Cause(ctx) // cancelled while it waited
 	if err == nil {
-		value, err = s.execute(ctx, req, &rec)
+		value, err = s.execute(ctx, r)
 	}
 	if err == nil && ctx.Err() != nil {
 		err = context.Cause(ctx)
 	}
 	var final wire.Event
+	code, msg := "ok", ""
 	switch {
 	case errors.Is(err, interp.ErrIncomplete):
-		rec.Outcome = "incomplete"
+		code = "incomplete"
 		final = wire.Event{Type: wire.EventIncomplete, ID: req.ID}
 	case err != nil:
 		we := s.classify(ctx, err)
-		rec.Outcome, rec.Message = string(we.Code), we.Message
+		code, msg = string(we.Code), we.Message
 		if we.Code == wire.CodeInternal {
 			s.srv.log.Error("console: request failed", "session", s.id, "request", req.ID, "err", err)
 		}
 		final = wire.Event{Type: wire.EventError, ID: req.ID, Code: we.Code, Message: we.Message}
 	default:
-		rec.Outcome = "ok"
 		final = wire.Event{Type: wire.EventResult, ID: req.ID, Value: value}
 	}
 	s.finish(req.ID) // the id is free again once its final event is out
-	s.send(event(final))
-	rec.DurationMS = ms(time.Since(start))
-	if strings.TrimSpace(req.Line) != "" {
-		s.srv.auditWrite(rec)
+	s.sendEvent(final)
+	if strings.TrimSpace(req.Line) == "" {
+		return
 	}
+	if !r.written { // ended before any decision (cancelled, bad arguments)
+		s.srv.auditWrite(r.rec)
+	}
+	s.srv.auditWrite(s.outcome(r.rec, code, msg, r.tally, time.Since(start)))
 }
 
 // classify maps an execution error to its public form.
@@ -351,6 +532,8 @@ func (s *session) classify(ctx context.Context, err error) *wire.Error {
 	switch {
 	case errors.Is(context.Cause(ctx), errCanceled) || errors.Is(err, errCanceled):
 		return wire.Errorf(wire.CodeCanceled, "canceled")
+	case errors.Is(context.Cause(ctx), errOutputCap) || errors.Is(err, errOutputCap):
+		return wire.Errorf(wire.CodeLimit, "output passed the %d-byte limit; stopped", s.srv.opts.MaxOutputBytes)
 	case errors.Is(err, context.DeadlineExceeded):
 		return wire.Errorf(wire.CodeTimeout, "stopped after the %s time limit", s.srv.opts.Interp.Timeout)
 	case errors.Is(err, interp.ErrOutputLimit):
@@ -367,8 +550,10 @@ func (s *session) classify(ctx context.Context, err error) *wire.Error {
 	return publicError(err)
 }
 
-// execute authorizes and runs one line. It fills rec's object and decision.
-func (s *session) execute(ctx context.Context, req wire.Request, rec *audit.Record) (value string, err error) {
+// execute authorizes and runs one line, writing the intent record once
+// the decision is made and before anything runs.
+func (s *session) execute(ctx context.Context, r *run) (value string, err error) {
+	req := r.req
 	line := strings.TrimSpace(req.Line)
 	if line == "" {
 		return "", nil
@@ -383,12 +568,15 @@ func (s *session) execute(ctx context.Context, req wire.Request, rec *audit.Reco
 			return "", wire.Errorf(wire.CodeBadRequest, "eval: give Go source to evaluate, e.g. eval gc := 1")
 		}
 	case cmd != nil:
-		rec.Object = cmd.object()
-		if !s.allowed(rec.Object) {
-			rec.Decision = "deny"
-			return "", wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", s.subject, cmd.Name, rec.Object)
+		obj := cmd.object()
+		if cmd.open {
+			err = s.decide(r, obj, true, nil)
+		} else {
+			err = s.authorize(r, obj, wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", s.subject, cmd.Name, obj))
 		}
-		rec.Decision = "allow"
+		if err != nil {
+			return "", err
+		}
 		args, err := splitArgs(rest)
 		if err != nil {
 			return "", wire.Errorf(wire.CodeBadRequest, "%s: %v", cmd.Name, err)
@@ -403,42 +591,48 @@ func (s *session) execute(ctx context.Context, req wire.Request, rec *audit.Reco
 			}
 			defer release()
 		}
-		ew := &eventWriter{s: s, id: req.ID}
-		c := &Request{Args: args, Subject: s.subject, Out: ew, s: s, id: req.ID, cmd: cmd}
+		ew := &eventWriter{s: s, id: req.ID, tally: r.tally}
+		c := &Request{Args: args, Subject: s.subject, Out: ew, s: s, id: req.ID, cmd: cmd, run: r, raw: rest}
 		err = runCommand(ctx, cmd, c)
 		ew.flush()
-		rec.Detail = c.detail
-		if c.denied != "" {
-			rec.Object, rec.Decision = c.denied, "deny"
-		}
+		r.rec.Detail = c.detail
 		return c.value, err
 	}
 	// Go evaluation.
-	rec.Object = objEval
-	if !s.allowed(objEval) {
-		rec.Decision = "deny"
-		if isWord(line) {
-			return "", wire.Errorf(wire.CodeBadRequest, "unknown command %.40q; type help for the commands you may run", line)
-		}
-		return "", wire.Errorf(wire.CodeForbidden, "%s may not evaluate Go (policy object eval, action run); type help for the commands you may run", s.subject)
+	deny := wire.Errorf(wire.CodeForbidden, "%s may not evaluate Go (policy object eval, action run); type help for the commands you may run", s.subject)
+	if isWord(line) && !s.allowed(objEval) {
+		deny = wire.Errorf(wire.CodeBadRequest, "unknown command %.40q; type help for the commands you may run", line)
 	}
-	rec.Decision = "allow"
+	if err := s.authorize(r, objEval, deny); err != nil {
+		return "", err
+	}
 	in, err := s.interpreter(req.ID)
 	if err != nil {
 		return "", err
 	}
-	ew := &eventWriter{s: s, id: req.ID}
+	ew := &eventWriter{s: s, id: req.ID, tally: r.tally}
 	value, err = in.Eval(ctx, src, ew)
 	ew.flush()
 	if err != nil && !errors.Is(err, interp.ErrIncomplete) && !isEvalError(err) {
 		// Stopped mid-run: yaegi may resume stopped code, so discard it.
 		s.interp = nil
-		s.send(event(wire.Event{Type: wire.EventNotice, ID: req.ID, Message: "the interpreter was stopped mid-eval and has been reset: your Go variables and imports are gone"}))
+		s.sendEvent(wire.Event{Type: wire.EventNotice, ID: req.ID, Message: "the interpreter was stopped mid-eval and has been reset: your Go variables and imports are gone"})
 	}
 	if err != nil && isWord(line) && strings.Contains(err.Error(), "undefined: "+line) {
 		err = wire.Errorf(wire.CodeEval, "undefined: %s (it is not a command either; type help)", line)
 	}
 	return value, err
+}
+
+// needsReason reports whether the policy wants a reason before subject
+// uses object (action require-reason); an error counts as yes.
+func (s *session) needsReason(object string) bool {
+	ok, err := s.srv.opts.Authorizer.Authorize(s.subject, object, actReason)
+	if err != nil {
+		s.srv.log.Error("console: authorizer failed; requiring a reason", "subject", s.subject, "object", object, "err", err)
+		return true
+	}
+	return ok
 }
 
 // runCommand runs a command, turning a panic (an application command's
@@ -464,7 +658,7 @@ func isEvalError(err error) bool {
 func (s *session) interpreter(id uint64) (*interp.Interpreter, error) {
 	if s.interp != nil && s.interp.Spent() {
 		s.interp = nil
-		s.send(event(wire.Event{Type: wire.EventNotice, ID: id, Message: "the interpreter was recycled after its evaluation limit: your Go variables and imports are gone"}))
+		s.sendEvent(wire.Event{Type: wire.EventNotice, ID: id, Message: "the interpreter was recycled after its evaluation limit: your Go variables and imports are gone"})
 	}
 	if s.interp != nil {
 		return s.interp, nil
@@ -497,7 +691,7 @@ func (s *session) complete(req wire.Request) {
 	var items []string
 	if !strings.ContainsAny(trimmed, " \t") {
 		for _, name := range s.srv.names {
-			if strings.HasPrefix(name, trimmed) && s.allowed(cmdPrefix+name) {
+			if strings.HasPrefix(name, trimmed) && s.mayRun(s.srv.commands[name]) {
 				items = append(items, name)
 			}
 		}
@@ -509,7 +703,7 @@ func (s *session) complete(req wire.Request) {
 		arg := strings.TrimLeft(trimmed[len(word):], " \t")
 		if !strings.ContainsAny(arg, " \t") {
 			for _, name := range s.srv.names {
-				if strings.HasPrefix(name, arg) && s.allowed(cmdPrefix+name) {
+				if strings.HasPrefix(name, arg) && s.mayRun(s.srv.commands[name]) {
 					items = append(items, "help "+name)
 				}
 			}
@@ -528,7 +722,7 @@ func (s *session) complete(req wire.Request) {
 			}
 		}
 	}
-	s.send(event(wire.Event{Type: wire.EventCompletions, ID: req.ID, Items: items, Start: start}))
+	s.sendEvent(wire.Event{Type: wire.EventCompletions, ID: req.ID, Items: items, Start: start})
 }
 
 func isIdentByte(c byte) bool {
@@ -536,15 +730,15 @@ func isIdentByte(c byte) bool {
 }
 
 // sendFile streams data as a file transfer.
-func (s *session) sendFile(ctx context.Context, id uint64, name string, data []byte) error {
-	return s.sendStream(ctx, id, name, int64(len(data)), sha256Hex(data), bytes.NewReader(data))
+func (s *session) sendFile(ctx context.Context, id uint64, name string, data []byte, t *tally) error {
+	return s.sendStream(ctx, id, name, int64(len(data)), sha256Hex(data), bytes.NewReader(data), t)
 }
 
 // sendStream streams size bytes from r as a file transfer: a file event,
 // binary chunks, a file_end event. It holds at most one chunk, plus the
 // writer's queue, in memory, whatever the size.
-func (s *session) sendStream(ctx context.Context, id uint64, name string, size int64, sha string, r io.Reader) error {
-	if !s.send(event(wire.Event{Type: wire.EventFile, ID: id, Name: name, Size: size, SHA256: sha})) {
+func (s *session) sendStream(ctx context.Context, id uint64, name string, size int64, sha string, r io.Reader, t *tally) error {
+	if !s.sendEvent(wire.Event{Type: wire.EventFile, ID: id, Name: name, Size: size, SHA256: sha}) {
 		return s.ctx.Err()
 	}
 	var sent int64
@@ -558,13 +752,14 @@ func (s *session) sendStream(ctx context.Context, id uint64, name string, size i
 			chunkPool.Put(bp)
 			return fmt.Errorf("console: read %s: %w", name, err)
 		}
+		t.add(chunk, false)
 		if !s.send(frame{typ: websocket.BinaryMessage, data: chunk, pooled: true}) {
 			chunkPool.Put(bp)
 			return s.ctx.Err()
 		}
 		sent += int64(len(chunk))
 	}
-	s.send(event(wire.Event{Type: wire.EventFileEnd, ID: id, Name: name}))
+	s.sendEvent(wire.Event{Type: wire.EventFileEnd, ID: id, Name: name})
 	return nil
 }
 
@@ -574,11 +769,15 @@ func (s *session) sendStream(ctx context.Context, id uint64, name string, size i
 // still streams), and at the end of the request. Events are split at rune
 // boundaries so no event carries half a UTF-8 character.
 type eventWriter struct {
-	s    *session
-	id   uint64
-	buf  []byte
-	last time.Time
+	s     *session
+	id    uint64
+	tally *tally
+	buf   []byte
+	last  time.Time
 }
+
+// errOutputCap stops a request whose output passed Options.MaxOutputBytes.
+var errOutputCap = errors.New("output limit reached")
 
 const flushAfter = 50 * time.Millisecond
 
@@ -588,6 +787,10 @@ func (w *eventWriter) Write(p []byte) (int, error) {
 	}
 	if w.last.IsZero() {
 		w.last = time.Now()
+	}
+	if w.tally.text+int64(len(w.buf)+len(p)) > w.s.srv.opts.MaxOutputBytes {
+		w.s.stopRequest(w.id, errOutputCap)
+		return 0, errOutputCap
 	}
 	w.buf = append(w.buf, p...)
 	if len(w.buf) >= chunkBytes || time.Since(w.last) >= flushAfter {
@@ -617,7 +820,8 @@ func (w *eventWriter) send(all bool) {
 		for end < cut && end > off+1 && !utf8.RuneStart(w.buf[end]) {
 			end--
 		}
-		if !w.s.send(event(wire.Event{Type: wire.EventOutput, ID: w.id, Data: string(w.buf[off:end])})) {
+		w.tally.add(w.buf[off:end], true)
+		if !w.s.sendEvent(wire.Event{Type: wire.EventOutput, ID: w.id, Data: string(w.buf[off:end])}) {
 			break
 		}
 		off = end

@@ -50,14 +50,17 @@ type Options struct {
 
 // Demo is a running demo service.
 type Demo struct {
-	ConsoleURL string            // ws://…/ops-repl
-	AppURL     string            // http://…/
-	AuditPath  string            // the audit log
-	PolicyPath string            // the live policy file
-	Dir        string            // the state folder
-	Tokens     map[string]string // subject → bearer token
+	ConsoleURL string // ws://…/ops-repl
+	AppURL     string // http://…/
+	AuditPath  string // the audit log
+	PolicyPath string // the live policy file (reloaded when it changes)
+	// TranscriptDir holds one asciicast recording per session.
+	TranscriptDir string
+	Dir           string            // the state folder
+	Tokens        map[string]string // subject → bearer token
 
 	srv      *http.Server
+	log      *slog.Logger
 	console  *console.Server
 	logLevel slog.LevelVar // the demo's log level, for the loglevel command
 	audit    *audit.Log
@@ -80,7 +83,10 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 	} else if err := prepareDir(dir); err != nil {
 		return nil, err
 	}
-	d := &Demo{Dir: dir, Tokens: map[string]string{}, done: make(chan struct{})}
+	d := &Demo{Dir: dir, Tokens: map[string]string{}, done: make(chan struct{}), log: opts.Logger}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
 	if err := d.writeState(); err != nil {
 		return nil, err
 	}
@@ -92,7 +98,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	if d.audit, err = audit.Open(d.AuditPath); err != nil {
+	if d.audit, err = audit.Open(audit.Options{Path: d.AuditPath}); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	d.app = newApp()
@@ -114,6 +120,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		Interp:        opts.Interp,
 		LogLevel:      &d.logLevel,
 		DumpDir:       d.Dir,
+		TranscriptDir: d.TranscriptDir,
 		Commands: []console.Command{{
 			Name:    "cache-stats",
 			Summary: "the demo's cache size and request counters (an application command)",
@@ -147,8 +154,12 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 	wctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); d.app.churn(wctx) }()
+	go func() {
+		defer wg.Done()
+		enf.Watch(wctx, policy.WatchOptions{Validate: d.console.CheckObjects, OnChange: d.policyChanged})
+	}()
 	if opts.Leak {
 		wg.Add(1)
 		go func() { defer wg.Done(); d.app.leakLoop(wctx) }()
@@ -193,10 +204,29 @@ func (d *Demo) writeState() error {
 		return err
 	}
 	d.AuditPath = filepath.Join(d.Dir, "audit.jsonl")
+	d.TranscriptDir = filepath.Join(d.Dir, "transcripts")
+	if err := prepareDir(d.TranscriptDir); err != nil {
+		return err
+	}
 	if st, err := os.Lstat(d.AuditPath); err == nil && !st.Mode().IsRegular() {
 		return fmt.Errorf("demo: %s exists and is not a regular file", d.AuditPath)
 	}
 	return nil
+}
+
+// policyChanged audits and logs a reload of the live policy file.
+func (d *Demo) policyChanged(ch policy.Change) {
+	rec := audit.Record{Kind: audit.KindPolicy, Outcome: "reloaded", OldHash: ch.OldHash, NewHash: ch.NewHash,
+		Detail: fmt.Sprintf("%s: %d rules in force", ch.Path, ch.Rules)}
+	if ch.Err != nil {
+		rec.Outcome, rec.Message, rec.Detail = "rejected", ch.Err.Error(), ""
+		d.log.Error("demo: policy change rejected; the old policy stays in force", "err", ch.Err, "old", ch.OldHash, "new", ch.NewHash)
+	} else {
+		d.log.Info("demo: policy reloaded", "path", ch.Path, "rules", ch.Rules, "old", ch.OldHash, "new", ch.NewHash)
+	}
+	if err := d.audit.Write(rec); err != nil {
+		d.log.Error("demo: audit write failed", "err", err)
+	}
 }
 
 // prepareDir makes dir a private folder: created 0700, or, when it

@@ -2,12 +2,19 @@ package policy
 
 import (
 	"bufio"
+	"context"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/casbin/casbin/v2"
 	"github.com/casbin/casbin/v2/model"
@@ -28,9 +35,20 @@ type Options struct {
 	PolicyText string
 }
 
-// Enforcer answers access questions. It is safe for concurrent use.
+// Enforcer answers access questions. It is safe for concurrent use, also
+// while Reload or Watch swap in a new policy.
 type Enforcer struct {
-	e *casbin.SyncedCachedEnforcer
+	model  model.Model
+	path   string // PolicyPath, for Reload
+	cur    atomic.Pointer[loaded]
+	reload sync.Mutex // one Reload at a time
+}
+
+// loaded is one policy version: swapped as a whole, never changed.
+type loaded struct {
+	e     *casbin.SyncedCachedEnforcer
+	rules []Rule
+	hash  string // SHA-256 of the policy text
 }
 
 // New loads the model and policy and returns an Enforcer. It fails on a
@@ -59,30 +77,68 @@ func New(opts Options) (*Enforcer, error) {
 	case policyText == "":
 		policyText, source = opsrepl.DefaultPolicy, "default policy"
 	}
-	rules, err := Parse(policyText)
+	p := &Enforcer{model: m, path: opts.PolicyPath}
+	l, err := p.load(policyText)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %s: %w", source, err)
 	}
-	e, err := casbin.NewSyncedCachedEnforcer(m, &adapter{rules: rules})
+	p.cur.Store(l)
+	return p, nil
+}
+
+// load builds a complete enforcer for policy text, without touching the
+// current one.
+func (p *Enforcer) load(text string) (*loaded, error) {
+	rules, err := Parse(text)
 	if err != nil {
-		return nil, fmt.Errorf("policy: %s: %w", source, err)
+		return nil, err
 	}
-	return &Enforcer{e: e}, nil
+	e, err := casbin.NewSyncedCachedEnforcer(p.model.Copy(), &adapter{rules: rules})
+	if err != nil {
+		return nil, err
+	}
+	return &loaded{e: e, rules: rules, hash: Hash([]byte(text))}, nil
+}
+
+// Hash returns the hex SHA-256 of a policy text, the form Change reports.
+func Hash(text []byte) string {
+	sum := sha256.Sum256(text)
+	return hex.EncodeToString(sum[:])
 }
 
 // Authorize reports whether subject may perform action on object. An error
 // means no decision could be made; callers must treat it as a denial.
 func (p *Enforcer) Authorize(subject, object, action string) (bool, error) {
-	ok, err := p.e.Enforce(subject, object, action)
+	ok, err := p.cur.Load().e.Enforce(subject, object, action)
 	if err != nil {
 		return false, fmt.Errorf("policy: enforce %s %s %s: %w", subject, object, action, err)
 	}
 	return ok, nil
 }
 
+// Explain is Authorize that also returns the rule that decided: the deny
+// rule that matched, or the allow rule that did. A nil rule with allowed
+// false means no rule matched (deny by default).
+func (p *Enforcer) Explain(subject, object, action string) (allowed bool, rule *Rule, err error) {
+	l := p.cur.Load()
+	ok, ex, err := l.e.EnforceEx(subject, object, action)
+	if err != nil {
+		return false, nil, fmt.Errorf("policy: enforce %s %s %s: %w", subject, object, action, err)
+	}
+	if len(ex) > 0 {
+		for i := range l.rules {
+			if r := &l.rules[i]; r.Type == "p" && slices.Equal(r.Fields, ex) {
+				return ok, r, nil
+			}
+		}
+		return ok, &Rule{Type: "p", Fields: ex}, nil
+	}
+	return ok, nil, nil
+}
+
 // Roles returns the roles subject holds, directly or inherited, sorted.
 func (p *Enforcer) Roles(subject string) []string {
-	roles, err := p.e.GetImplicitRolesForUser(subject)
+	roles, err := p.cur.Load().e.GetImplicitRolesForUser(subject)
 	if err != nil {
 		return nil
 	}
@@ -92,18 +148,118 @@ func (p *Enforcer) Roles(subject string) []string {
 
 // Objects returns every object named by a p rule of the policy, sorted and
 // without duplicates, so callers can check them against what exists.
-func (p *Enforcer) Objects() []string {
-	rules, _ := p.e.GetPolicy()
+func (p *Enforcer) Objects() []string { return objects(p.cur.Load().rules) }
+
+func objects(rules []Rule) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, r := range rules {
-		if len(r) > 1 && !seen[r[1]] {
-			seen[r[1]] = true
-			out = append(out, r[1])
+		if r.Type == "p" && !seen[r.Fields[1]] {
+			seen[r.Fields[1]] = true
+			out = append(out, r.Fields[1])
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Change describes a Reload: the policy file's hash before and after, and
+// why a new version was rejected (the old one then stays in force).
+type Change struct {
+	Path    string
+	OldHash string
+	NewHash string
+	Rules   int   // rules in force after the change
+	Err     error // non-nil: rejected, the old policy still decides
+}
+
+// Reload reads the policy file again (Options.PolicyPath) and, if its
+// content changed, validates it (strict parsing, at least one rule, a
+// complete Casbin load, then validate, if not nil, with the objects it
+// names) before swapping it in at once: a request is decided wholly by
+// the old policy or wholly by the new. A file that fails any check
+// changes nothing. changed is false when the content is the one in force.
+func (p *Enforcer) Reload(validate func(objects []string) error) (ch Change, changed bool) {
+	p.reload.Lock()
+	defer p.reload.Unlock()
+	old := p.cur.Load()
+	ch = Change{Path: p.path, OldHash: old.hash, NewHash: old.hash, Rules: len(old.rules)}
+	if p.path == "" {
+		ch.Err = errors.New("policy: no policy file to reload (Options.PolicyPath)")
+		return ch, true
+	}
+	b, err := os.ReadFile(p.path)
+	if err != nil {
+		ch.Err = fmt.Errorf("policy: read policy: %w", err)
+		return ch, true
+	}
+	ch.NewHash = Hash(b)
+	if ch.NewHash == old.hash {
+		return ch, false
+	}
+	l, err := p.load(string(b))
+	if err == nil && validate != nil {
+		err = validate(objects(l.rules))
+	}
+	if err != nil {
+		ch.Err = fmt.Errorf("policy: %s: %w; the policy in force is unchanged", p.path, err)
+		return ch, true
+	}
+	p.cur.Store(l)
+	ch.Rules = len(l.rules)
+	return ch, true
+}
+
+// WatchOptions configures Watch.
+type WatchOptions struct {
+	// Interval is how often the file is read. A change takes effect once
+	// the same new content has been read twice in a row (so a file caught
+	// half-written is not loaded): within two intervals. Default: 1s.
+	Interval time.Duration
+	// Validate checks the objects a new policy names before it is swapped
+	// in (console.Server.CheckObjects). Default: none.
+	Validate func(objects []string) error
+	// OnChange is called after each reload or rejected version, once per
+	// distinct content. Default: none.
+	OnChange func(Change)
+}
+
+// Watch reloads the policy file whenever its content changes, until ctx
+// is done. A version that fails validation (a parse error, an empty file,
+// an unknown command) is rejected and reported through OnChange once;
+// the policy in force stays.
+func (p *Enforcer) Watch(ctx context.Context, opts WatchOptions) {
+	if opts.Interval <= 0 {
+		opts.Interval = time.Second
+	}
+	t := time.NewTicker(opts.Interval)
+	defer t.Stop()
+	var seen, settled string // last content read; last content acted on
+	settled = p.cur.Load().hash
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b, err := os.ReadFile(p.path)
+		h := "missing"
+		if err == nil {
+			h = Hash(b)
+		}
+		if h != seen {
+			seen = h // wait for the same content on the next read
+			continue
+		}
+		if h == settled {
+			continue
+		}
+		settled = h
+		ch, changed := p.Reload(opts.Validate)
+		if changed && opts.OnChange != nil {
+			opts.OnChange(ch)
+		}
+	}
 }
 
 // Rule is one parsed policy line: its type ("p" or "g"), its fields and the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,7 +92,7 @@ type conn struct {
 }
 
 // dial connects and authenticates. Errors carry exit codes 3 or 4.
-func dial(ctx context.Context, rawURL, token string) (*conn, error) {
+func dial(ctx context.Context, rawURL, token string, tlsConf *tls.Config) (*conn, error) {
 	u, err := parseURL(rawURL)
 	if err != nil {
 		return nil, &exitError{code: exitUsage, err: err}
@@ -101,6 +102,7 @@ func dial(ctx context.Context, rawURL, token string) (*conn, error) {
 		HandshakeTimeout:  10 * time.Second,
 		Subprotocols:      []string{wire.Subprotocol},
 		EnableCompression: false,
+		TLSClientConfig:   tlsConf,
 	}
 	h := http.Header{}
 	if token != "" {
@@ -116,6 +118,10 @@ func dial(ctx context.Context, rawURL, token string) (*conn, error) {
 				msg = resp.Status
 			}
 			switch resp.StatusCode {
+			case http.StatusTooManyRequests:
+				if ra := resp.Header.Get("Retry-After"); ra != "" {
+					msg += " (retry after " + ra + "s)"
+				}
 			case http.StatusUnauthorized, http.StatusForbidden:
 				return nil, exitf(exitDenied, "%s refused the connection: %s", u.Host, msg)
 			}
@@ -206,6 +212,9 @@ func describeClose(err error) error {
 		case websocket.CloseGoingAway:
 			return errors.New("the server is shutting down")
 		case websocket.CloseNormalClosure:
+			if ce.Text != "" {
+				return fmt.Errorf("the server closed the session: %s", safeText(ce.Text))
+			}
 			return errors.New("the server closed the session")
 		}
 		return fmt.Errorf("the server closed the connection (%d %s)", ce.Code, ce.Text)

@@ -5,6 +5,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/opsrepl/opsrepl/auth"
 	"github.com/opsrepl/opsrepl/console/wire"
@@ -30,12 +33,24 @@ Usage:
   ops-repl [flags] -f FILE         run the lines of FILE (- for stdin)
   ops-repl token new SUBJECT       print a new token and its token-file line
   ops-repl demo [--serve]          start the demo service (see demo --help)
+  ops-repl audit verify|show FILE… check or query an audit log (audit --help)
+  ops-repl replay FILE             play a session transcript (replay --help)
+  ops-repl policy check SUBJECT OBJECT [ACTION]
+                                   ask a policy, and see the rule that decided
 
 Flags:
   --url URL          console endpoint (env OPS_REPL_URL; default ` + defaultURL + `)
   --token-file FILE  read the bearer token from FILE
   --token TOKEN      bearer token (env OPS_REPL_TOKEN); visible to other local
                      users in the process list: prefer --token-file or the env
+  --cert FILE        client certificate (PEM) for mutual TLS (wss:// only);
+                     the server takes your subject from its Common Name
+  --key FILE         the certificate's private key (PEM)
+  --ca FILE          CA certificates (PEM) to verify the server with, instead
+                     of the system's
+  --reason TEXT      why you are connecting: recorded in the audit log with
+                     each request (the policy may require one; mid-session,
+                     the reason command changes it)
   -c LINE            a line to run; repeat for more (stops at the first failure)
   -f FILE            run the lines of FILE; - reads standard input
   --json             print one JSON object per event instead of text
@@ -116,6 +131,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			return runToken(args[1:], stdout, stderr)
 		case "demo":
 			return runDemo(ctx, args[1:], getenv, stdin, stdout, stderr)
+		case "audit":
+			return runAudit(args[1:], stdout, stderr)
+		case "replay":
+			return runReplay(ctx, args[1:], stdout, stderr)
+		case "policy":
+			return runPolicy(args[1:], stdout, stderr)
 		case "help":
 			io.WriteString(stdout, usage)
 			return nil
@@ -130,6 +151,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		file      = fs.String("f", "", "")
 		jsonOut   = fs.Bool("json", false, "")
 		outDir    = fs.String("out", ".", "")
+		certFile  = fs.String("cert", "", "")
+		keyFile   = fs.String("key", "", "")
+		caFile    = fs.String("ca", "", "")
+		reason    = fs.String("reason", "", "")
 		cmds      lines
 	)
 	fs.Var(&cmds, "c", "")
@@ -154,7 +179,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if pu, err := parseURL(u); err == nil && pu.Scheme == "ws" && !isLoopback(pu.Host) && tok != "" {
 		fmt.Fprintf(stderr, "ops-repl: warning: sending credentials to %s without TLS (ws://); use wss://\n", pu.Host)
 	}
-	c, err := dial(ctx, u, tok)
+	tlsConf, err := clientTLS(u, *certFile, *keyFile, *caFile)
+	if err != nil {
+		return err
+	}
+	if strings.ContainsAny(*reason, "\r\n") || len(*reason) > 1000 {
+		return exitf(exitUsage, "--reason: one line of at most 1000 bytes")
+	}
+	c, err := dial(ctx, u, tok, tlsConf)
 	if err != nil {
 		if tok == "" && exitCode(err) == exitDenied {
 			return fmt.Errorf("%w (no token given: use --token-file, --token or OPS_REPL_TOKEN)", err)
@@ -162,6 +194,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 	defer c.close()
+	if r := strings.TrimSpace(*reason); r != "" {
+		quiet := handlerFunc(func(wire.Event) error { return nil })
+		if _, err := c.do(ctx, wire.Request{Type: wire.TypeRun, Line: "reason " + r}, quiet, nil); err != nil {
+			return fmt.Errorf("--reason: %w", err)
+		}
+	}
 	p := &printer{stdout: stdout, stderr: stderr, json: *jsonOut, dir: *outDir, lastNL: true}
 	if isTerminal(stderr) {
 		p.progress = stderr
@@ -247,7 +285,19 @@ func runLines(ctx context.Context, c *conn, p *printer, ls []string, join bool, 
 			continue
 		}
 		src := pending + line
+		p.retrying = true
 		_, err := c.do(ctx, wire.Request{Type: wire.TypeRun, Line: src}, p, intr)
+		for try := 0; isThrottled(err) && try < 100 && ctx.Err() == nil; try++ {
+			// The session's request rate: wait for the bucket, run it again.
+			time.Sleep(100 * time.Millisecond)
+			_, err = c.do(ctx, wire.Request{Type: wire.TypeRun, Line: src}, p, intr)
+		}
+		p.retrying = false
+		if isThrottled(err) {
+			var re *remoteError
+			errors.As(err, &re)
+			p.event(re.ev)
+		}
 		if errors.Is(err, errIncomplete) && join && i < len(ls)-1 {
 			pending = src + "\n"
 			continue
@@ -303,4 +353,43 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%s\n%s\n", tok, line)
 	fmt.Fprintf(stderr, "Line 1 is the token: give it to %s (it is shown only now).\nLine 2 goes in the server's token file; bind the subject to a role in policy.csv:\n  g, %s, role:viewer\n", args[1], args[1])
 	return nil
+}
+
+// clientTLS builds the TLS configuration for --cert, --key and --ca.
+func clientTLS(rawURL, certFile, keyFile, caFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" && caFile == "" {
+		return nil, nil
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, exitf(exitUsage, "--cert and --key go together")
+	}
+	if u, err := parseURL(rawURL); err == nil && u.Scheme != "wss" {
+		return nil, exitf(exitUsage, "--cert, --key and --ca need a wss:// (TLS) URL; got %s://", u.Scheme)
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, exitf(exitUsage, "--cert/--key: %v", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, exitf(exitUsage, "--ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, exitf(exitUsage, "--ca %s: no PEM certificate in it", caFile)
+		}
+		conf.RootCAs = pool
+	}
+	return conf, nil
+}
+
+// isThrottled reports whether err is the server's request-rate refusal.
+func isThrottled(err error) bool {
+	var re *remoteError
+	return errors.As(err, &re) && re.ev.Code == wire.CodeThrottled
 }

@@ -362,7 +362,7 @@ func TestTerminatedStopsLines(t *testing.T) {
 func TestAbandonedTransfer(t *testing.T) {
 	d := startDemo(t)
 	ctx := context.Background()
-	c, err := dial(ctx, d.ConsoleURL, d.Tokens["operator"])
+	c, err := dial(ctx, d.ConsoleURL, d.Tokens["operator"], nil)
 	if err != nil {
 		t.Fatal(err)
 	}

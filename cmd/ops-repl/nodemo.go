@@ -12,3 +12,7 @@ import (
 func runDemo(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	return exitf(exitUsage, "this ops-repl was built without the demo (-tags nodemo)")
 }
+
+func runPolicy(args []string, stdout, stderr io.Writer) error {
+	return exitf(exitUsage, "this ops-repl was built without the policy engine (-tags nodemo)")
+}

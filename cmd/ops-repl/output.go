@@ -26,9 +26,13 @@ type printer struct {
 	dl             *download
 	lastNL         bool      // the last output ended with a newline
 	progress       io.Writer // where transfer progress goes (a terminal), or nil
+	retrying       bool      // a throttled request will be sent again: do not show its error
 }
 
 func (p *printer) event(ev wire.Event) error {
+	if ev.Type == wire.EventError && ev.Code == wire.CodeThrottled && p.retrying {
+		return nil // runLines waits and sends it again
+	}
 	if p.json && ev.Type != wire.EventFileEnd {
 		p.emit(ev)
 	}

@@ -53,6 +53,8 @@ const (
 	CodeEval            Code = "eval"            // Go source failed to compile or run
 	CodeUnavailable     Code = "unavailable"     // the server is shutting down
 	CodeInternal        Code = "internal"        // a server-side failure
+	CodeThrottled       Code = "throttled"       // a rate limit was reached; slow down
+	CodeReasonRequired  Code = "reason_required" // the policy wants a reason first (the reason command)
 )
 
 // MaxLine is the largest line or source a request may carry, in bytes.

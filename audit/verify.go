@@ -1,0 +1,256 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+)
+
+// VerifyOptions configures Verify.
+type VerifyOptions struct {
+	// Partial accepts a chain that starts after seq 1 (older rotated
+	// files removed). Default: the first record must be seq 1.
+	Partial bool
+	// Head, if set, is a record hash kept elsewhere (see Log.Head); the
+	// chain must contain it, which detects records removed from the end.
+	Head string
+}
+
+// Problem locates a record.
+type Problem struct {
+	File   string
+	Line   int    // 1-based line number in File
+	Seq    uint64 // the record's seq, when it could be read
+	Reason string
+}
+
+func (p *Problem) String() string {
+	if p.Seq > 0 {
+		return fmt.Sprintf("%s:%d: record %d: %s", p.File, p.Line, p.Seq, p.Reason)
+	}
+	return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Reason)
+}
+
+// Report is what Verify found.
+type Report struct {
+	Files    []string // in chain order
+	Records  int      // valid records
+	FirstSeq uint64
+	LastSeq  uint64
+	Head     string // hash of the last valid record
+	// Broken is the first record that breaks the chain: tampering, or
+	// damage. Nil when the chain is intact.
+	Broken *Problem
+	// Torn is an incomplete final line: a write cut short by a crash,
+	// not tampering. Everything before it verified.
+	Torn *Problem
+	// Recovered are torn lines that a later Open closed with a recover
+	// record; each is noted, none breaks the chain.
+	Recovered []Problem
+}
+
+// OK reports whether the chain is intact (a torn final line allowed).
+func (r *Report) OK() bool { return r.Broken == nil }
+
+type fileHead struct {
+	path string
+	seq  uint64
+}
+
+// Verify checks the chain across the given files, which may be given in
+// any order (they are ordered by the seq of their first record): every
+// record must carry the hash of the one before it and the next seq. It
+// returns an error only when a file cannot be read.
+func Verify(opts VerifyOptions, paths ...string) (*Report, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("audit: no file to verify")
+	}
+	heads := make([]fileHead, 0, len(paths))
+	for _, p := range paths {
+		seq, err := firstSeq(p)
+		if err != nil {
+			return nil, err
+		}
+		heads = append(heads, fileHead{p, seq})
+	}
+	sort.SliceStable(heads, func(i, j int) bool { return heads[i].seq < heads[j].seq })
+	v := &verifier{opts: opts, rep: &Report{}}
+	for i, h := range heads {
+		v.rep.Files = append(v.rep.Files, h.path)
+		if err := v.file(h.path, i == len(heads)-1); err != nil {
+			return nil, err
+		}
+		if v.rep.Broken != nil {
+			return v.rep, nil
+		}
+	}
+	if v.rep.Records == 0 && v.rep.Torn == nil && len(v.rep.Recovered) == 0 {
+		v.rep.Broken = &Problem{File: heads[0].path, Line: 1, Reason: "no record"}
+	}
+	if opts.Head != "" && !v.sawHead && v.rep.Broken == nil {
+		last := heads[len(heads)-1].path
+		v.rep.Broken = &Problem{File: last, Line: v.line, Reason: "the expected head " + opts.Head + " is not in the chain: records were removed from the end, or the log was rewritten"}
+	}
+	return v.rep, nil
+}
+
+// firstSeq reads the seq of a file's first valid record (0 if none).
+func firstSeq(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("audit: %w", err)
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		var r Record
+		if len(line) > 0 && json.Unmarshal(bytes.TrimSuffix(line, []byte("\n")), &r) == nil && r.Seq > 0 {
+			return r.Seq, nil
+		}
+		if err == io.EOF {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("audit: %w", err)
+		}
+	}
+}
+
+type verifier struct {
+	opts    VerifyOptions
+	rep     *Report
+	started bool
+	seq     uint64
+	head    string
+	sawHead bool
+	line    int
+	// pending is an invalid line that may be a crash's torn write, if a
+	// recover record follows it.
+	pending *Problem
+	torn    []byte
+}
+
+func (v *verifier) file(path string, last bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64<<10)
+	v.line = 0
+	for {
+		raw, err := br.ReadBytes('\n')
+		if len(raw) > 0 {
+			v.line++
+			terminated := raw[len(raw)-1] == '\n'
+			if !terminated {
+				// The last bytes of the file, without a newline.
+				p := &Problem{File: path, Line: v.line, Reason: fmt.Sprintf("incomplete final line (%d bytes): a write cut short by a crash, not tampering", len(raw))}
+				if last && v.pending == nil {
+					v.rep.Torn = p
+				} else {
+					p.Reason = fmt.Sprintf("incomplete line (%d bytes) followed by more records", len(raw))
+					v.rep.Broken = p
+				}
+				return nil
+			}
+			v.record(path, raw[:len(raw)-1])
+			if v.rep.Broken != nil {
+				return nil
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+	}
+	if v.pending != nil {
+		v.rep.Broken = v.pending
+	}
+	return nil
+}
+
+func (v *verifier) record(path string, b []byte) {
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil || r.Seq == 0 || len(r.Prev) != len(ZeroHash) {
+		if v.pending != nil {
+			v.rep.Broken = v.pending
+			return
+		}
+		v.pending = &Problem{File: path, Line: v.line, Seq: v.seq + 1, Reason: "not a valid audit record (edited or damaged)"}
+		v.torn = append([]byte(nil), b...)
+		return
+	}
+	if v.pending != nil {
+		// Only a recover record describing exactly these bytes excuses
+		// the invalid line before it.
+		if r.Kind != KindRecover || r.TornSHA256 != hashLine(v.torn) || r.TornBytes != int64(len(v.torn)) {
+			v.rep.Broken = v.pending
+			return
+		}
+		p := *v.pending
+		p.Reason = fmt.Sprintf("an incomplete record (%d bytes) left by a crash, closed by the recover record after it", len(v.torn))
+		v.rep.Recovered = append(v.rep.Recovered, p)
+		v.pending, v.torn = nil, nil
+	}
+	switch {
+	case !v.started:
+		v.started = true
+		if r.Seq != 1 || r.Prev != ZeroHash {
+			if !v.opts.Partial {
+				v.rep.Broken = &Problem{File: path, Line: v.line, Seq: r.Seq, Reason: fmt.Sprintf("the chain starts at record %d, not 1: earlier records are missing (give the older rotated files too, or accept a partial chain)", r.Seq)}
+				return
+			}
+		}
+		v.rep.FirstSeq = r.Seq
+	case r.Prev != v.head:
+		v.rep.Broken = &Problem{File: path, Line: v.line, Seq: r.Seq, Reason: fmt.Sprintf("its prev hash does not match record %d before it: that record was edited, or records were deleted or reordered here", v.seq)}
+		return
+	case r.Seq != v.seq+1:
+		v.rep.Broken = &Problem{File: path, Line: v.line, Seq: r.Seq, Reason: fmt.Sprintf("seq %d follows %d: records were deleted or reordered", r.Seq, v.seq)}
+		return
+	}
+	v.seq, v.head = r.Seq, hashLine(b)
+	if v.opts.Head != "" && v.head == v.opts.Head {
+		v.sawHead = true
+	}
+	v.rep.Records++
+	v.rep.LastSeq, v.rep.Head = v.seq, v.head
+}
+
+// Scan calls fn for each valid record of the file at path, in order.
+// Lines that are not valid records (a torn tail) are skipped. fn's error
+// stops the scan and is returned.
+func Scan(path string, fn func(Record) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 64<<10)
+	for {
+		raw, err := br.ReadBytes('\n')
+		if len(raw) > 0 && raw[len(raw)-1] == '\n' {
+			var r Record
+			if json.Unmarshal(raw, &r) == nil && r.Seq > 0 {
+				if ferr := fn(r); ferr != nil {
+					return ferr
+				}
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+	}
+}

@@ -1,0 +1,833 @@
+// Command flood measures what a flood of bad WebSocket handshakes against
+// the console costs the application it is embedded in. It builds ops-repl,
+// starts `ops-repl demo --serve` (all on loopback), holds idle admin
+// sessions open, and drives a bounded HTTP load at the demo app in
+// interleaved phases, A without a flood and B with one (A B A B …). For
+// each B phase it starts itself again as a flooder: a second process whose
+// workers dial the console with a wrong token in a closed loop and count
+// the answers by HTTP status (401, and 429 once a per-source limit trips).
+// It reports:
+//
+//   - the app's p50 and p99 latency with the flood as a ratio to the same
+//     load without it (target: p99 ratio at most 1.2×);
+//   - the flood's handshake attempts per second and its status counts;
+//   - whether the idle sessions survived the flood, and how long a fresh
+//     admin session takes to open right after it (must be under 5s).
+//
+// The console checks its session cap (MaxSessions, 64 by default) before
+// credentials, so the default -sessions 63 leaves one slot free: flood
+// handshakes then reach authentication instead of the cheap "too many
+// sessions" refusal, and the fresh session can open.
+//
+// Usage (from the module root):
+//
+//	go run ./bench/flood [-phase 10s] [-rounds 2] [-clients 4] [-flood-conc 8] [-sessions 63] [-json]
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/opsrepl/opsrepl/auth"
+	"github.com/opsrepl/opsrepl/console/wire"
+)
+
+const (
+	p99Target    = 1.2             // largest acceptable p99 ratio, flood to no flood
+	freshBudget  = 5 * time.Second // a fresh session must open within this
+	helloTimeout = 5 * time.Second
+)
+
+func main() {
+	flooder := flag.Bool("flooder", false, "run as the flooding process (internal)")
+	floodURL := flag.String("url", "", "console URL to flood, loopback only (internal)")
+	floodFor := flag.Duration("flood-for", 0, "upper bound of the flood (internal)")
+	phase := flag.Duration("phase", 10*time.Second, "length of each load phase")
+	rounds := flag.Int("rounds", 2, "rounds of one phase without and one with the flood")
+	clients := flag.Int("clients", 4, "concurrent HTTP clients, each in a closed loop")
+	floodConc := flag.Int("flood-conc", 8, "concurrent flood workers, each in a closed loop")
+	sessions := flag.Int("sessions", 63, "idle admin sessions held open")
+	asJSON := flag.Bool("json", false, "print the report as one JSON object")
+	flag.Parse()
+	if *flooder {
+		if err := runFlooder(*floodURL, *floodConc, *floodFor); err != nil {
+			fmt.Fprintln(os.Stderr, "flooder:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	cfg := config{Phase: *phase, Rounds: *rounds, Clients: *clients, FloodConc: *floodConc, Sessions: *sessions}
+	if err := runHarness(cfg, *asJSON); err != nil {
+		if errors.Is(err, context.Canceled) {
+			err = errors.New("interrupted")
+		}
+		fmt.Fprintln(os.Stderr, "flood:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	Phase     time.Duration
+	Rounds    int
+	Clients   int
+	FloodConc int
+	Sessions  int
+}
+
+// readyLine is the `ops-repl demo --serve` contract: one JSON line.
+type readyLine struct {
+	URL    string            `json:"url"`
+	App    string            `json:"app"`
+	Audit  string            `json:"audit"`
+	Policy string            `json:"policy"`
+	Tokens map[string]string `json:"tokens"`
+}
+
+// floodResult is what the flooder prints on exit, as one JSON line.
+type floodResult struct {
+	Attempts   int64            `json:"attempts"`
+	Seconds    float64          `json:"seconds"`
+	PerSec     float64          `json:"per_sec"`
+	Status     map[string]int64 `json:"status"` // "401", "429", … or "error:KIND"
+	FirstError string           `json:"first_error,omitempty"`
+}
+
+// ---------------------------------------------------------------------
+// The flooder.
+
+// runFlooder dials the console with a wrong token on conc workers, each in
+// a closed loop (dial, read the answer, close), until d has passed, its
+// stdin closes (the harness is done or gone) or it is signalled. It prints
+// "started" once the workers run, and its floodResult on exit.
+func runFlooder(rawURL string, conc int, d time.Duration) error {
+	if err := checkLoopbackURL(rawURL); err != nil {
+		return err
+	}
+	if conc < 1 || d <= 0 {
+		return fmt.Errorf("need -flood-conc ≥ 1 and -flood-for > 0")
+	}
+	// A well-formed token that the server does not know.
+	tok, _, err := auth.NewToken("flood")
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	go func() { io.Copy(io.Discard, os.Stdin); cancel() }()
+
+	dialer := websocket.Dialer{
+		Subprotocols:     []string{wire.Subprotocol},
+		HandshakeTimeout: 5 * time.Second,
+		NetDialContext:   loopbackDial,
+	}
+	hdr := http.Header{"Authorization": {"Bearer " + tok}}
+	type tally struct {
+		n        int64
+		status   map[string]int64
+		firstErr string
+	}
+	tallies := make(chan tally, conc)
+	start := time.Now()
+	for range conc {
+		go func() {
+			t := tally{status: map[string]int64{}}
+			for ctx.Err() == nil {
+				c, resp, err := dialer.DialContext(ctx, rawURL, hdr)
+				if ctx.Err() != nil { // cut short by the end of the flood: not counted
+					if c != nil {
+						c.Close()
+					}
+					break
+				}
+				t.n++
+				switch {
+				case c != nil: // the wrong token got in: should never happen
+					t.status["101"]++
+					c.Close()
+				case resp != nil:
+					t.status[strconv.Itoa(resp.StatusCode)]++
+				default:
+					t.status["error:"+errKind(err)]++
+					if t.firstErr == "" {
+						t.firstErr = err.Error()
+					}
+				}
+			}
+			tallies <- t
+		}()
+	}
+	fmt.Println("started")
+	res := floodResult{Status: map[string]int64{}}
+	for range conc {
+		t := <-tallies
+		res.Attempts += t.n
+		for k, v := range t.status {
+			res.Status[k] += v
+		}
+		if res.FirstError == "" {
+			res.FirstError = t.firstErr
+		}
+	}
+	res.Seconds = time.Since(start).Seconds()
+	res.PerSec = float64(res.Attempts) / res.Seconds
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+	return nil
+}
+
+// checkLoopbackURL accepts only ws:// or wss:// URLs whose host is
+// localhost or a loopback IP: the flooder never aims anywhere else.
+func checkLoopbackURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("bad URL: %w", err)
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" {
+		return fmt.Errorf("refusing %q: not a ws:// or wss:// URL", raw)
+	}
+	if !loopbackHost(u) {
+		return fmt.Errorf("refusing %q: the flooder only targets loopback", raw)
+	}
+	return nil
+}
+
+// loopbackHost reports whether u's host is localhost or a loopback IP.
+func loopbackHost(u *url.URL) bool {
+	h := u.Hostname()
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback() || strings.EqualFold(h, "localhost")
+}
+
+// loopbackDial dials and checks that the peer really is on loopback (a
+// name could resolve elsewhere). It sets SO_LINGER 0, so the client's
+// close is a reset rather than a TIME_WAIT: a fast closed loop would
+// otherwise run out of ephemeral ports.
+func loopbackDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	ta, ok := c.RemoteAddr().(*net.TCPAddr)
+	if !ok || !ta.IP.IsLoopback() {
+		c.Close()
+		return nil, fmt.Errorf("refusing non-loopback peer %s", c.RemoteAddr())
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	return c, nil
+}
+
+func errKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "no_port"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	return "other"
+}
+
+// ---------------------------------------------------------------------
+// The harness.
+
+type phaseResult struct {
+	Round    int          `json:"round"`
+	Flood    bool         `json:"flood"`
+	Requests int          `json:"requests"`
+	Errors   int          `json:"errors"`
+	P50ms    float64      `json:"p50_ms"`
+	P99ms    float64      `json:"p99_ms"`
+	Flooder  *floodResult `json:"flooder,omitempty"`
+
+	lat []time.Duration
+}
+
+type latency struct {
+	Requests int     `json:"requests"`
+	P50ms    float64 `json:"p50_ms"`
+	P99ms    float64 `json:"p99_ms"`
+}
+
+type report struct {
+	Phase      string        `json:"phase"`
+	Rounds     int           `json:"rounds"`
+	Clients    int           `json:"clients"`
+	FloodConc  int           `json:"flood_conc"`
+	NumCPU     int           `json:"num_cpu"`
+	AppURL     string        `json:"app_url"`
+	ConsoleURL string        `json:"console_url"`
+	Phases     []phaseResult `json:"phases"`
+
+	NoFlood   latency `json:"no_flood"` // pooled over the A phases
+	WithFlood latency `json:"flood"`    // pooled over the B phases
+	P99Ratio  float64 `json:"p99_ratio"`
+	P50Ratio  float64 `json:"p50_ratio"`
+	P99Target float64 `json:"p99_target"`
+	P99OK     bool    `json:"p99_ok"`
+
+	FloodAttempts int64            `json:"flood_attempts"`
+	FloodPerSec   float64          `json:"flood_per_sec"`
+	FloodStatus   map[string]int64 `json:"flood_status"`
+
+	IdleSessions int    `json:"idle_sessions"`
+	IdleAlive    int    `json:"idle_alive"`
+	IdleLostErr  string `json:"idle_lost_error,omitempty"`
+
+	FreshOK       bool           `json:"fresh_session_ok"`
+	FreshMS       float64        `json:"fresh_session_ms"`
+	FreshAttempts int            `json:"fresh_session_attempts"`
+	FreshRefusals map[string]int `json:"fresh_session_refusals,omitempty"`
+	FreshErr      string         `json:"fresh_session_error,omitempty"`
+}
+
+func runHarness(cfg config, asJSON bool) error {
+	if cfg.Phase <= 0 || cfg.Rounds < 1 || cfg.Clients < 1 || cfg.FloodConc < 1 || cfg.Sessions < 0 {
+		return errors.New("need -phase > 0, -rounds ≥ 1, -clients ≥ 1, -flood-conc ≥ 1, -sessions ≥ 0")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	modFile := strings.TrimSpace(string(gomod))
+	if modFile == "" || modFile == os.DevNull {
+		return errors.New("run from inside the opsrepl module")
+	}
+	root := filepath.Dir(modFile)
+	tmp, err := os.MkdirTemp("", "ops-repl-flood-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	// 1. Build ops-repl once and start the demo.
+	progress("building ops-repl")
+	bin := filepath.Join(tmp, "ops-repl")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/ops-repl")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/ops-repl: %w", err)
+	}
+	demo := exec.Command(bin, "demo", "--serve", "--dir", filepath.Join(tmp, "state"))
+	demo.Stderr = os.Stderr
+	out, err := demo.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := demo.Start(); err != nil {
+		return err
+	}
+	defer stopProcess(demo)
+	rd, err := readReady(ctx, out)
+	if err != nil {
+		return err
+	}
+	if err := checkLoopbackURL(rd.URL); err != nil {
+		return fmt.Errorf("the demo's console: %w", err)
+	}
+	if app, err := url.Parse(rd.App); err != nil || !loopbackHost(app) {
+		return fmt.Errorf("the demo's app %q is not on loopback", rd.App)
+	}
+	admin := rd.Tokens["admin"]
+	if admin == "" {
+		return errors.New("the ready line has no admin token")
+	}
+	progress("demo pid %d: app %s, console %s", demo.Process.Pid, rd.App, rd.URL)
+
+	// 2. Idle admin sessions, each with a reader so pings get answered.
+	idle := make([]*idleSession, 0, cfg.Sessions)
+	defer func() {
+		for _, s := range idle {
+			s.close()
+		}
+	}()
+	for i := range cfg.Sessions {
+		c, _, err := dialHello(ctx, rd.URL, admin)
+		if err != nil {
+			return fmt.Errorf("idle session %d of %d: %w", i+1, cfg.Sessions, err)
+		}
+		idle = append(idle, newIdleSession(c))
+	}
+	progress("%d idle admin sessions open", len(idle))
+
+	// 3–5. Phases A B A B …, after a short warm-up.
+	client := &http.Client{
+		Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients},
+		Timeout:   10 * time.Second,
+	}
+	defer client.CloseIdleConnections()
+	if _, _, err := load(ctx, client, rd.App, cfg.Clients, min(time.Second, cfg.Phase)); err != nil {
+		return err
+	}
+	rep := report{
+		Phase: cfg.Phase.String(), Rounds: cfg.Rounds, Clients: cfg.Clients, FloodConc: cfg.FloodConc,
+		NumCPU: runtime.NumCPU(), AppURL: rd.App, ConsoleURL: rd.URL,
+		P99Target: p99Target, FloodStatus: map[string]int64{}, IdleSessions: len(idle),
+	}
+	var floodSeconds float64
+	for r := 1; r <= cfg.Rounds; r++ {
+		for _, flood := range []bool{false, true} {
+			name := "A (no flood)"
+			if flood {
+				name = "B (flood)"
+			}
+			progress("round %d/%d, phase %s, %s", r, cfg.Rounds, name, cfg.Phase)
+			pr := phaseResult{Round: r, Flood: flood}
+			if flood {
+				pr.lat, pr.Errors, pr.Flooder, err = floodPhase(ctx, self, rd.URL, cfg, client, rd.App)
+			} else {
+				pr.lat, pr.Errors, err = load(ctx, client, rd.App, cfg.Clients, cfg.Phase)
+			}
+			if err != nil {
+				return err
+			}
+			slices.Sort(pr.lat)
+			pr.Requests = len(pr.lat)
+			pr.P50ms, pr.P99ms = ms(percentile(pr.lat, 0.50)), ms(percentile(pr.lat, 0.99))
+			if f := pr.Flooder; f != nil {
+				rep.FloodAttempts += f.Attempts
+				floodSeconds += f.Seconds
+				for k, v := range f.Status {
+					rep.FloodStatus[k] += v
+				}
+			}
+			rep.Phases = append(rep.Phases, pr)
+		}
+	}
+
+	// Right after the last flood: can an admin still get in?
+	progress("opening a fresh admin session")
+	fresh := freshSession(ctx, rd.URL, admin)
+	rep.FreshOK, rep.FreshMS, rep.FreshAttempts, rep.FreshRefusals, rep.FreshErr =
+		fresh.err == nil && fresh.took < freshBudget, ms(fresh.took), fresh.attempts, fresh.refusals, fresh.errText()
+	for _, s := range idle {
+		select {
+		case <-s.done:
+			if rep.IdleLostErr == "" && s.err != nil {
+				rep.IdleLostErr = s.err.Error()
+			}
+		default:
+			rep.IdleAlive++
+		}
+	}
+
+	var a, b []time.Duration
+	for _, p := range rep.Phases {
+		if p.Flood {
+			b = append(b, p.lat...)
+		} else {
+			a = append(a, p.lat...)
+		}
+	}
+	rep.NoFlood, rep.WithFlood = summarize(a), summarize(b)
+	rep.P99Ratio = ratio(rep.WithFlood.P99ms, rep.NoFlood.P99ms)
+	rep.P50Ratio = ratio(rep.WithFlood.P50ms, rep.NoFlood.P50ms)
+	rep.P99OK = rep.P99Ratio <= p99Target
+	if floodSeconds > 0 {
+		rep.FloodPerSec = float64(rep.FloodAttempts) / floodSeconds
+	}
+	if asJSON {
+		b, _ := json.Marshal(rep)
+		fmt.Println(string(b))
+	} else {
+		printReport(rep)
+	}
+	return nil
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "flood: "+format+"\n", args...)
+}
+
+// readReady reads the demo's ready line, and then drains its stdout.
+func readReady(ctx context.Context, out io.Reader) (readyLine, error) {
+	type lineErr struct {
+		line string
+		err  error
+	}
+	ch := make(chan lineErr, 1)
+	br := bufio.NewReader(out)
+	go func() {
+		l, err := br.ReadString('\n')
+		ch <- lineErr{l, err}
+		if err == nil {
+			io.Copy(io.Discard, br)
+		}
+	}()
+	var rd readyLine
+	select {
+	case <-ctx.Done():
+		return rd, ctx.Err()
+	case <-time.After(30 * time.Second):
+		return rd, errors.New("the demo printed no ready line within 30s")
+	case le := <-ch:
+		if le.err != nil {
+			return rd, fmt.Errorf("the demo did not start: %w", le.err)
+		}
+		if err := json.Unmarshal([]byte(le.line), &rd); err != nil {
+			return rd, fmt.Errorf("the demo's ready line %q: %w", strings.TrimSpace(le.line), err)
+		}
+		return rd, nil
+	}
+}
+
+// stopProcess sends SIGTERM (a kill where there are no signals), waits up
+// to 10s, then kills.
+func stopProcess(cmd *exec.Cmd) {
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		cmd.Process.Kill()
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// dialHello opens a console session and waits for its hello event.
+func dialHello(ctx context.Context, u, token string) (*websocket.Conn, *http.Response, error) {
+	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}, HandshakeTimeout: helloTimeout}
+	c, resp, err := d.DialContext(ctx, u, http.Header{"Authorization": {"Bearer " + token}})
+	if err != nil {
+		if resp != nil {
+			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)
+		}
+		return nil, resp, err
+	}
+	c.SetReadDeadline(time.Now().Add(helloTimeout))
+	_, msg, err := c.ReadMessage()
+	if err == nil {
+		var ev wire.Event
+		if ev, err = wire.DecodeEvent(msg); err == nil && ev.Type != wire.EventHello {
+			err = fmt.Errorf("first event is %q, not %q", ev.Type, wire.EventHello)
+		}
+	}
+	if err != nil {
+		c.Close()
+		return nil, resp, fmt.Errorf("no hello: %w", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	return c, resp, nil
+}
+
+type idleSession struct {
+	c    *websocket.Conn
+	done chan struct{}
+	err  error // why the session ended; read after done
+}
+
+// newIdleSession keeps c read, so the server's pings get their pongs.
+func newIdleSession(c *websocket.Conn) *idleSession {
+	s := &idleSession{c: c, done: make(chan struct{})}
+	c.SetReadLimit(1 << 20)
+	go func() {
+		defer close(s.done)
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				s.err = err
+				return
+			}
+		}
+	}()
+	return s
+}
+
+func (s *idleSession) close() {
+	s.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	select {
+	case <-s.done:
+	case <-time.After(2 * time.Second):
+	}
+	s.c.Close()
+	<-s.done
+}
+
+// load drives clients concurrent closed-loop GETs at u for d, and returns
+// the latencies of the requests that completed and the number that failed.
+func load(ctx context.Context, client *http.Client, u string, clients int, d time.Duration) ([]time.Duration, int, error) {
+	pctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	type part struct {
+		lat  []time.Duration
+		errs int
+	}
+	parts := make(chan part, clients)
+	for range clients {
+		go func() {
+			var p part
+			for pctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(pctx, http.MethodGet, u, nil)
+				start := time.Now()
+				resp, err := client.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("HTTP %s", resp.Status)
+					}
+				}
+				took := time.Since(start)
+				switch {
+				case pctx.Err() != nil: // cut short by the end of the phase
+				case err != nil:
+					p.errs++
+				default:
+					p.lat = append(p.lat, took)
+				}
+			}
+			parts <- p
+		}()
+	}
+	var lat []time.Duration
+	errs := 0
+	for range clients {
+		p := <-parts
+		lat = append(lat, p.lat...)
+		errs += p.errs
+	}
+	if ctx.Err() != nil {
+		return nil, 0, ctx.Err()
+	}
+	return lat, errs, nil
+}
+
+// floodPhase runs the load for one phase while a flooder process floods u.
+func floodPhase(ctx context.Context, self, u string, cfg config, client *http.Client, app string) ([]time.Duration, int, *floodResult, error) {
+	// The flooder's own bound is a safety net; the harness stops it by
+	// closing its stdin as soon as the load is over.
+	cmd := exec.Command(self, "-flooder", "-url", u,
+		"-flood-conc", strconv.Itoa(cfg.FloodConc), "-flood-for", (cfg.Phase + 5*time.Second).String())
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, 0, nil, err
+	}
+	lines := make(chan string, 2)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	waited := false
+	defer func() {
+		if !waited {
+			stdin.Close()
+			stopProcess(cmd)
+		}
+	}()
+	select {
+	case l, ok := <-lines:
+		if !ok || l != "started" {
+			return nil, 0, nil, fmt.Errorf("the flooder did not start (%q)", l)
+		}
+	case <-time.After(10 * time.Second):
+		return nil, 0, nil, errors.New("the flooder did not start within 10s")
+	case <-ctx.Done():
+		return nil, 0, nil, ctx.Err()
+	}
+	lat, errs, err := load(ctx, client, app, cfg.Clients, cfg.Phase)
+	stdin.Close()
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	var res floodResult
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			return nil, 0, nil, errors.New("the flooder exited without a result")
+		}
+		if err := json.Unmarshal([]byte(l), &res); err != nil {
+			return nil, 0, nil, fmt.Errorf("the flooder's result %q: %w", l, err)
+		}
+	case <-time.After(15 * time.Second):
+		return nil, 0, nil, errors.New("the flooder gave no result within 15s of the phase's end")
+	}
+	waited = true
+	if err := cmd.Wait(); err != nil {
+		return nil, 0, nil, fmt.Errorf("flooder: %w", err)
+	}
+	return lat, errs, &res, nil
+}
+
+type freshResult struct {
+	took     time.Duration
+	attempts int
+	refusals map[string]int // HTTP status → count, for refused attempts
+	err      error
+}
+
+func (f freshResult) errText() string {
+	if f.err == nil {
+		return ""
+	}
+	return f.err.Error()
+}
+
+// freshSession opens one admin session and waits for its hello. A 429 or
+// 503 refusal is retried every 100ms within freshBudget; anything else
+// ends the attempt.
+func freshSession(ctx context.Context, u, token string) freshResult {
+	start := time.Now()
+	deadline := start.Add(freshBudget)
+	r := freshResult{refusals: map[string]int{}}
+	for {
+		r.attempts++
+		dctx, cancel := context.WithDeadline(ctx, deadline)
+		c, resp, err := dialHello(dctx, u, token)
+		cancel()
+		if err == nil {
+			r.took = time.Since(start)
+			c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			c.Close()
+			return r
+		}
+		r.took, r.err = time.Since(start), err
+		if resp == nil {
+			return r
+		}
+		r.refusals[strconv.Itoa(resp.StatusCode)]++
+		if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+			return r
+		}
+		select {
+		case <-ctx.Done():
+			return r
+		case <-time.After(min(100*time.Millisecond, time.Until(deadline))):
+		}
+		if !time.Now().Before(deadline) {
+			r.err = fmt.Errorf("still refused after %s: %w", freshBudget, err)
+			return r
+		}
+	}
+}
+
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func summarize(lat []time.Duration) latency {
+	slices.Sort(lat)
+	return latency{Requests: len(lat), P50ms: ms(percentile(lat, 0.50)), P99ms: ms(percentile(lat, 0.99))}
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// statusText renders status counts in a stable order: "401:1200 429:800".
+func statusText(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s:%d", k, m[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "FAIL"
+}
+
+func printReport(r report) {
+	fmt.Printf("ops-repl flood: %d idle admin sessions, %d HTTP clients (GET %s), %d flood workers, %s per phase, %d round(s), %d CPUs\n\n",
+		r.IdleSessions, r.Clients, r.AppURL, r.FloodConc, r.Phase, r.Rounds, r.NumCPU)
+	fmt.Printf("%-8s %-6s %9s %7s %9s %9s %10s  %s\n", "round", "phase", "requests", "errors", "p50 ms", "p99 ms", "flood/s", "flood statuses")
+	for _, p := range r.Phases {
+		name, rate, st := "A", "", ""
+		if p.Flood {
+			name = "B"
+			if f := p.Flooder; f != nil {
+				rate, st = fmt.Sprintf("%.0f", f.PerSec), statusText(f.Status)
+			}
+		}
+		fmt.Printf("%-8d %-6s %9d %7d %9.3f %9.3f %10s  %s\n", p.Round, name, p.Requests, p.Errors, p.P50ms, p.P99ms, rate, st)
+	}
+	fmt.Println()
+	fmt.Printf("HTTP without flood (pooled A)   p50 %8.3f ms   p99 %8.3f ms   (%d requests)\n", r.NoFlood.P50ms, r.NoFlood.P99ms, r.NoFlood.Requests)
+	fmt.Printf("HTTP with flood    (pooled B)   p50 %8.3f ms   p99 %8.3f ms   (%d requests)\n", r.WithFlood.P50ms, r.WithFlood.P99ms, r.WithFlood.Requests)
+	fmt.Printf("ratio with/without flood        p99 %.2f× (target ≤ %.1f×: %s)   p50 %.2f×\n", r.P99Ratio, r.P99Target, verdict(r.P99OK), r.P50Ratio)
+	fmt.Printf("flood                           %d bad handshakes, %.0f/s; %s\n", r.FloodAttempts, r.FloodPerSec, statusText(r.FloodStatus))
+	idle := fmt.Sprintf("%d/%d", r.IdleAlive, r.IdleSessions)
+	if r.IdleLostErr != "" {
+		idle += " (first loss: " + r.IdleLostErr + ")"
+	}
+	fmt.Printf("idle sessions open after flood  %s %s\n", idle, verdict(r.IdleAlive == r.IdleSessions))
+	fresh := fmt.Sprintf("opened in %.1f ms", r.FreshMS)
+	if r.FreshErr != "" {
+		fresh = fmt.Sprintf("failed after %.1f ms: %s", r.FreshMS, r.FreshErr)
+	}
+	refused := ""
+	if len(r.FreshRefusals) > 0 {
+		m := map[string]int64{}
+		for k, v := range r.FreshRefusals {
+			m[k] = int64(v)
+		}
+		refused = ", refused " + statusText(m)
+	}
+	fmt.Printf("fresh admin session after flood %s (%d attempt(s)%s; must be < %s: %s)\n", fresh, r.FreshAttempts, refused, freshBudget, verdict(r.FreshOK))
+}
