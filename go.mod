@@ -8,6 +8,7 @@ require (
 	github.com/google/pprof v0.0.0-20260906184651-6331bc6350fe
 	github.com/gorilla/websocket v1.5.3
 	github.com/traefik/yaegi v0.16.1
+	golang.org/x/time v0.16.0
 )
 
 require (
@@ -15,5 +16,4 @@ require (
 	github.com/casbin/govaluate v1.3.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	golang.org/x/sys v0.32.0 // indirect
-	golang.org/x/time v0.16.0 // indirect
 )

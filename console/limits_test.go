@@ -1,0 +1,513 @@
+package console
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	opsrepl "github.com/opsrepl/opsrepl"
+	"github.com/opsrepl/opsrepl/audit"
+	"github.com/opsrepl/opsrepl/console/wire"
+	"github.com/opsrepl/opsrepl/policy"
+)
+
+// handshake dials with a bearer token and returns the HTTP status (101
+// for a session, which it closes).
+func (f *fixture) handshake(t *testing.T, token string) (int, *http.Response) {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
+	ws, resp, err := d.Dial(f.url, http.Header{"Authorization": {"Bearer " + token}})
+	if ws != nil {
+		ws.Close()
+	}
+	if resp == nil {
+		t.Fatalf("dial: %v", err)
+	}
+	return resp.StatusCode, resp
+}
+
+func TestHandshakeRatePerSource(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.HandshakeRate = Rate{PerSecond: 0.001, Burst: 3} })
+	for i := 0; i < 3; i++ {
+		if got, _ := f.handshake(t, testTokens["viewer"]); got != 101 {
+			t.Fatalf("attempt %d: got %d; want 101 within the burst", i+1, got)
+		}
+	}
+	got, resp := f.handshake(t, testTokens["viewer"])
+	if got != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("past the burst: got %d (Retry-After %q); want 429 with Retry-After", got, resp.Header.Get("Retry-After"))
+	}
+	if f.srv.sessionCount() != 0 {
+		t.Fatalf("refused attempts left %d sessions", f.srv.sessionCount())
+	}
+	if !strings.Contains(f.audit.String(), `"outcome":"throttled"`) {
+		t.Fatal("the throttled handshake is not audited")
+	}
+	if got, want := sourceKey("[2001:db8:1:2:3::4]:5555"), "2001:db8:1:2::/64"; got != want {
+		t.Fatalf("IPv6 source: got %q; want %q", got, want)
+	}
+	if got, want := sourceKey("[::ffff:10.1.2.3]:80"), "10.1.2.3"; got != want {
+		t.Fatalf("mapped IPv4 source: got %q; want %q", got, want)
+	}
+}
+
+// TestFailedAuthThrottleSparesValidCredentials: bad tokens from a source
+// are throttled; the same source's valid token is never refused by it.
+func TestFailedAuthThrottleSparesValidCredentials(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.FailedAuthRate = Rate{PerSecond: 0.001, Burst: 3}
+		o.HandshakeRate = Rate{PerSecond: 1000, Burst: 1000}
+		o.RefusalInterval = time.Hour
+	})
+	var codes []int
+	for i := 0; i < 30; i++ {
+		got, _ := f.handshake(t, "bad-token-0123456789")
+		codes = append(codes, got)
+		if i == 10 {
+			if got, _ := f.handshake(t, testTokens["admin"]); got != 101 {
+				t.Fatalf("valid token amid the failures: got %d; want 101", got)
+			}
+		}
+	}
+	if codes[0] != 401 || codes[2] != 401 || codes[3] != 429 || codes[29] != 429 {
+		t.Fatalf("statuses: got %v; want 401 ×3, then 429", codes)
+	}
+	// One audit record per source and code while the interval lasts.
+	f.srv.refused.close()
+	var n, count int64
+	for _, r := range auditRecords(t, f.audit.String()) {
+		if r.Kind == audit.KindHandshake {
+			n++
+			count += r.Count
+		}
+	}
+	if n != 4 || count != 30 {
+		t.Fatalf("handshake records: got %d standing for %d attempts; want 4 (first and rest, per code) for 30", n, count)
+	}
+}
+
+func TestSessionsPerSubject(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.MaxSessionsPerSubject = 2 })
+	f.dial(t, "viewer")
+	f.dial(t, "viewer")
+	if got, _ := f.handshake(t, testTokens["viewer"]); got != http.StatusTooManyRequests {
+		t.Fatalf("third viewer session: got %d; want 429", got)
+	}
+	f.dial(t, "admin") // another subject is not affected
+}
+
+func TestRequestRate(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.RequestRate = Rate{PerSecond: 0.001, Burst: 3} })
+	c := f.dial(t, "viewer")
+	var codes []wire.Code
+	for i := 0; i < 5; i++ {
+		final, _, _, _ := c.run("whoami")
+		codes = append(codes, final.Code)
+	}
+	if codes[2] != "" || codes[3] != wire.CodeThrottled || codes[4] != wire.CodeThrottled {
+		t.Fatalf("codes: got %q; want 3 results, then throttled", codes)
+	}
+	if !strings.Contains(f.audit.String(), `"outcome":"throttled"`) {
+		t.Fatal("a throttled request is not audited")
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.IdleTimeout = 300 * time.Millisecond })
+	c := f.dial(t, "viewer")
+	busy := f.dial(t, "viewer")
+	id := busy.send(wire.Request{Type: wire.TypeRun, Line: "gcwatch"}) // runs until cancelled
+	c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err := c.ws.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure || !strings.Contains(ce.Text, "idle") {
+		t.Fatalf("idle session: got %v; want close 1000 idle timeout", err)
+	}
+	// The session with a request running is still there.
+	busy.send(wire.Request{Type: wire.TypeCancel, Target: id})
+	if evs, _ := busy.read(id); evs[len(evs)-1].Code != wire.CodeCanceled {
+		t.Fatalf("busy session: got %+v", evs[len(evs)-1])
+	}
+}
+
+func TestOutputCap(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.MaxOutputBytes = 10000
+		o.Commands = []Command{{Name: "chatty", Summary: "writes a lot", Run: func(ctx context.Context, r *Request) error {
+			for i := 0; i < 1000; i++ {
+				if _, err := fmt.Fprintf(r.Out, "line %04d of output\n", i); err != nil {
+					return err
+				}
+			}
+			return nil
+		}}}
+		o.Authorizer = AuthorizerFunc(func(sub, obj, act string) (bool, error) { return act == "run", nil })
+	})
+	c := f.dial(t, "viewer")
+	final, out, _, _ := c.run("chatty")
+	if final.Code != wire.CodeLimit || len(out) > 10000 {
+		t.Fatalf("got %s %q after %d bytes; want limit within 10000", final.Code, final.Message, len(out))
+	}
+}
+
+type failingWriter struct{ fail atomic.Bool }
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if w.fail.Load() {
+		return 0, errors.New("disk full")
+	}
+	return len(p), nil
+}
+
+// TestIntentBeforeRun: the intent record is on disk before the command
+// runs, and a request whose intent cannot be written does not run.
+func TestIntentBeforeRun(t *testing.T) {
+	buf := &syncBuffer{}
+	var ran atomic.Int32
+	var sawIntent atomic.Bool
+	f := newFixture(t, func(o *Options) {
+		o.Audit = audit.New(buf)
+		o.Authorizer = AuthorizerFunc(func(sub, obj, act string) (bool, error) { return act == "run", nil })
+		o.Commands = []Command{{Name: "touch", Summary: "counts its runs", Run: func(ctx context.Context, r *Request) error {
+			ran.Add(1)
+			sawIntent.Store(strings.Contains(buf.String(), `"kind":"intent"`) && strings.Contains(buf.String(), `"line":"touch now"`))
+			return nil
+		}}}
+	})
+	c := f.dial(t, "viewer")
+	if final, _, _, _ := c.run("touch now"); final.Type != wire.EventResult || !sawIntent.Load() {
+		t.Fatalf("got %+v, intent seen before the run: %v", final, sawIntent.Load())
+	}
+
+	fw := &failingWriter{}
+	f2 := newFixture(t, func(o *Options) {
+		o.Audit = audit.New(fw)
+		o.Authorizer = AuthorizerFunc(func(sub, obj, act string) (bool, error) { return act == "run", nil })
+		o.Commands = []Command{{Name: "touch", Summary: "counts its runs", Run: func(ctx context.Context, r *Request) error {
+			ran.Add(1)
+			return nil
+		}}}
+	})
+	c2 := f2.dial(t, "viewer")
+	fw.fail.Store(true)
+	before := ran.Load()
+	final, _, _, _ := c2.run("touch")
+	if final.Code != wire.CodeInternal || !strings.Contains(final.Message, "audit") || ran.Load() != before {
+		t.Fatalf("with the audit log failing: got %s %q, ran %d times; want internal and no run", final.Code, final.Message, ran.Load()-before)
+	}
+}
+
+// TestAuditChainFromConsole: what a session leaves in the log verifies,
+// and outcome records carry the output's size and hash.
+func TestAuditChainFromConsole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := audit.Open(audit.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *Options) { o.Audit = l })
+	c := f.dial(t, "admin")
+	_, out, _, _ := c.run("whoami")
+	c.run("heapdump")
+	c.ws.Close()
+	f.srv.Close()
+	l.Close()
+	rep, err := audit.Verify(audit.VerifyOptions{}, path)
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify: %v %v", err, rep.Broken)
+	}
+	var found bool
+	audit.Scan(path, func(r audit.Record) error {
+		if r.Kind == audit.KindOutcome && r.Object == "cmd:whoami" {
+			found = r.OutputBytes == int64(len(out)) && r.OutputSHA256 == sha256Hex([]byte(out))
+		}
+		return nil
+	})
+	if !found {
+		t.Fatal("no outcome record for whoami with the size and SHA-256 of its output")
+	}
+}
+
+func TestReasonRequired(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		enf, err := policy.New(policy.Options{PolicyText: opsrepl.DefaultPolicy +
+			"g, viewer, role:viewer\ng, operator, role:operator\np, role:viewer, cmd:memstats, require-reason, allow\np, operator, cmd:memstats, require-reason, deny\n"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Authorizer = enf
+	})
+	v := f.dial(t, "viewer")
+	final, _, _, _ := v.run("memstats")
+	if final.Code != wire.CodeReasonRequired || !strings.Contains(final.Message, "reason TEXT") {
+		t.Fatalf("memstats without a reason: got %s %q", final.Code, final.Message)
+	}
+	if final, _, _, _ := v.run("whoami"); final.Type != wire.EventResult {
+		t.Fatalf("whoami needs no reason: got %+v", final)
+	}
+	tests := []struct{ line, code string }{
+		{"reason \x1b[2J", string(wire.CodeBadRequest)},
+		{"reason " + strings.Repeat("x", 1001), string(wire.CodeBadRequest)},
+		{"reason INC-7 heap growth", ""},
+	}
+	for _, tt := range tests {
+		if final, _, _, _ := v.run(tt.line); string(final.Code) != tt.code {
+			t.Fatalf("%.30q: got %s %q; want %q", tt.line, final.Code, final.Message, tt.code)
+		}
+	}
+	if final, _, _, _ := v.run("memstats"); final.Type != wire.EventResult {
+		t.Fatalf("memstats after a reason: got %+v", final)
+	}
+	// A deny on require-reason exempts (operator inherits the viewer rule).
+	if final, _, _, _ := f.dial(t, "operator").run("memstats"); final.Type != wire.EventResult {
+		t.Fatalf("exempt operator: got %+v", final)
+	}
+	var intents []audit.Record
+	for _, r := range auditRecords(t, f.audit.String()) {
+		if r.Kind == audit.KindIntent && r.Line == "memstats" && r.Subject == "viewer" {
+			intents = append(intents, r)
+		}
+	}
+	if len(intents) != 2 || intents[0].Decision != "deny" || intents[1].Reason != "INC-7 heap growth" {
+		t.Fatalf("intents: got %+v; want a deny without reason, then an allow with it", intents)
+	}
+}
+
+func TestTranscript(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, func(o *Options) { o.TranscriptDir = dir })
+	c := f.dial(t, "viewer")
+	_, out, _, _ := c.run("whoami")
+	c.run("heapdump")
+	c.ws.Close()
+	f.srv.Close()
+	path := filepath.Join(dir, c.hello.Session+".cast")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v; want 0600", st.Mode().Perm())
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var h castHeader
+	if err := json.Unmarshal([]byte(lines[0]), &h); err != nil || h.Version != 2 {
+		t.Fatalf("header %q: %v", lines[0], err)
+	}
+	var shown strings.Builder
+	last := -1.0
+	for _, l := range lines[1:] {
+		var ev []any
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || len(ev) != 3 || ev[1] != "o" {
+			t.Fatalf("event %q: %v", l, err)
+		}
+		if ts := ev[0].(float64); ts < last {
+			t.Fatalf("time goes back at %q", l)
+		} else {
+			last = ts
+		}
+		shown.WriteString(ev[2].(string))
+	}
+	want := strings.ReplaceAll(out, "\n", "\r\n")
+	for _, s := range []string{"viewer> whoami\r\n", want, "viewer> heapdump\r\n", "error: forbidden"} {
+		if !strings.Contains(shown.String(), s) {
+			t.Fatalf("transcript lacks %q:\n%s", s, shown.String())
+		}
+	}
+	if !strings.Contains(f.audit.String(), `"transcript":"`+path+`"`) {
+		t.Fatal("the session's audit records do not name its transcript")
+	}
+}
+
+// TestGoroutinesBackToBaseline: sessions, refused handshakes and their
+// timers leave no goroutine behind once closed.
+func TestGoroutinesBackToBaseline(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.RefusalInterval = 50 * time.Millisecond })
+	f.dial(t, "viewer").ws.Close() // warm up the HTTP server's goroutines
+	time.Sleep(100 * time.Millisecond)
+	base := runtime.NumGoroutine()
+	var clients []*client
+	for i := 0; i < 20; i++ {
+		c := f.dial(t, []string{"viewer", "operator", "admin"}[i%3])
+		c.run("whoami")
+		clients = append(clients, c)
+	}
+	for i := 0; i < 30; i++ {
+		f.handshake(t, "bad-token-0123456789")
+	}
+	if n := f.srv.sessionCount(); n != 20 {
+		t.Fatalf("got %d sessions; want 20 (refused attempts hold none)", n)
+	}
+	for _, c := range clients {
+		c.ws.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= base && f.srv.sessionCount() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: got %d; want ≤ %d (sessions %d)\n%s", n, base, f.srv.sessionCount(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.srv.mu.Lock()
+	left := len(f.srv.bySubject)
+	f.srv.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("per-subject counts left: %d", left)
+	}
+}
+
+// testPKI is a CA with certificates issued by it.
+type testPKI struct {
+	ca    *x509.Certificate
+	caKey *ecdsa.PrivateKey
+	pool  *x509.CertPool
+}
+
+func newPKI(t *testing.T) *testPKI {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &testPKI{ca: ca, caKey: key, pool: pool}
+}
+
+func (p *testPKI) issue(t *testing.T, cn string, usage x509.ExtKeyUsage) tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func TestMutualTLS(t *testing.T) {
+	pki, other := newPKI(t), newPKI(t)
+	serverCert := pki.issue(t, "server", x509.ExtKeyUsageServerAuth)
+	srvTLS := &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: pki.pool}
+
+	for _, withTokens := range []bool{true, false} {
+		f := newFixture(t, func(o *Options) {
+			o.TLS = srvTLS
+			if !withTokens {
+				o.Authenticator = nil
+			}
+		})
+		f.hs.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		addrc := make(chan net.Addr, 1)
+		errc := make(chan error, 1)
+		go func() { errc <- f.srv.ListenAndServe(ctx, "127.0.0.1:0", func(a net.Addr) { addrc <- a }) }()
+		url := "wss://" + (<-addrc).String() + "/"
+
+		tests := []struct {
+			name    string
+			cert    *tls.Certificate
+			token   string
+			subject string // "" : refused
+		}{
+			{name: "certificate", cert: ptr(pki.issue(t, "admin", x509.ExtKeyUsageClientAuth)), subject: "admin"},
+			{name: "certificate wins over token", cert: ptr(pki.issue(t, "viewer", x509.ExtKeyUsageClientAuth)), token: testTokens["admin"], subject: "viewer"},
+			{name: "token only", token: testTokens["operator"], subject: map[bool]string{true: "operator"}[withTokens]},
+			{name: "other CA", cert: ptr(other.issue(t, "admin", x509.ExtKeyUsageClientAuth))},
+			{name: "server-auth certificate", cert: ptr(pki.issue(t, "admin", x509.ExtKeyUsageServerAuth))},
+			{name: "role as common name", cert: ptr(pki.issue(t, "role:admin", x509.ExtKeyUsageClientAuth))},
+			{name: "empty common name", cert: ptr(pki.issue(t, "", x509.ExtKeyUsageClientAuth))},
+			{name: "nothing"},
+		}
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("tokens=%v/%s", withTokens, tt.name), func(t *testing.T) {
+				conf := &tls.Config{RootCAs: pki.pool}
+				if tt.cert != nil {
+					conf.Certificates = []tls.Certificate{*tt.cert}
+				}
+				d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}, TLSClientConfig: conf}
+				h := http.Header{}
+				if tt.token != "" {
+					h.Set("Authorization", "Bearer "+tt.token)
+				}
+				ws, resp, err := d.Dial(url, h)
+				if tt.subject == "" {
+					if err == nil {
+						ws.Close()
+						t.Fatal("got a session; want a refusal")
+					}
+					if resp != nil && resp.StatusCode != http.StatusUnauthorized {
+						t.Fatalf("got %d; want 401 or a TLS failure", resp.StatusCode)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("dial: %v", err)
+				}
+				defer ws.Close()
+				c := &client{t: t, ws: ws}
+				evs, _ := c.read(0)
+				if evs[0].Subject != tt.subject {
+					t.Fatalf("subject: got %q; want %q", evs[0].Subject, tt.subject)
+				}
+			})
+		}
+		cancel()
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Mounted on the application's own TLS server, whose pool trusts
+	// another CA too: only certificates from the console's ClientCAs count.
+	both := x509.NewCertPool()
+	both.AddCert(pki.ca)
+	both.AddCert(other.ca)
+	f := newFixture(t, func(o *Options) { o.TLS = &tls.Config{ClientCAs: pki.pool} })
+	hs := httptest.NewUnstartedServer(f.srv)
+	hs.TLS = &tls.Config{ClientCAs: both, ClientAuth: tls.VerifyClientCertIfGiven}
+	hs.StartTLS()
+	defer hs.Close()
+	conf := &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{other.issue(t, "admin", x509.ExtKeyUsageClientAuth)}}
+	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}, TLSClientConfig: conf}
+	if ws, resp, _ := d.Dial("wss"+strings.TrimPrefix(hs.URL, "https"), nil); ws != nil || resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("a certificate from the app's other CA: got %v; want 401", resp)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,196 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const basePolicy = "p, role:viewer, cmd:memstats, run, allow\ng, alice, role:viewer\n"
+
+func TestReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.csv")
+	os.WriteFile(path, []byte(basePolicy), 0o600)
+	e, err := New(Options{PolicyPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknown := func(objs []string) error {
+		for _, o := range objs {
+			if o == "cmd:nope" {
+				return errors.New("no command nope")
+			}
+		}
+		return nil
+	}
+	tests := []struct {
+		name      string
+		content   string
+		wantErr   string // "" : applied
+		gcAllowed bool   // alice may run cmd:gc afterwards
+	}{
+		{"grant appended", basePolicy + "p, alice, cmd:gc, run, allow\n", "", true},
+		{"same content again", basePolicy + "p, alice, cmd:gc, run, allow\n", "-", true},
+		{"empty file", "", "no rule", true},
+		{"comments only", "# nothing\n", "no rule", true},
+		{"parse error", basePolicy + "p, alice, cmd:gc, run\n", "line 3", true},
+		{"bad effect", basePolicy + "p, alice, cmd:gc, run, maybe\n", "effect", true},
+		{"binary garbage", "\x00\xff\xfe", "line 1", true},
+		{"unknown command", basePolicy + "p, alice, cmd:nope, run, allow\n", "no command nope", true},
+		{"grant removed", basePolicy, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			os.WriteFile(path, []byte(tt.content), 0o600)
+			old := e.cur.Load().hash
+			ch, changed := e.Reload(unknown)
+			switch {
+			case tt.wantErr == "-":
+				if changed {
+					t.Fatalf("got a change for the content in force: %+v", ch)
+				}
+			case tt.wantErr == "":
+				if ch.Err != nil || !changed || ch.OldHash != old || ch.NewHash != Hash([]byte(tt.content)) {
+					t.Fatalf("got %+v; want applied with old and new hashes", ch)
+				}
+			default:
+				if ch.Err == nil || !strings.Contains(ch.Err.Error(), tt.wantErr) || e.cur.Load().hash != old || ch.NewHash == old {
+					t.Fatalf("got %+v; want rejected (%s), old policy kept, both hashes reported", ch, tt.wantErr)
+				}
+			}
+			if ok, _ := e.Authorize("alice", "cmd:gc", "run"); ok != tt.gcAllowed {
+				t.Fatalf("alice cmd:gc: got %v; want %v", ok, tt.gcAllowed)
+			}
+			if ok, _ := e.Authorize("alice", "cmd:memstats", "run"); !ok {
+				t.Fatal("alice lost cmd:memstats")
+			}
+		})
+	}
+	os.Remove(path)
+	if ch, _ := e.Reload(nil); ch.Err == nil {
+		t.Fatal("missing file: got no error")
+	}
+	if ok, _ := e.Authorize("alice", "cmd:memstats", "run"); !ok {
+		t.Fatal("a missing file changed decisions")
+	}
+}
+
+// TestReloadUnderLoad: decisions made while policies swap are each wholly
+// the old policy's or the new one's, and the race detector stays quiet.
+func TestReloadUnderLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.csv")
+	a := basePolicy + "p, alice, cmd:gc, run, allow\np, alice, cmd:trace, run, allow\n"
+	b := basePolicy
+	os.WriteFile(path, []byte(a), 0o600)
+	e, err := New(Options{PolicyPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ok, err := e.Authorize("alice", "cmd:memstats", "run")
+				if !ok || err != nil {
+					t.Errorf("memstats denied mid-swap: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 50; i++ {
+		content := a
+		if i%2 == 1 {
+			content = b
+		}
+		os.WriteFile(path, []byte(content), 0o600)
+		if ch, _ := e.Reload(nil); ch.Err != nil {
+			t.Fatal(ch.Err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+func TestWatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.csv")
+	os.WriteFile(path, []byte(basePolicy), 0o600)
+	e, err := New(Options{PolicyPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	changes := make(chan Change, 10)
+	done := make(chan struct{})
+	go func() {
+		e.Watch(ctx, WatchOptions{Interval: 20 * time.Millisecond, OnChange: func(ch Change) { changes <- ch }})
+		close(done)
+	}()
+	wait := func() Change {
+		select {
+		case ch := <-changes:
+			return ch
+		case <-time.After(5 * time.Second):
+			t.Fatal("no change reported")
+		}
+		return Change{}
+	}
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("p, alice, cmd:gc, run, allow\n")
+	f.Close()
+	if ch := wait(); ch.Err != nil {
+		t.Fatalf("append: %v", ch.Err)
+	}
+	if ok, _ := e.Authorize("alice", "cmd:gc", "run"); !ok {
+		t.Fatal("the appended grant is not in force")
+	}
+	os.WriteFile(path, nil, 0o600)
+	if ch := wait(); ch.Err == nil {
+		t.Fatal("emptied file: got no rejection")
+	}
+	if ok, _ := e.Authorize("alice", "cmd:gc", "run"); !ok {
+		t.Fatal("emptying the file changed decisions")
+	}
+	select {
+	case ch := <-changes:
+		t.Fatalf("the rejected content was reported twice: %+v", ch)
+	case <-time.After(200 * time.Millisecond):
+	}
+	cancel()
+	<-done
+}
+
+func TestExplain(t *testing.T) {
+	e, err := New(Options{PolicyText: "p, role:admin, cmd:*, run, allow\n\np, bob, cmd:gc, run, deny\ng, bob, role:admin\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		sub, obj string
+		allowed  bool
+		line     int // 0: no rule
+	}{
+		{"bob", "cmd:memstats", true, 1},
+		{"bob", "cmd:gc", false, 3},
+		{"carol", "cmd:gc", false, 0},
+	}
+	for _, tt := range tests {
+		ok, rule, err := e.Explain(tt.sub, tt.obj, "run")
+		if err != nil || ok != tt.allowed || (tt.line == 0) != (rule == nil) || rule != nil && rule.Line != tt.line {
+			t.Fatalf("%s %s: got %v %+v %v; want %v line %d", tt.sub, tt.obj, ok, rule, err, tt.allowed, tt.line)
+		}
+	}
+}
