@@ -206,3 +206,60 @@ func BenchmarkSessionMemory(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAuditRoundTrip compares, interleaved in one run, the round trip
+// of whoami on a session whose console writes the durable audit (intent
+// fsynced before each request, then the outcome) to a file, against the
+// same with no audit log.
+//
+//	go test -run '^$' -bench AuditRoundTrip -benchtime 2000x ./console/
+func BenchmarkAuditRoundTrip(b *testing.B) {
+	log, err := audit.Open(audit.Options{Path: filepath.Join(b.TempDir(), "audit.jsonl")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer log.Close()
+	t := &testing.T{}
+	durable := newFixture(t, func(o *Options) { o.Audit = log; o.RequestRate = Rate{PerSecond: 1e9, Burst: 1 << 30} })
+	none := newFixture(t, func(o *Options) { o.Audit = nil; o.RequestRate = Rate{PerSecond: 1e9, Burst: 1 << 30} })
+	defer durable.srv.Close()
+	defer none.srv.Close()
+	defer durable.hs.Close()
+	defer none.hs.Close()
+	cd, cn := dialBench(b, durable, "viewer"), dialBench(b, none, "viewer")
+	trip := func(c *client) time.Duration {
+		c.next++
+		req, _ := json.Marshal(wire.Request{Type: wire.TypeRun, ID: c.next, Line: "whoami"})
+		start := time.Now()
+		c.ws.WriteMessage(websocket.TextMessage, req)
+		for {
+			_, msg, err := c.ws.ReadMessage()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if ev, _ := wire.DecodeEvent(msg); ev.ID == c.next && ev.Final() {
+				return time.Since(start)
+			}
+		}
+	}
+	for i := 0; i < 50; i++ {
+		trip(cd)
+		trip(cn)
+	}
+	var d, n []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d = append(d, trip(cd))
+		n = append(n, trip(cn))
+	}
+	b.StopTimer()
+	p99 := func(s []time.Duration) time.Duration {
+		s = slices.Clone(s)
+		slices.Sort(s)
+		return s[len(s)*99/100]
+	}
+	b.ReportMetric(us(p50(d)), "durable-p50-µs")
+	b.ReportMetric(us(p50(n)), "no-audit-p50-µs")
+	b.ReportMetric(float64(p50(d))/float64(p50(n)), "durable/no-audit-p50")
+	b.ReportMetric(float64(p99(d))/float64(p99(n)), "durable/no-audit-p99")
+}

@@ -121,6 +121,9 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		LogLevel:      &d.logLevel,
 		DumpDir:       d.Dir,
 		TranscriptDir: d.TranscriptDir,
+		// Everyone trying the demo shares its three subjects: allow each
+		// half of the sessions, not the default 8.
+		MaxSessionsPerSubject: 32,
 		Commands: []console.Command{{
 			Name:    "cache-stats",
 			Summary: "the demo's cache size and request counters (an application command)",
