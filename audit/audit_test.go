@@ -133,6 +133,13 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		}, 7, "prev hash does not match"},
 		{"deleted record", func(ls []string) []string { return append(ls[:3:3], ls[4:]...) }, 4, "prev hash does not match"},
 		{"deleted first record", func(ls []string) []string { return ls[1:] }, 1, "starts at record 2"},
+		{"first prev edited", func(ls []string) []string {
+			ls[0] = strings.Replace(ls[0], `"prev":"0`, `"prev":"1`, 1)
+			return ls
+		}, 1, "first record's prev"},
+		{"huge garbage line", func(ls []string) []string {
+			return append(ls[:5:5], append([]string{strings.Repeat("x", 3<<20) + "\n"}, ls[5:]...)...)
+		}, 6, "not a valid audit record"},
 		{"reordered", func(ls []string) []string { ls[2], ls[3] = ls[3], ls[2]; return ls }, 3, "prev hash does not match"},
 		{"garbage line inserted", func(ls []string) []string {
 			return append(ls[:5:5], append([]string{"{\"hello\":1}\n"}, ls[5:]...)...)

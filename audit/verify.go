@@ -204,7 +204,11 @@ func (v *verifier) record(path string, b []byte) {
 	switch {
 	case !v.started:
 		v.started = true
-		if r.Seq != 1 || r.Prev != ZeroHash {
+		if r.Seq == 1 && r.Prev != ZeroHash {
+			v.rep.Broken = &Problem{File: path, Line: v.line, Seq: r.Seq, Reason: "the first record's prev must be " + ZeroHash[:8] + "…: it was edited"}
+			return
+		}
+		if r.Seq != 1 {
 			if !v.opts.Partial {
 				v.rep.Broken = &Problem{File: path, Line: v.line, Seq: r.Seq, Reason: fmt.Sprintf("the chain starts at record %d, not 1: earlier records are missing (give the older rotated files too, or accept a partial chain)", r.Seq)}
 				return

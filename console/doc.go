@@ -16,13 +16,18 @@
 //	defer srv.Close()
 //	go srv.ListenAndServe(ctx, "", nil) // 127.0.0.1:7227
 //
-// One guard pipeline runs in ServeHTTP, in order: limits (sessions), no
-// credentials in the URL, authentication, same-origin check, subprotocol,
-// upgrade. Nothing is allocated for a request that fails a guard. Each
-// request then runs: parse the line, authorize (cmd:<name> or eval), run
-// with limits, audit. Commands exist only in the command table, which
-// drives dispatch, help, completion and policy validation, so no command
-// can run around the policy or the audit.
+// One guard pipeline runs in ServeHTTP, in order: shutting down, the
+// handshake rate of the source address, the session count, no credentials
+// in the URL, authentication (bearer token or client certificate, with a
+// failed-authentication rate per source), the subject's session count,
+// same-origin check, subprotocol, upgrade. Nothing but a bounded
+// per-source rate bucket is kept for a request that fails a guard. Each
+// request then runs: parse the line, authorize (cmd:<name> or eval, and
+// whether the policy wants a reason first), write the intent record to
+// the audit log and sync it (or refuse the request), run with limits,
+// write the outcome record. Commands exist only in the command table,
+// which drives dispatch, help, completion and policy validation, so no
+// command can run around the policy or the audit.
 //
 // # Security
 //
@@ -33,6 +38,6 @@
 // in the Authorization header (or, for browsers, a subprotocol), never in
 // URLs; they are compared as SHA-256 hashes in constant time and never
 // logged. Cross-origin browser requests are refused, compression is off,
-// frames and queues are bounded, and ListenAndServe binds loopback unless
-// told otherwise.
+// frames, queues, rates, sessions and output are bounded (see Options for
+// each default), and ListenAndServe binds loopback unless told otherwise.
 package console

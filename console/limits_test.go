@@ -511,3 +511,38 @@ func TestMutualTLS(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestShippedReasonLines: the require-reason lines shipped commented out in
+// policy.csv are valid and do what they say once uncommented.
+func TestShippedReasonLines(t *testing.T) {
+	var text strings.Builder
+	n := 0
+	for _, line := range strings.Split(opsrepl.DefaultPolicy, "\n") {
+		if rest, ok := strings.CutPrefix(line, "# p, "); ok && strings.Contains(rest, "require-reason") {
+			line, n = "p, "+rest, n+1
+		}
+		text.WriteString(line + "\n")
+	}
+	if n != 2 {
+		t.Fatalf("found %d commented require-reason lines in policy.csv; want 2 (eval, cmd:heapdump-full)", n)
+	}
+	enf, err := policy.New(policy.Options{PolicyText: text.String() + "g, admin, role:admin\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *Options) { o.Authorizer = enf })
+	c := f.dial(t, "admin")
+	if final, _, _, _ := c.run("1+2"); final.Code != wire.CodeReasonRequired {
+		t.Fatalf("eval without a reason: got %+v", final)
+	}
+	if final, _, _, _ := c.run("heapdump --full --yes"); final.Code != wire.CodeReasonRequired {
+		t.Fatalf("heapdump --full without a reason: got %+v", final)
+	}
+	if final, _, _, _ := c.run("memstats"); final.Type != wire.EventResult {
+		t.Fatalf("memstats needs no reason: got %+v", final)
+	}
+	c.run("reason checking the cache")
+	if final, _, _, _ := c.run("1+2"); final.Value != "3" {
+		t.Fatalf("eval with a reason: got %+v", final)
+	}
+}
