@@ -123,7 +123,8 @@ func (s *session) serve() {
 	}
 	s.srv.auditWrite(open)
 	s.srv.log.Info("console: session open", "session", s.id, "subject", s.subject, "remote", s.remote)
-	s.idle = time.AfterFunc(s.srv.opts.IdleTimeout, s.checkIdle)
+	s.idle = time.AfterFunc(time.Hour, s.checkIdle)
+	s.idle.Reset(s.srv.opts.IdleTimeout) // after the assignment checkIdle reads
 	defer s.idle.Stop()
 
 	var wg sync.WaitGroup
@@ -150,6 +151,9 @@ func (s *session) serve() {
 // checkIdle closes the session once it has been idle for IdleTimeout with
 // no request running; otherwise it checks again when that could be.
 func (s *session) checkIdle() {
+	if s.ctx.Err() != nil {
+		return
+	}
 	timeout := s.srv.opts.IdleTimeout
 	s.mu.Lock()
 	busy := len(s.pending) > 0

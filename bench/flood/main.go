@@ -1,27 +1,45 @@
 // Command flood measures what a flood of bad WebSocket handshakes against
 // the console costs the application it is embedded in. It builds ops-repl,
-// starts `ops-repl demo --serve` (all on loopback), holds idle admin
-// sessions open, and drives a bounded HTTP load at the demo app in
-// interleaved phases, A without a flood and B with one (A B A B …). For
-// each B phase it starts itself again as a flooder: a second process whose
-// workers dial the console with a wrong token in a closed loop and count
-// the answers by HTTP status (401, and 429 once a per-source limit trips).
+// starts `ops-repl demo --serve` (all on loopback), holds idle sessions
+// open, and drives a bounded HTTP load at the demo app in interleaved
+// phases, A without a flood and B with one (A B A B …). For each B phase
+// it starts itself again as a flooder: a second process whose workers dial
+// the console with a wrong token, either in a closed loop (-flood-rate 0,
+// the default) or paced to at most -flood-rate attempts per second across
+// all workers, and count the answers by HTTP status.
 // It reports:
 //
 //   - the app's p50 and p99 latency with the flood as a ratio to the same
 //     load without it (target: p99 ratio at most 1.2×);
-//   - the flood's handshake attempts per second and its status counts;
+//   - the flood's handshake attempts per second (against -flood-rate, if
+//     set) and its status counts;
+//   - how long opening the idle sessions took, and how many 429s it met;
 //   - whether the idle sessions survived the flood, and how long a fresh
-//     admin session takes to open right after it (must be under 5s).
+//     admin session takes to open after it (must be under 5s).
 //
-// The console checks its session cap (MaxSessions, 64 by default) before
-// credentials, so the default -sessions 63 leaves one slot free: flood
-// handshakes then reach authentication instead of the cheap "too many
-// sessions" refusal, and the fresh session can open.
+// The console enforces abuse limits, in this order: handshakes per source
+// address (10/s, bursts of 20: 429 with Retry-After), the session cap
+// (MaxSessions, 64: 503), credentials (failed authentications per source:
+// 1/s after a burst of 10, then 429 instead of 401), and sessions per
+// subject (32 in the demo: 429). The default -sessions 64 fills the cap:
+// the idle sessions are spread round-robin over the demo's three subjects
+// (admin, operator, viewer; no subject over 32) and opened at the pace the
+// handshake limit allows: a 429 is retried after its Retry-After (150ms
+// without one), within 60s in all. The flooder shares the harness's
+// loopback address, so its handshakes mostly meet the per-source rate
+// limit (429); the few that pass it meet the full session cap (503) before
+// credentials are checked. (With -sessions 63 they reach authentication
+// instead: 401, then 429.)
+//
+// After the last flood the harness closes one idle admin session, to free
+// a slot, and then opens a fresh admin session, retrying a 429 or 503
+// every 100ms; the time it reports runs from the end of the flood (the
+// flooder has exited) to the fresh session's hello, the close included,
+// and must stay under 5s.
 //
 // Usage (from the module root):
 //
-//	go run ./bench/flood [-phase 10s] [-rounds 2] [-clients 4] [-flood-conc 8] [-sessions 63] [-json]
+//	go run ./bench/flood [-phase 10s] [-rounds 2] [-clients 4] [-flood-conc 8] [-flood-rate 0] [-sessions 64] [-json]
 package main
 
 import (
@@ -48,6 +66,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/opsrepl/opsrepl/auth"
 	"github.com/opsrepl/opsrepl/console/wire"
@@ -57,7 +76,17 @@ const (
 	p99Target    = 1.2             // largest acceptable p99 ratio, flood to no flood
 	freshBudget  = 5 * time.Second // a fresh session must open within this
 	helloTimeout = 5 * time.Second
+
+	openBudget   = 60 * time.Second       // opening all the idle sessions must fit in this
+	openRetry    = 150 * time.Millisecond // wait after a 429 without a Retry-After
+	freshRetry   = 100 * time.Millisecond // wait between fresh-session attempts
+	maxRetryWait = 5 * time.Second        // longest Retry-After honoured as is
 )
+
+// idleSubjects are the demo's subjects, over which the idle sessions are
+// spread round-robin: admin first, so there is an admin session to close
+// for the fresh one.
+var idleSubjects = []string{"admin", "operator", "viewer"}
 
 func main() {
 	flooder := flag.Bool("flooder", false, "run as the flooding process (internal)")
@@ -67,17 +96,18 @@ func main() {
 	rounds := flag.Int("rounds", 2, "rounds of one phase without and one with the flood")
 	clients := flag.Int("clients", 4, "concurrent HTTP clients, each in a closed loop")
 	floodConc := flag.Int("flood-conc", 8, "concurrent flood workers, each in a closed loop")
-	sessions := flag.Int("sessions", 63, "idle admin sessions held open")
+	floodRate := flag.Float64("flood-rate", 0, "flood handshake attempts per second across all workers (0: unbounded closed loop)")
+	sessions := flag.Int("sessions", 64, "idle sessions held open, round-robin over admin, operator and viewer")
 	asJSON := flag.Bool("json", false, "print the report as one JSON object")
 	flag.Parse()
 	if *flooder {
-		if err := runFlooder(*floodURL, *floodConc, *floodFor); err != nil {
+		if err := runFlooder(*floodURL, *floodConc, *floodRate, *floodFor); err != nil {
 			fmt.Fprintln(os.Stderr, "flooder:", err)
 			os.Exit(1)
 		}
 		return
 	}
-	cfg := config{Phase: *phase, Rounds: *rounds, Clients: *clients, FloodConc: *floodConc, Sessions: *sessions}
+	cfg := config{Phase: *phase, Rounds: *rounds, Clients: *clients, FloodConc: *floodConc, FloodRate: *floodRate, Sessions: *sessions}
 	if err := runHarness(cfg, *asJSON); err != nil {
 		if errors.Is(err, context.Canceled) {
 			err = errors.New("interrupted")
@@ -92,6 +122,7 @@ type config struct {
 	Rounds    int
 	Clients   int
 	FloodConc int
+	FloodRate float64 // attempts per second across the flood workers; 0: unbounded
 	Sessions  int
 }
 
@@ -118,14 +149,22 @@ type floodResult struct {
 
 // runFlooder dials the console with a wrong token on conc workers, each in
 // a closed loop (dial, read the answer, close), until d has passed, its
-// stdin closes (the harness is done or gone) or it is signalled. It prints
-// "started" once the workers run, and its floodResult on exit.
-func runFlooder(rawURL string, conc int, d time.Duration) error {
+// stdin closes (the harness is done or gone) or it is signalled. When
+// perSec > 0 the workers share a token bucket (perSec tokens a second,
+// bursts of conc, so a worker held up for a moment can catch up) and each
+// takes a token before every dial: on average the attempts never exceed
+// perSec, and fall short of it only if the workers cannot keep up. It
+// prints "started" once the workers run, and its floodResult on exit.
+func runFlooder(rawURL string, conc int, perSec float64, d time.Duration) error {
 	if err := checkLoopbackURL(rawURL); err != nil {
 		return err
 	}
-	if conc < 1 || d <= 0 {
-		return fmt.Errorf("need -flood-conc ≥ 1 and -flood-for > 0")
+	if conc < 1 || d <= 0 || perSec < 0 || math.IsNaN(perSec) || math.IsInf(perSec, 0) {
+		return fmt.Errorf("need -flood-conc ≥ 1, -flood-for > 0 and a finite -flood-rate ≥ 0")
+	}
+	var pace *rate.Limiter // nil: unbounded
+	if perSec > 0 {
+		pace = rate.NewLimiter(rate.Limit(perSec), conc)
 	}
 	// A well-formed token that the server does not know.
 	tok, _, err := auth.NewToken("flood")
@@ -155,6 +194,9 @@ func runFlooder(rawURL string, conc int, d time.Duration) error {
 		go func() {
 			t := tally{status: map[string]int64{}}
 			for ctx.Err() == nil {
+				if pace != nil && pace.Wait(ctx) != nil { // the flood is over
+					break
+				}
 				c, resp, err := dialer.DialContext(ctx, rawURL, hdr)
 				if ctx.Err() != nil { // cut short by the end of the flood: not counted
 					if c != nil {
@@ -285,6 +327,7 @@ type report struct {
 	Rounds     int           `json:"rounds"`
 	Clients    int           `json:"clients"`
 	FloodConc  int           `json:"flood_conc"`
+	FloodRate  float64       `json:"flood_rate"` // the -flood-rate target; 0: unbounded
 	NumCPU     int           `json:"num_cpu"`
 	AppURL     string        `json:"app_url"`
 	ConsoleURL string        `json:"console_url"`
@@ -301,20 +344,27 @@ type report struct {
 	FloodPerSec   float64          `json:"flood_per_sec"`
 	FloodStatus   map[string]int64 `json:"flood_status"`
 
-	IdleSessions int    `json:"idle_sessions"`
-	IdleAlive    int    `json:"idle_alive"`
-	IdleLostErr  string `json:"idle_lost_error,omitempty"`
+	IdleSessions  int            `json:"idle_sessions"`
+	IdleSubjects  map[string]int `json:"idle_subjects"` // subject → idle sessions opened
+	IdleOpenMS    float64        `json:"idle_open_ms"`  // how long opening them all took
+	IdleOpen429   int            `json:"idle_open_429"` // 429s met (and retried) while opening them
+	IdleAlive     int            `json:"idle_alive"`    // counted before one is closed for the fresh session
+	IdleLostErr   string         `json:"idle_lost_error,omitempty"`
+	IdleClosedMS  float64        `json:"idle_closed_ms"` // closing one idle admin session after the flood
+	IdleClosedErr string         `json:"idle_closed_error,omitempty"`
 
 	FreshOK       bool           `json:"fresh_session_ok"`
-	FreshMS       float64        `json:"fresh_session_ms"`
+	FreshMS       float64        `json:"fresh_session_ms"`      // from the end of the flood to the hello
+	FreshDialMS   float64        `json:"fresh_session_dial_ms"` // from the first dial to the hello
 	FreshAttempts int            `json:"fresh_session_attempts"`
 	FreshRefusals map[string]int `json:"fresh_session_refusals,omitempty"`
 	FreshErr      string         `json:"fresh_session_error,omitempty"`
 }
 
 func runHarness(cfg config, asJSON bool) error {
-	if cfg.Phase <= 0 || cfg.Rounds < 1 || cfg.Clients < 1 || cfg.FloodConc < 1 || cfg.Sessions < 0 {
-		return errors.New("need -phase > 0, -rounds ≥ 1, -clients ≥ 1, -flood-conc ≥ 1, -sessions ≥ 0")
+	if cfg.Phase <= 0 || cfg.Rounds < 1 || cfg.Clients < 1 || cfg.FloodConc < 1 || cfg.Sessions < 0 ||
+		cfg.FloodRate < 0 || math.IsNaN(cfg.FloodRate) || math.IsInf(cfg.FloodRate, 0) {
+		return errors.New("need -phase > 0, -rounds ≥ 1, -clients ≥ 1, -flood-conc ≥ 1, a finite -flood-rate ≥ 0, -sessions ≥ 0")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -365,27 +415,28 @@ func runHarness(cfg config, asJSON bool) error {
 	if app, err := url.Parse(rd.App); err != nil || !loopbackHost(app) {
 		return fmt.Errorf("the demo's app %q is not on loopback", rd.App)
 	}
-	admin := rd.Tokens["admin"]
-	if admin == "" {
-		return errors.New("the ready line has no admin token")
+	for _, sub := range idleSubjects {
+		if rd.Tokens[sub] == "" {
+			return fmt.Errorf("the ready line has no %s token", sub)
+		}
 	}
+	admin := rd.Tokens["admin"]
 	progress("demo pid %d: app %s, console %s", demo.Process.Pid, rd.App, rd.URL)
 
-	// 2. Idle admin sessions, each with a reader so pings get answered.
-	idle := make([]*idleSession, 0, cfg.Sessions)
+	// 2. Idle sessions, round-robin over the subjects, each with a reader
+	// so pings get answered.
+	var idle []*idleSession
 	defer func() {
 		for _, s := range idle {
 			s.close()
 		}
 	}()
-	for i := range cfg.Sessions {
-		c, _, err := dialHello(ctx, rd.URL, admin)
-		if err != nil {
-			return fmt.Errorf("idle session %d of %d: %w", i+1, cfg.Sessions, err)
-		}
-		idle = append(idle, newIdleSession(c))
+	opened, err := openIdle(ctx, rd.URL, rd.Tokens, cfg.Sessions, &idle)
+	if err != nil {
+		return err
 	}
-	progress("%d idle admin sessions open", len(idle))
+	progress("%d idle sessions open (%s) in %s, %d × 429 met", len(idle), subjectText(opened.bySubject),
+		opened.took.Round(time.Millisecond), opened.throttled)
 
 	// 3–5. Phases A B A B …, after a short warm-up.
 	client := &http.Client{
@@ -398,8 +449,9 @@ func runHarness(cfg config, asJSON bool) error {
 	}
 	rep := report{
 		Phase: cfg.Phase.String(), Rounds: cfg.Rounds, Clients: cfg.Clients, FloodConc: cfg.FloodConc,
-		NumCPU: runtime.NumCPU(), AppURL: rd.App, ConsoleURL: rd.URL,
+		FloodRate: cfg.FloodRate, NumCPU: runtime.NumCPU(), AppURL: rd.App, ConsoleURL: rd.URL,
 		P99Target: p99Target, FloodStatus: map[string]int64{}, IdleSessions: len(idle),
+		IdleSubjects: opened.bySubject, IdleOpenMS: ms(opened.took), IdleOpen429: opened.throttled,
 	}
 	var floodSeconds float64
 	for r := 1; r <= cfg.Rounds; r++ {
@@ -432,21 +484,33 @@ func runHarness(cfg config, asJSON bool) error {
 		}
 	}
 
-	// Right after the last flood: can an admin still get in?
-	progress("opening a fresh admin session")
-	fresh := freshSession(ctx, rd.URL, admin)
-	rep.FreshOK, rep.FreshMS, rep.FreshAttempts, rep.FreshRefusals, rep.FreshErr =
-		fresh.err == nil && fresh.took < freshBudget, ms(fresh.took), fresh.attempts, fresh.refusals, fresh.errText()
+	// The last phase was a flood, and its flooder has exited: the flood
+	// is over. Did the idle sessions survive it?
+	floodEnd := time.Now()
 	for _, s := range idle {
-		select {
-		case <-s.done:
+		if !s.alive() {
 			if rep.IdleLostErr == "" && s.err != nil {
 				rep.IdleLostErr = s.err.Error()
 			}
-		default:
-			rep.IdleAlive++
+			continue
 		}
+		rep.IdleAlive++
 	}
+	// Can an admin still get in? Free a slot first (the idle sessions may
+	// fill the session cap): close one live idle admin session.
+	if i := slices.IndexFunc(idle, func(s *idleSession) bool { return s.subject == "admin" && s.alive() }); i >= 0 {
+		s := idle[i]
+		idle = slices.Delete(idle, i, i+1)
+		t := time.Now()
+		if err := s.close(); err != nil {
+			rep.IdleClosedErr = err.Error()
+		}
+		rep.IdleClosedMS = ms(time.Since(t))
+	}
+	progress("opening a fresh admin session")
+	fresh := freshSession(ctx, rd.URL, admin, floodEnd)
+	rep.FreshOK, rep.FreshMS, rep.FreshDialMS, rep.FreshAttempts, rep.FreshRefusals, rep.FreshErr =
+		fresh.err == nil && fresh.took < freshBudget, ms(fresh.took), ms(fresh.dial), fresh.attempts, fresh.refusals, fresh.errText()
 
 	var a, b []time.Duration
 	for _, p := range rep.Phases {
@@ -550,15 +614,99 @@ func dialHello(ctx context.Context, u, token string) (*websocket.Conn, *http.Res
 	return c, resp, nil
 }
 
+type openResult struct {
+	took      time.Duration
+	throttled int            // 429s met, and retried
+	bySubject map[string]int // sessions opened per subject
+}
+
+// openIdle opens n idle sessions, round-robin over idleSubjects, appending
+// each to *idle as it opens (so the caller closes them whatever happens).
+// It keeps to the console's per-source handshake rate limit: a 429 is
+// retried after its Retry-After (openRetry without one) for as long as
+// openBudget allows. Any other refusal, or a 429 for a session cap ("limit"
+// rather than "throttled"), is an error: retrying would not help.
+func openIdle(ctx context.Context, u string, tokens map[string]string, n int, idle *[]*idleSession) (openResult, error) {
+	start := time.Now()
+	deadline := start.Add(openBudget)
+	octx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	r := openResult{bySubject: map[string]int{}}
+	for len(*idle) < n {
+		i := len(*idle)
+		sub := idleSubjects[i%len(idleSubjects)]
+		c, resp, err := dialHello(octx, u, tokens[sub])
+		if err == nil {
+			*idle = append(*idle, newIdleSession(c, sub))
+			r.bySubject[sub]++
+			continue
+		}
+		r.took = time.Since(start)
+		if ctx.Err() != nil {
+			return r, ctx.Err()
+		}
+		what := fmt.Sprintf("idle session %d of %d (%s)", i+1, n, sub)
+		if resp == nil || resp.StatusCode != http.StatusTooManyRequests || refusalCode(resp) == string(wire.CodeLimit) {
+			return r, fmt.Errorf("%s: %w", what, err)
+		}
+		r.throttled++
+		wait := retryAfter(resp, openRetry)
+		if time.Now().Add(wait).After(deadline) {
+			return r, fmt.Errorf("%s: still throttled after %s (%d × 429): %w", what, r.took.Round(time.Millisecond), r.throttled, err)
+		}
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	r.took = time.Since(start)
+	return r, nil
+}
+
+// refusalCode is the console's code for a refused handshake: the body of
+// its answer reads "CODE: message".
+func refusalCode(resp *http.Response) string {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	code, _, _ := strings.Cut(string(b), ":")
+	return strings.TrimSpace(code)
+}
+
+// retryAfter is the wait resp's Retry-After asks for (in seconds, capped
+// at maxRetryWait), or def without a usable one.
+func retryAfter(resp *http.Response, def time.Duration) time.Duration {
+	secs, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After")))
+	if err != nil || secs <= 0 {
+		return def
+	}
+	return min(time.Duration(secs)*time.Second, maxRetryWait)
+}
+
+// subjectText renders per-subject counts in idleSubjects order:
+// "admin 22, operator 21, viewer 21".
+func subjectText(m map[string]int) string {
+	var parts []string
+	for _, sub := range idleSubjects {
+		if m[sub] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", sub, m[sub]))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
 type idleSession struct {
-	c    *websocket.Conn
-	done chan struct{}
-	err  error // why the session ended; read after done
+	c       *websocket.Conn
+	subject string
+	done    chan struct{}
+	err     error // why the session ended; read after done
 }
 
 // newIdleSession keeps c read, so the server's pings get their pongs.
-func newIdleSession(c *websocket.Conn) *idleSession {
-	s := &idleSession{c: c, done: make(chan struct{})}
+func newIdleSession(c *websocket.Conn, subject string) *idleSession {
+	s := &idleSession{c: c, subject: subject, done: make(chan struct{})}
 	c.SetReadLimit(1 << 20)
 	go func() {
 		defer close(s.done)
@@ -572,14 +720,31 @@ func newIdleSession(c *websocket.Conn) *idleSession {
 	return s
 }
 
-func (s *idleSession) close() {
-	s.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+// alive reports whether the session is still open.
+func (s *idleSession) alive() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// close sends a close frame, waits up to 2s for the server's reply, and
+// closes the connection. It reports a close frame it could not send, or a
+// reply that did not come.
+func (s *idleSession) close() error {
+	err := s.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 	select {
 	case <-s.done:
 	case <-time.After(2 * time.Second):
+		if err == nil {
+			err = errors.New("no reply to the close frame within 2s")
+		}
 	}
 	s.c.Close()
 	<-s.done
+	return err
 }
 
 // load drives clients concurrent closed-loop GETs at u for d, and returns
@@ -636,7 +801,8 @@ func floodPhase(ctx context.Context, self, u string, cfg config, client *http.Cl
 	// The flooder's own bound is a safety net; the harness stops it by
 	// closing its stdin as soon as the load is over.
 	cmd := exec.Command(self, "-flooder", "-url", u,
-		"-flood-conc", strconv.Itoa(cfg.FloodConc), "-flood-for", (cfg.Phase + 5*time.Second).String())
+		"-flood-conc", strconv.Itoa(cfg.FloodConc), "-flood-rate", strconv.FormatFloat(cfg.FloodRate, 'g', -1, 64),
+		"-flood-for", (cfg.Phase + 5*time.Second).String())
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -699,7 +865,8 @@ func floodPhase(ctx context.Context, self, u string, cfg config, client *http.Cl
 }
 
 type freshResult struct {
-	took     time.Duration
+	took     time.Duration // from the end of the flood
+	dial     time.Duration // from the first dial
 	attempts int
 	refusals map[string]int // HTTP status → count, for refused attempts
 	err      error
@@ -712,25 +879,25 @@ func (f freshResult) errText() string {
 	return f.err.Error()
 }
 
-// freshSession opens one admin session and waits for its hello. A 429 or
-// 503 refusal is retried every 100ms within freshBudget; anything else
-// ends the attempt.
-func freshSession(ctx context.Context, u, token string) freshResult {
+// freshSession opens one admin session and waits for its hello. Its
+// budget, freshBudget, runs from since (the end of the flood). A 429 or
+// 503 refusal is retried every freshRetry within it; anything else ends
+// the attempt.
+func freshSession(ctx context.Context, u, token string, since time.Time) freshResult {
 	start := time.Now()
-	deadline := start.Add(freshBudget)
+	deadline := since.Add(freshBudget)
 	r := freshResult{refusals: map[string]int{}}
 	for {
 		r.attempts++
 		dctx, cancel := context.WithDeadline(ctx, deadline)
 		c, resp, err := dialHello(dctx, u, token)
 		cancel()
-		if err == nil {
-			r.took = time.Since(start)
+		r.took, r.dial, r.err = time.Since(since), time.Since(start), err
+		if err == nil { // any earlier refusal is history now
 			c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 			c.Close()
 			return r
 		}
-		r.took, r.err = time.Since(start), err
 		if resp == nil {
 			return r
 		}
@@ -741,10 +908,11 @@ func freshSession(ctx context.Context, u, token string) freshResult {
 		select {
 		case <-ctx.Done():
 			return r
-		case <-time.After(min(100*time.Millisecond, time.Until(deadline))):
+		case <-time.After(min(freshRetry, time.Until(deadline))):
 		}
 		if !time.Now().Before(deadline) {
-			r.err = fmt.Errorf("still refused after %s: %w", freshBudget, err)
+			r.took, r.dial = time.Since(since), time.Since(start)
+			r.err = fmt.Errorf("still refused %s after the flood: %w", freshBudget, err)
 			return r
 		}
 	}
@@ -794,32 +962,49 @@ func verdict(ok bool) string {
 }
 
 func printReport(r report) {
-	fmt.Printf("ops-repl flood: %d idle admin sessions, %d HTTP clients (GET %s), %d flood workers, %s per phase, %d round(s), %d CPUs\n\n",
-		r.IdleSessions, r.Clients, r.AppURL, r.FloodConc, r.Phase, r.Rounds, r.NumCPU)
+	pacing := "closed loop"
+	if r.FloodRate > 0 {
+		pacing = fmt.Sprintf("at most %g/s", r.FloodRate)
+	}
+	fmt.Printf("ops-repl flood: %d idle sessions (%s), %d HTTP clients (GET %s), %d flood workers (%s), %s per phase, %d round(s), %d CPUs\n\n",
+		r.IdleSessions, subjectText(r.IdleSubjects), r.Clients, r.AppURL, r.FloodConc, pacing, r.Phase, r.Rounds, r.NumCPU)
 	fmt.Printf("%-8s %-6s %9s %7s %9s %9s %10s  %s\n", "round", "phase", "requests", "errors", "p50 ms", "p99 ms", "flood/s", "flood statuses")
 	for _, p := range r.Phases {
-		name, rate, st := "A", "", ""
+		name, perSec, st := "A", "", ""
 		if p.Flood {
 			name = "B"
 			if f := p.Flooder; f != nil {
-				rate, st = fmt.Sprintf("%.0f", f.PerSec), statusText(f.Status)
+				perSec, st = fmt.Sprintf("%.0f", f.PerSec), statusText(f.Status)
 			}
 		}
-		fmt.Printf("%-8d %-6s %9d %7d %9.3f %9.3f %10s  %s\n", p.Round, name, p.Requests, p.Errors, p.P50ms, p.P99ms, rate, st)
+		fmt.Printf("%-8d %-6s %9d %7d %9.3f %9.3f %10s  %s\n", p.Round, name, p.Requests, p.Errors, p.P50ms, p.P99ms, perSec, st)
 	}
 	fmt.Println()
 	fmt.Printf("HTTP without flood (pooled A)   p50 %8.3f ms   p99 %8.3f ms   (%d requests)\n", r.NoFlood.P50ms, r.NoFlood.P99ms, r.NoFlood.Requests)
 	fmt.Printf("HTTP with flood    (pooled B)   p50 %8.3f ms   p99 %8.3f ms   (%d requests)\n", r.WithFlood.P50ms, r.WithFlood.P99ms, r.WithFlood.Requests)
 	fmt.Printf("ratio with/without flood        p99 %.2f× (target ≤ %.1f×: %s)   p50 %.2f×\n", r.P99Ratio, r.P99Target, verdict(r.P99OK), r.P50Ratio)
-	fmt.Printf("flood                           %d bad handshakes, %.0f/s; %s\n", r.FloodAttempts, r.FloodPerSec, statusText(r.FloodStatus))
+	achieved := fmt.Sprintf("%.0f/s achieved (closed loop)", r.FloodPerSec)
+	if r.FloodRate > 0 {
+		achieved = fmt.Sprintf("%.0f/s achieved of %g/s asked (%.0f%%)", r.FloodPerSec, r.FloodRate, 100*r.FloodPerSec/r.FloodRate)
+	}
+	fmt.Printf("flood                           %d bad handshakes, %s; %s\n", r.FloodAttempts, achieved, statusText(r.FloodStatus))
+	fmt.Printf("idle sessions opened            %d (%s) in %.1f ms, %d × 429 met and retried\n",
+		r.IdleSessions, subjectText(r.IdleSubjects), r.IdleOpenMS, r.IdleOpen429)
 	idle := fmt.Sprintf("%d/%d", r.IdleAlive, r.IdleSessions)
 	if r.IdleLostErr != "" {
 		idle += " (first loss: " + r.IdleLostErr + ")"
 	}
 	fmt.Printf("idle sessions open after flood  %s %s\n", idle, verdict(r.IdleAlive == r.IdleSessions))
-	fresh := fmt.Sprintf("opened in %.1f ms", r.FreshMS)
+	if r.IdleClosedErr != "" {
+		fmt.Printf("closing one idle admin session  after %.1f ms: %s\n", r.IdleClosedMS, r.IdleClosedErr)
+	}
+	closing := ""
+	if r.IdleClosedMS > 0 {
+		closing = fmt.Sprintf("closing an idle admin session first: %.1f ms; ", r.IdleClosedMS)
+	}
+	fresh := fmt.Sprintf("opened %.1f ms after the flood ended (%sdialling: %.1f ms)", r.FreshMS, closing, r.FreshDialMS)
 	if r.FreshErr != "" {
-		fresh = fmt.Sprintf("failed after %.1f ms: %s", r.FreshMS, r.FreshErr)
+		fresh = fmt.Sprintf("failed %.1f ms after the flood ended: %s", r.FreshMS, r.FreshErr)
 	}
 	refused := ""
 	if len(r.FreshRefusals) > 0 {
