@@ -110,6 +110,8 @@ type Log struct {
 	head   string // hash of the last record written
 	err    error  // a failed write: the log refuses everything after it
 	closed bool
+	// holdRotation keeps the next record in the current file.
+	holdRotation bool
 }
 
 // ErrClosed is returned by Write after Close.
@@ -148,11 +150,11 @@ func Open(opts Options) (*Log, error) {
 		return fail(err)
 	}
 	l.size = st.Size()
-	last, torn, err := tail(f, l.size)
+	t, err := tail(f, l.size)
 	if err != nil {
 		return fail(err)
 	}
-	if last == nil {
+	if t.last == nil && t.tornBytes == 0 {
 		// A new file: continue the newest rotated one, if any.
 		if prev := newestRotated(opts.Path); prev != "" {
 			pf, err := os.Open(prev)
@@ -160,33 +162,42 @@ func Open(opts Options) (*Log, error) {
 				return fail(err)
 			}
 			pst, err := pf.Stat()
+			var pt tailInfo
 			if err == nil {
-				last, _, err = tail(pf, pst.Size())
+				pt, err = tail(pf, pst.Size())
 			}
 			pf.Close()
 			if err != nil {
 				return fail(fmt.Errorf("continuing %s: %w", prev, err))
 			}
+			t.last = pt.last
 		}
 	}
-	if last != nil {
-		var r Record
-		if err := json.Unmarshal(last, &r); err != nil || r.Seq == 0 || len(r.Prev) != len(ZeroHash) {
+	if t.last != nil {
+		r, ok := parseRecord(t.last)
+		if !ok {
 			return fail(errors.New("the last record is not a valid audit record; run ops-repl audit verify, and move the file aside to start a new log"))
 		}
-		l.seq, l.head = r.Seq, hashLine(last)
+		l.seq, l.head = r.Seq, hashLine(t.last)
 	}
-	if torn != nil {
-		// The crash left a line without its newline: end it, and say so.
+	if t.tornBytes > 0 {
 		if _, err := f.Write([]byte("\n")); err != nil {
 			return fail(err)
 		}
 		l.size++
-		sum := sha256.Sum256(torn)
-		err := l.Write(Record{Kind: KindRecover, Outcome: "ok", TornBytes: int64(len(torn)), TornSHA256: hex.EncodeToString(sum[:]),
-			Message: "the previous line is an incomplete record left by a crash; the chain continues from the record before it"})
-		if err != nil {
-			return fail(err)
+		if r, ok := parseRecord(t.torn); ok && r.Seq == l.seq+1 && r.Prev == l.head {
+			// Only the newline was lost: the record is whole and chains.
+			l.seq, l.head = r.Seq, hashLine(t.torn)
+		} else {
+			// The crash cut a record short: keep it, and say so right
+			// after it, in the same file (no rotation in between).
+			l.holdRotation = true
+			err := l.Write(Record{Kind: KindRecover, Outcome: "ok", TornBytes: t.tornBytes, TornSHA256: t.tornSHA,
+				Message: "the previous line is an incomplete record left by a crash; the chain continues from the record before it"})
+			l.holdRotation = false
+			if err != nil {
+				return fail(err)
+			}
 		}
 	}
 	return l, nil
@@ -225,12 +236,14 @@ func (l *Log) write(r Record, durable bool) error {
 		return l.err
 	}
 	r.Seq, r.Prev = l.seq+1, l.head
-	b, err := json.Marshal(r)
-	if err != nil {
+	var enc bytes.Buffer
+	je := json.NewEncoder(&enc)
+	je.SetEscapeHTML(false) // < > & as themselves: a line of them is not six times its size
+	if err := je.Encode(r); err != nil {
 		return fmt.Errorf("audit: encode: %w", err)
 	}
-	b = append(b, '\n')
-	if l.f != nil && l.opts.MaxBytes > 0 && l.size > 0 && l.size+int64(len(b)) > l.opts.MaxBytes {
+	b := enc.Bytes() // ends with the newline
+	if l.f != nil && l.opts.MaxBytes > 0 && !l.holdRotation && l.size > 0 && l.size+int64(len(b)) > l.opts.MaxBytes {
 		if err := l.rotate(); err != nil {
 			l.err = fmt.Errorf("audit: rotate: %w", err)
 			return l.err
@@ -340,52 +353,83 @@ func hashLine(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// maxLine bounds how far back Open looks for the start of the last line.
+// maxLine bounds the last complete line Open reads back (records are far
+// smaller: a request line is at most 512 KiB before JSON escaping).
 const maxLine = 64 << 20
 
-// tail returns the last complete line of f (without its newline) and the
-// bytes after it when the file does not end with a newline (a torn write).
-func tail(f *os.File, size int64) (last, torn []byte, err error) {
+// tailInfo describes the end of a log file.
+type tailInfo struct {
+	last      []byte // the last complete line, without its newline; nil if none
+	tornBytes int64  // bytes after the last newline (a torn write), 0 if none
+	tornSHA   string // their SHA-256
+	torn      []byte // those bytes, when small enough to be a record
+}
+
+// tail reads the end of f in linear time: it finds the last newline and
+// the one before it scanning backwards, hashes a torn tail as a stream,
+// and reads only the last line.
+func tail(f *os.File, size int64) (tailInfo, error) {
+	var t tailInfo
 	if size == 0 {
-		return nil, nil, nil
+		return t, nil
 	}
-	const step = 64 << 10
-	var buf []byte
-	end := size
-	for {
-		start := max(0, end-step)
-		chunk := make([]byte, end-start)
-		if _, err := f.ReadAt(chunk, start); err != nil {
-			return nil, nil, err
+	lastNL, err := lastIndexByte(f, size, 0)
+	if err != nil {
+		return t, err
+	}
+	if lastNL != size-1 { // bytes after the last newline
+		start := lastNL + 1
+		t.tornBytes = size - start
+		h := sha256.New()
+		if _, err := io.Copy(h, io.NewSectionReader(f, start, t.tornBytes)); err != nil {
+			return t, err
 		}
-		buf = append(chunk, buf...)
-		end = start
-		// Need: the final newline (if any) and the newline before it.
-		lastNL := bytes.LastIndexByte(buf, '\n')
-		complete := buf
-		if lastNL != len(buf)-1 { // torn tail
-			if lastNL < 0 {
-				if start == 0 {
-					return nil, buf, nil
-				}
-				if int64(len(buf)) > maxLine {
-					return nil, nil, errors.New("the last line is too long")
-				}
-				continue
+		t.tornSHA = hex.EncodeToString(h.Sum(nil))
+		if t.tornBytes <= maxLine {
+			t.torn = make([]byte, t.tornBytes)
+			if _, err := f.ReadAt(t.torn, start); err != nil {
+				return t, err
 			}
-			torn = buf[lastNL+1:]
-			complete = buf[:lastNL+1]
 		}
-		body := complete[:len(complete)-1]
-		if i := bytes.LastIndexByte(body, '\n'); i >= 0 {
-			return body[i+1:], torn, nil
-		}
-		if start == 0 {
-			return body, torn, nil
-		}
-		if int64(len(buf)) > maxLine {
-			return nil, nil, errors.New("the last line is too long")
-		}
-		torn = nil
 	}
+	if lastNL < 0 {
+		return t, nil
+	}
+	prevNL, err := lastIndexByte(f, lastNL, max(0, lastNL-maxLine))
+	if err != nil {
+		return t, err
+	}
+	if prevNL < 0 && lastNL > maxLine {
+		return t, errors.New("the last record is too long")
+	}
+	t.last = make([]byte, lastNL-(prevNL+1))
+	_, err = f.ReadAt(t.last, prevNL+1)
+	return t, err
+}
+
+// lastIndexByte returns the offset of the last newline in f[floor:end), or
+// -1.
+func lastIndexByte(f *os.File, end, floor int64) (int64, error) {
+	buf := make([]byte, 64<<10)
+	for end > floor {
+		start := max(floor, end-int64(len(buf)))
+		chunk := buf[:end-start]
+		if _, err := f.ReadAt(chunk, start); err != nil {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(chunk, '\n'); i >= 0 {
+			return start + int64(i), nil
+		}
+		end = start
+	}
+	return -1, nil
+}
+
+// parseRecord reads b as a record with a sequence number and a prev hash.
+func parseRecord(b []byte) (Record, bool) {
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil || r.Seq == 0 || len(r.Prev) != len(ZeroHash) {
+		return r, false
+	}
+	return r, true
 }

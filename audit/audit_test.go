@@ -329,6 +329,11 @@ func TestRedaction(t *testing.T) {
 		{"api_key: k-456 then", "k-456"},
 		{"secret := `raw value`", "raw value"},
 		{"TOKEN " + strings.ToUpper(tok), strings.ToUpper(tok)},
+		{"map[Authorization:[Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig]]", "eyJhbGciOiJIUzI1NiJ9"},
+		{`authorization: bearer "quoted-secret-123"`, "quoted-secret-123"},
+		{"tok_" + tok, tok},
+		{"0x" + tok, tok},
+		{"x" + tok + "y", tok},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -352,5 +357,39 @@ func TestRedaction(t *testing.T) {
 	json.Unmarshal(buf.Bytes(), &r)
 	if r.Line != `token := demo.CacheGet("customer-*"); heapdump --gc` {
 		t.Fatalf("got %q", r.Line)
+	}
+}
+
+func TestLostNewlineOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	l := openLog(t, path)
+	writeN(t, l, 3)
+	l.Close()
+	b, _ := os.ReadFile(path)
+	os.WriteFile(path, b[:len(b)-1], 0o600) // the crash lost only the newline
+	l = openLog(t, path)
+	writeN(t, l, 2)
+	l.Close()
+	rep := verify(t, VerifyOptions{}, path)
+	if !rep.OK() || rep.Records != 5 || len(rep.Recovered) != 0 {
+		t.Fatalf("got %+v (broken %v); want 5 chained records and nothing to recover", rep, rep.Broken)
+	}
+}
+
+func TestLargeTornTail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	l := openLog(t, path)
+	writeN(t, l, 2)
+	l.Close()
+	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f.Write(bytes.Repeat([]byte("z"), 70<<20)) // longer than any record
+	f.Close()
+	l = openLog(t, path) // must not fail, nor take long
+	writeN(t, l, 1)      // rotates: the file is past 64 MiB
+	l.Close()
+	files, _ := filepath.Glob(path + "*")
+	rep := verify(t, VerifyOptions{}, files...)
+	if !rep.OK() || len(rep.Recovered) != 1 || rep.Records != 4 {
+		t.Fatalf("got %+v (broken %v); want the huge torn line recovered", rep, rep.Broken)
 	}
 }

@@ -7,11 +7,12 @@ const Redacted = "[REDACTED]"
 
 var (
 	// "Authorization: Bearer x", "authorization=x", Go strings too.
-	reAuthorization = regexp.MustCompile(`(?i)(authorization["']?\s*[:=,]\s*["'\x60]?)(?:(?:bearer|basic|token)\s+)?[^\s"'\x60,;)}]+`)
-	reBearer        = regexp.MustCompile(`(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}`)
+	reAuthorization = regexp.MustCompile(`(?i)(authorization["']?\s*[:=,]\s*[\["'\x60]*\s*)(?:(?:bearer|basic|token|digest)\s+["'\x60]?)?[^\s"'\x60,;)}\]]+`)
+	reBearer        = regexp.MustCompile(`(?i)\b(bearer\s+["'\x60]?)[A-Za-z0-9._~+/=-]{8,}`)
 	reProtocol      = regexp.MustCompile(`(ops-repl\.bearer\.)[^\s"'\x60,;)}]+`)
-	// ops-repl tokens (and other 256-bit secrets) are 64 hex digits.
-	reHex64 = regexp.MustCompile(`\b[0-9A-Fa-f]{64}\b`)
+	// ops-repl tokens (and other 256-bit secrets) are 64 hex digits: any
+	// run of 64 or more, whatever surrounds it (tok_…, 0x…).
+	reHex64 = regexp.MustCompile(`[0-9A-Fa-f]{64,}`)
 	// password = "…", api_key: …, secret := "…"
 	reAssign = regexp.MustCompile(`(?i)\b((?:password|passwd|secret|api[_-]?key|access[_-]?key|private[_-]?key)\w*["']?\s*(?::=|[:=])\s*)("[^"]*"|'[^']*'|\x60[^\x60]*\x60|[^\s,;)}]+)`)
 )

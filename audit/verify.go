@@ -3,9 +3,12 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"sort"
@@ -108,9 +111,9 @@ func firstSeq(path string) (uint64, error) {
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 64<<10)
 	for {
-		line, err := br.ReadBytes('\n')
+		line, _, _, _, err := readLine(br)
 		var r Record
-		if len(line) > 0 && json.Unmarshal(bytes.TrimSuffix(line, []byte("\n")), &r) == nil && r.Seq > 0 {
+		if len(line) > 1 && json.Unmarshal(bytes.TrimSuffix(line, []byte("\n")), &r) == nil && r.Seq > 0 {
 			return r.Seq, nil
 		}
 		if err == io.EOF {
@@ -133,7 +136,8 @@ type verifier struct {
 	// pending is an invalid line that may be a crash's torn write, if a
 	// recover record follows it.
 	pending *Problem
-	torn    []byte
+	tornLen int64
+	tornSHA string
 }
 
 func (v *verifier) file(path string, last bool) error {
@@ -145,22 +149,26 @@ func (v *verifier) file(path string, last bool) error {
 	br := bufio.NewReaderSize(f, 64<<10)
 	v.line = 0
 	for {
-		raw, err := br.ReadBytes('\n')
-		if len(raw) > 0 {
+		raw, n, tooLong, sum, err := readLine(br)
+		if n > 0 {
 			v.line++
-			terminated := raw[len(raw)-1] == '\n'
+			terminated := len(raw) > 0 && raw[len(raw)-1] == '\n'
 			if !terminated {
 				// The last bytes of the file, without a newline.
-				p := &Problem{File: path, Line: v.line, Reason: fmt.Sprintf("incomplete final line (%d bytes): a write cut short by a crash, not tampering", len(raw))}
+				p := &Problem{File: path, Line: v.line, Reason: fmt.Sprintf("incomplete final line (%d bytes): a write cut short by a crash, not tampering", n)}
 				if last && v.pending == nil {
 					v.rep.Torn = p
 				} else {
-					p.Reason = fmt.Sprintf("incomplete line (%d bytes) followed by more records", len(raw))
+					p.Reason = fmt.Sprintf("incomplete line (%d bytes) followed by more records", n)
 					v.rep.Broken = p
 				}
 				return nil
 			}
-			v.record(path, raw[:len(raw)-1])
+			if tooLong {
+				v.invalid(path, n-1, sum)
+			} else {
+				v.record(path, raw[:len(raw)-1])
+			}
 			if v.rep.Broken != nil {
 				return nil
 			}
@@ -178,28 +186,34 @@ func (v *verifier) file(path string, last bool) error {
 	return nil
 }
 
+// invalid notes a line that is not a record: damage, unless a recover
+// record describing it follows.
+func (v *verifier) invalid(path string, n int64, sum string) {
+	if v.pending != nil {
+		v.rep.Broken = v.pending
+		return
+	}
+	v.pending = &Problem{File: path, Line: v.line, Seq: v.seq + 1, Reason: "not a valid audit record (edited or damaged)"}
+	v.tornLen, v.tornSHA = n, sum
+}
+
 func (v *verifier) record(path string, b []byte) {
-	var r Record
-	if err := json.Unmarshal(b, &r); err != nil || r.Seq == 0 || len(r.Prev) != len(ZeroHash) {
-		if v.pending != nil {
-			v.rep.Broken = v.pending
-			return
-		}
-		v.pending = &Problem{File: path, Line: v.line, Seq: v.seq + 1, Reason: "not a valid audit record (edited or damaged)"}
-		v.torn = append([]byte(nil), b...)
+	r, ok := parseRecord(b)
+	if !ok {
+		v.invalid(path, int64(len(b)), hashLine(b))
 		return
 	}
 	if v.pending != nil {
 		// Only a recover record describing exactly these bytes excuses
 		// the invalid line before it.
-		if r.Kind != KindRecover || r.TornSHA256 != hashLine(v.torn) || r.TornBytes != int64(len(v.torn)) {
+		if r.Kind != KindRecover || r.TornSHA256 != v.tornSHA || r.TornBytes != v.tornLen {
 			v.rep.Broken = v.pending
 			return
 		}
 		p := *v.pending
-		p.Reason = fmt.Sprintf("an incomplete record (%d bytes) left by a crash, closed by the recover record after it", len(v.torn))
+		p.Reason = fmt.Sprintf("an incomplete record (%d bytes) left by a crash, closed by the recover record after it", v.tornLen)
 		v.rep.Recovered = append(v.rep.Recovered, p)
-		v.pending, v.torn = nil, nil
+		v.pending = nil
 	}
 	switch {
 	case !v.started:
@@ -241,8 +255,8 @@ func Scan(path string, fn func(Record) error) error {
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 64<<10)
 	for {
-		raw, err := br.ReadBytes('\n')
-		if len(raw) > 0 && raw[len(raw)-1] == '\n' {
+		raw, _, tooLong, _, err := readLine(br)
+		if !tooLong && len(raw) > 0 && raw[len(raw)-1] == '\n' {
 			var r Record
 			if json.Unmarshal(raw, &r) == nil && r.Seq > 0 {
 				if ferr := fn(r); ferr != nil {
@@ -256,5 +270,41 @@ func Scan(path string, fn func(Record) error) error {
 		if err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
+	}
+}
+
+// maxRecord is the longest line Verify and Scan read as a record; a longer
+// one is skipped without being held in memory (and is not a valid record).
+const maxRecord = 16 << 20
+
+// readLine reads one line of at most maxRecord bytes, with its newline if
+// it has one. A longer line is consumed without being kept: tooLong, its
+// length n (newline included) and the SHA-256 of its bytes (without the
+// newline) describe it.
+func readLine(br *bufio.Reader) (line []byte, n int64, tooLong bool, sum string, err error) {
+	var h hash.Hash
+	for {
+		frag, e := br.ReadSlice('\n')
+		n += int64(len(frag))
+		if !tooLong && int64(len(line)+len(frag)) > maxRecord {
+			tooLong, h = true, sha256.New()
+			h.Write(line)
+			line = nil
+		}
+		if tooLong {
+			h.Write(bytes.TrimSuffix(frag, []byte("\n")))
+		} else {
+			line = append(line, frag...)
+		}
+		if e == bufio.ErrBufferFull {
+			continue
+		}
+		if tooLong {
+			sum = hex.EncodeToString(h.Sum(nil))
+			if len(frag) > 0 && frag[len(frag)-1] == '\n' {
+				line = []byte{'\n'} // keeps "terminated" visible to callers
+			}
+		}
+		return line, n, tooLong, sum, e
 	}
 }

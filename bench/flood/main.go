@@ -7,12 +7,25 @@
 // the console with a wrong token, either in a closed loop (-flood-rate 0,
 // the default) or paced to at most -flood-rate attempts per second across
 // all workers, and count the answers by HTTP status.
+//
+// The flooder runs on the same machine, so a B phase also pays for the
+// CPU the flood itself takes (the flooder's, the kernel's, loopback's).
+// To tell that apart from what the console costs, -control (on by default)
+// adds a control phase C to every round (A B C A B C …): the same flooder,
+// at the same rate and concurrency, floods a dummy instead of the console.
+// The dummy is a third process (the harness started once more, with
+// -dummy, for the whole run): a bare net/http server on loopback that
+// answers every request with HTTP 429 and a short body, as the console
+// answers a throttled handshake.
 // It reports:
 //
 //   - the app's p50 and p99 latency with the flood as a ratio to the same
-//     load without it (target: p99 ratio at most 1.2×);
+//     load without it, B/A (target: p99 ratio at most 1.2×);
+//   - with -control, the same for the control flood, C/A (the flood's own
+//     cost on this machine: client CPU, kernel, loopback), and B/C (what
+//     the console adds over answering the same flood with a bare 429);
 //   - the flood's handshake attempts per second (against -flood-rate, if
-//     set) and its status counts;
+//     set) and its status counts, for B and for C;
 //   - how long opening the idle sessions took, and how many 429s it met;
 //   - whether the idle sessions survived the flood, and how long a fresh
 //     admin session takes to open after it (must be under 5s).
@@ -35,11 +48,13 @@
 // a slot, and then opens a fresh admin session, retrying a 429 or 503
 // every 100ms; the time it reports runs from the end of the flood (the
 // flooder has exited) to the fresh session's hello, the close included,
-// and must stay under 5s.
+// and must stay under 5s. This happens right after the last B phase, so
+// with -control the last round's C phase runs after it, with one idle
+// session fewer (C does not touch the console).
 //
 // Usage (from the module root):
 //
-//	go run ./bench/flood [-phase 10s] [-rounds 2] [-clients 4] [-flood-conc 8] [-flood-rate 0] [-sessions 64] [-json]
+//	go run ./bench/flood [-phase 10s] [-rounds 2] [-clients 4] [-flood-conc 8] [-flood-rate 0] [-sessions 64] [-control=true] [-json]
 package main
 
 import (
@@ -92,12 +107,14 @@ func main() {
 	flooder := flag.Bool("flooder", false, "run as the flooding process (internal)")
 	floodURL := flag.String("url", "", "console URL to flood, loopback only (internal)")
 	floodFor := flag.Duration("flood-for", 0, "upper bound of the flood (internal)")
+	dummy := flag.Bool("dummy", false, "run as the control's bare HTTP 429 server (internal)")
 	phase := flag.Duration("phase", 10*time.Second, "length of each load phase")
-	rounds := flag.Int("rounds", 2, "rounds of one phase without and one with the flood")
+	rounds := flag.Int("rounds", 2, "rounds of one phase without and one with the flood (and one control phase, with -control)")
 	clients := flag.Int("clients", 4, "concurrent HTTP clients, each in a closed loop")
 	floodConc := flag.Int("flood-conc", 8, "concurrent flood workers, each in a closed loop")
 	floodRate := flag.Float64("flood-rate", 0, "flood handshake attempts per second across all workers (0: unbounded closed loop)")
 	sessions := flag.Int("sessions", 64, "idle sessions held open, round-robin over admin, operator and viewer")
+	control := flag.Bool("control", true, "add a control phase C to each round: the same flood aimed at a bare HTTP 429 server instead of the console")
 	asJSON := flag.Bool("json", false, "print the report as one JSON object")
 	flag.Parse()
 	if *flooder {
@@ -107,7 +124,14 @@ func main() {
 		}
 		return
 	}
-	cfg := config{Phase: *phase, Rounds: *rounds, Clients: *clients, FloodConc: *floodConc, FloodRate: *floodRate, Sessions: *sessions}
+	if *dummy {
+		if err := runDummy(); err != nil {
+			fmt.Fprintln(os.Stderr, "dummy:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	cfg := config{Phase: *phase, Rounds: *rounds, Clients: *clients, FloodConc: *floodConc, FloodRate: *floodRate, Sessions: *sessions, Control: *control}
 	if err := runHarness(cfg, *asJSON); err != nil {
 		if errors.Is(err, context.Canceled) {
 			err = errors.New("interrupted")
@@ -124,6 +148,7 @@ type config struct {
 	FloodConc int
 	FloodRate float64 // attempts per second across the flood workers; 0: unbounded
 	Sessions  int
+	Control   bool // add the control phases C
 }
 
 // readyLine is the `ops-repl demo --serve` contract: one JSON line.
@@ -302,11 +327,114 @@ func errKind(err error) string {
 }
 
 // ---------------------------------------------------------------------
+// The control's dummy.
+
+// dummyBody is what the dummy answers: the shape of the console's answer
+// to a throttled handshake ("CODE: message"), a little shorter.
+const dummyBody = string(wire.CodeThrottled) + ": too many connection attempts; retry later"
+
+// runDummy serves the control phases' target: it listens on a free
+// loopback port, answers every request with HTTP 429 (Retry-After: 1 and
+// dummyBody, as the console answers a throttled handshake), prints its
+// ws:// URL as one line, and runs until its stdin closes (the harness is
+// done or gone) or it is signalled.
+func runDummy() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, dummyBody, http.StatusTooManyRequests)
+		}),
+		ReadHeaderTimeout: 10 * time.Second, // as the demo's server
+		MaxHeaderBytes:    16 << 10,
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { io.Copy(io.Discard, os.Stdin); cancel() }()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Printf("ws://%s/\n", ln.Addr())
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	return nil
+}
+
+// startDummy starts the harness again as the control's dummy and reads
+// the URL it prints. The returned stop closes the dummy's stdin and stops
+// it (SIGTERM, then a kill); on an error the dummy is already stopped.
+func startDummy(ctx context.Context, self string) (u string, stop func(), err error) {
+	cmd := exec.Command(self, "-dummy")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	halt := func() {
+		stdin.Close()
+		stopProcess(cmd)
+	}
+	defer func() {
+		if err != nil {
+			halt()
+		}
+	}()
+	type lineErr struct {
+		line string
+		err  error
+	}
+	ch := make(chan lineErr, 1)
+	go func() {
+		br := bufio.NewReader(out)
+		l, err := br.ReadString('\n')
+		ch <- lineErr{strings.TrimSpace(l), err}
+		if err == nil {
+			io.Copy(io.Discard, br)
+		}
+	}()
+	select {
+	case <-ctx.Done():
+		return "", nil, ctx.Err()
+	case <-time.After(10 * time.Second):
+		return "", nil, errors.New("the dummy printed no URL within 10s")
+	case le := <-ch:
+		if le.err != nil {
+			return "", nil, fmt.Errorf("the dummy did not start: %w", le.err)
+		}
+		if err := checkLoopbackURL(le.line); err != nil {
+			return "", nil, fmt.Errorf("the dummy's URL: %w", err)
+		}
+		return le.line, halt, nil
+	}
+}
+
+// ---------------------------------------------------------------------
 // The harness.
 
 type phaseResult struct {
 	Round    int          `json:"round"`
-	Flood    bool         `json:"flood"`
+	Name     string       `json:"phase"`             // "A", "B" or "C"
+	Flood    bool         `json:"flood"`             // a flooder ran: B and C
+	Control  bool         `json:"control,omitempty"` // it flooded the dummy, not the console: C
 	Requests int          `json:"requests"`
 	Errors   int          `json:"errors"`
 	P50ms    float64      `json:"p50_ms"`
@@ -333,16 +461,30 @@ type report struct {
 	ConsoleURL string        `json:"console_url"`
 	Phases     []phaseResult `json:"phases"`
 
-	NoFlood   latency `json:"no_flood"` // pooled over the A phases
-	WithFlood latency `json:"flood"`    // pooled over the B phases
-	P99Ratio  float64 `json:"p99_ratio"`
-	P50Ratio  float64 `json:"p50_ratio"`
-	P99Target float64 `json:"p99_target"`
-	P99OK     bool    `json:"p99_ok"`
+	Control    bool   `json:"control"`               // whether the C phases ran
+	ControlURL string `json:"control_url,omitempty"` // the dummy's URL
 
-	FloodAttempts int64            `json:"flood_attempts"`
+	NoFlood      latency `json:"no_flood"`               // pooled over the A phases
+	WithFlood    latency `json:"flood"`                  // pooled over the B phases
+	ControlFlood latency `json:"control_flood,omitzero"` // pooled over the C phases
+	P99Ratio     float64 `json:"p99_ratio"`              // B/A
+	P50Ratio     float64 `json:"p50_ratio"`              // B/A
+	P99Target    float64 `json:"p99_target"`
+	P99OK        bool    `json:"p99_ok"`
+	// With -control: the flood's own cost on this machine, C/A, and what
+	// the console adds over a bare 429 server, B/C.
+	ControlP99Ratio float64 `json:"control_p99_ratio,omitzero"` // C/A
+	ControlP50Ratio float64 `json:"control_p50_ratio,omitzero"` // C/A
+	ConsoleP99Ratio float64 `json:"console_p99_ratio,omitzero"` // B/C
+	ConsoleP50Ratio float64 `json:"console_p50_ratio,omitzero"` // B/C
+
+	FloodAttempts int64            `json:"flood_attempts"` // B phases only
 	FloodPerSec   float64          `json:"flood_per_sec"`
 	FloodStatus   map[string]int64 `json:"flood_status"`
+
+	ControlFloodAttempts int64            `json:"control_flood_attempts,omitzero"` // C phases
+	ControlFloodPerSec   float64          `json:"control_flood_per_sec,omitzero"`
+	ControlFloodStatus   map[string]int64 `json:"control_flood_status,omitempty"`
 
 	IdleSessions  int            `json:"idle_sessions"`
 	IdleSubjects  map[string]int `json:"idle_subjects"` // subject → idle sessions opened
@@ -423,6 +565,18 @@ func runHarness(cfg config, asJSON bool) error {
 	admin := rd.Tokens["admin"]
 	progress("demo pid %d: app %s, console %s", demo.Process.Pid, rd.App, rd.URL)
 
+	// The control's dummy, for the whole run: stopped on every way out
+	// (and, should the harness die, by its stdin closing).
+	var dummyURL string
+	if cfg.Control {
+		var stopDummy func()
+		if dummyURL, stopDummy, err = startDummy(ctx, self); err != nil {
+			return err
+		}
+		defer stopDummy()
+		progress("control: a bare HTTP 429 server at %s", dummyURL)
+	}
+
 	// 2. Idle sessions, round-robin over the subjects, each with a reader
 	// so pings get answered.
 	var idle []*idleSession
@@ -438,7 +592,7 @@ func runHarness(cfg config, asJSON bool) error {
 	progress("%d idle sessions open (%s) in %s, %d × 429 met", len(idle), subjectText(opened.bySubject),
 		opened.took.Round(time.Millisecond), opened.throttled)
 
-	// 3–5. Phases A B A B …, after a short warm-up.
+	// 3–5. Phases A B (C) A B (C) …, after a short warm-up.
 	client := &http.Client{
 		Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients},
 		Timeout:   10 * time.Second,
@@ -452,20 +606,27 @@ func runHarness(cfg config, asJSON bool) error {
 		FloodRate: cfg.FloodRate, NumCPU: runtime.NumCPU(), AppURL: rd.App, ConsoleURL: rd.URL,
 		P99Target: p99Target, FloodStatus: map[string]int64{}, IdleSessions: len(idle),
 		IdleSubjects: opened.bySubject, IdleOpenMS: ms(opened.took), IdleOpen429: opened.throttled,
+		Control: cfg.Control, ControlURL: dummyURL,
 	}
-	var floodSeconds float64
+	names := []string{"A", "B"}
+	if cfg.Control {
+		rep.ControlFloodStatus = map[string]int64{}
+		names = append(names, "C")
+	}
+	var floodSeconds, controlSeconds float64
 	for r := 1; r <= cfg.Rounds; r++ {
-		for _, flood := range []bool{false, true} {
-			name := "A (no flood)"
-			if flood {
-				name = "B (flood)"
-			}
-			progress("round %d/%d, phase %s, %s", r, cfg.Rounds, name, cfg.Phase)
-			pr := phaseResult{Round: r, Flood: flood}
-			if flood {
-				pr.lat, pr.Errors, pr.Flooder, err = floodPhase(ctx, self, rd.URL, cfg, client, rd.App)
-			} else {
+		for _, name := range names {
+			pr := phaseResult{Round: r, Name: name, Flood: name != "A", Control: name == "C"}
+			switch name {
+			case "A":
+				progress("round %d/%d, phase A (no flood), %s", r, cfg.Rounds, cfg.Phase)
 				pr.lat, pr.Errors, err = load(ctx, client, rd.App, cfg.Clients, cfg.Phase)
+			case "B":
+				progress("round %d/%d, phase B (flood), %s", r, cfg.Rounds, cfg.Phase)
+				pr.lat, pr.Errors, pr.Flooder, err = floodPhase(ctx, self, rd.URL, cfg, client, rd.App)
+			case "C":
+				progress("round %d/%d, phase C (control: the flood at the bare 429 server), %s", r, cfg.Rounds, cfg.Phase)
+				pr.lat, pr.Errors, pr.Flooder, err = floodPhase(ctx, self, dummyURL, cfg, client, rd.App)
 			}
 			if err != nil {
 				return err
@@ -474,20 +635,67 @@ func runHarness(cfg config, asJSON bool) error {
 			pr.Requests = len(pr.lat)
 			pr.P50ms, pr.P99ms = ms(percentile(pr.lat, 0.50)), ms(percentile(pr.lat, 0.99))
 			if f := pr.Flooder; f != nil {
-				rep.FloodAttempts += f.Attempts
-				floodSeconds += f.Seconds
+				attempts, seconds, status := &rep.FloodAttempts, &floodSeconds, rep.FloodStatus
+				if pr.Control {
+					attempts, seconds, status = &rep.ControlFloodAttempts, &controlSeconds, rep.ControlFloodStatus
+				}
+				*attempts += f.Attempts
+				*seconds += f.Seconds
 				for k, v := range f.Status {
-					rep.FloodStatus[k] += v
+					status[k] += v
 				}
 			}
 			rep.Phases = append(rep.Phases, pr)
+			if name == "B" && r == cfg.Rounds {
+				afterFlood(ctx, &rep, &idle, rd.URL, admin)
+			}
 		}
 	}
 
-	// The last phase was a flood, and its flooder has exited: the flood
-	// is over. Did the idle sessions survive it?
+	var a, b, c []time.Duration
+	for _, p := range rep.Phases {
+		switch p.Name {
+		case "A":
+			a = append(a, p.lat...)
+		case "B":
+			b = append(b, p.lat...)
+		case "C":
+			c = append(c, p.lat...)
+		}
+	}
+	rep.NoFlood, rep.WithFlood = summarize(a), summarize(b)
+	rep.P99Ratio = ratio(rep.WithFlood.P99ms, rep.NoFlood.P99ms)
+	rep.P50Ratio = ratio(rep.WithFlood.P50ms, rep.NoFlood.P50ms)
+	rep.P99OK = rep.P99Ratio <= p99Target
+	if floodSeconds > 0 {
+		rep.FloodPerSec = float64(rep.FloodAttempts) / floodSeconds
+	}
+	if cfg.Control {
+		rep.ControlFlood = summarize(c)
+		rep.ControlP99Ratio = ratio(rep.ControlFlood.P99ms, rep.NoFlood.P99ms)
+		rep.ControlP50Ratio = ratio(rep.ControlFlood.P50ms, rep.NoFlood.P50ms)
+		rep.ConsoleP99Ratio = ratio(rep.WithFlood.P99ms, rep.ControlFlood.P99ms)
+		rep.ConsoleP50Ratio = ratio(rep.WithFlood.P50ms, rep.ControlFlood.P50ms)
+		if controlSeconds > 0 {
+			rep.ControlFloodPerSec = float64(rep.ControlFloodAttempts) / controlSeconds
+		}
+	}
+	if asJSON {
+		b, _ := json.Marshal(rep)
+		fmt.Println(string(b))
+	} else {
+		printReport(rep)
+	}
+	return nil
+}
+
+// afterFlood runs right after the last B phase, whose flooder has exited:
+// the last flood at the console is over. Did the idle sessions survive
+// it? Can an admin still get in? It records the answers in rep, and
+// closes (and drops from *idle) one idle admin session to free a slot.
+func afterFlood(ctx context.Context, rep *report, idle *[]*idleSession, u, admin string) {
 	floodEnd := time.Now()
-	for _, s := range idle {
+	for _, s := range *idle {
 		if !s.alive() {
 			if rep.IdleLostErr == "" && s.err != nil {
 				rep.IdleLostErr = s.err.Error()
@@ -498,9 +706,9 @@ func runHarness(cfg config, asJSON bool) error {
 	}
 	// Can an admin still get in? Free a slot first (the idle sessions may
 	// fill the session cap): close one live idle admin session.
-	if i := slices.IndexFunc(idle, func(s *idleSession) bool { return s.subject == "admin" && s.alive() }); i >= 0 {
-		s := idle[i]
-		idle = slices.Delete(idle, i, i+1)
+	if i := slices.IndexFunc(*idle, func(s *idleSession) bool { return s.subject == "admin" && s.alive() }); i >= 0 {
+		s := (*idle)[i]
+		*idle = slices.Delete(*idle, i, i+1)
 		t := time.Now()
 		if err := s.close(); err != nil {
 			rep.IdleClosedErr = err.Error()
@@ -508,32 +716,9 @@ func runHarness(cfg config, asJSON bool) error {
 		rep.IdleClosedMS = ms(time.Since(t))
 	}
 	progress("opening a fresh admin session")
-	fresh := freshSession(ctx, rd.URL, admin, floodEnd)
+	fresh := freshSession(ctx, u, admin, floodEnd)
 	rep.FreshOK, rep.FreshMS, rep.FreshDialMS, rep.FreshAttempts, rep.FreshRefusals, rep.FreshErr =
 		fresh.err == nil && fresh.took < freshBudget, ms(fresh.took), ms(fresh.dial), fresh.attempts, fresh.refusals, fresh.errText()
-
-	var a, b []time.Duration
-	for _, p := range rep.Phases {
-		if p.Flood {
-			b = append(b, p.lat...)
-		} else {
-			a = append(a, p.lat...)
-		}
-	}
-	rep.NoFlood, rep.WithFlood = summarize(a), summarize(b)
-	rep.P99Ratio = ratio(rep.WithFlood.P99ms, rep.NoFlood.P99ms)
-	rep.P50Ratio = ratio(rep.WithFlood.P50ms, rep.NoFlood.P50ms)
-	rep.P99OK = rep.P99Ratio <= p99Target
-	if floodSeconds > 0 {
-		rep.FloodPerSec = float64(rep.FloodAttempts) / floodSeconds
-	}
-	if asJSON {
-		b, _ := json.Marshal(rep)
-		fmt.Println(string(b))
-	} else {
-		printReport(rep)
-	}
-	return nil
 }
 
 func progress(format string, args ...any) {
@@ -966,28 +1151,43 @@ func printReport(r report) {
 	if r.FloodRate > 0 {
 		pacing = fmt.Sprintf("at most %g/s", r.FloodRate)
 	}
-	fmt.Printf("ops-repl flood: %d idle sessions (%s), %d HTTP clients (GET %s), %d flood workers (%s), %s per phase, %d round(s), %d CPUs\n\n",
+	fmt.Printf("ops-repl flood: %d idle sessions (%s), %d HTTP clients (GET %s), %d flood workers (%s), %s per phase, %d round(s), %d CPUs\n",
 		r.IdleSessions, subjectText(r.IdleSubjects), r.Clients, r.AppURL, r.FloodConc, pacing, r.Phase, r.Rounds, r.NumCPU)
+	if r.Control {
+		fmt.Printf("phases: A no flood, B flood at the console %s, C control: the same flood at a bare HTTP 429 server %s\n", r.ConsoleURL, r.ControlURL)
+	} else {
+		fmt.Printf("phases: A no flood, B flood at the console %s (no control phase)\n", r.ConsoleURL)
+	}
+	fmt.Println()
 	fmt.Printf("%-8s %-6s %9s %7s %9s %9s %10s  %s\n", "round", "phase", "requests", "errors", "p50 ms", "p99 ms", "flood/s", "flood statuses")
 	for _, p := range r.Phases {
-		name, perSec, st := "A", "", ""
-		if p.Flood {
-			name = "B"
-			if f := p.Flooder; f != nil {
-				perSec, st = fmt.Sprintf("%.0f", f.PerSec), statusText(f.Status)
-			}
+		perSec, st := "", ""
+		if f := p.Flooder; f != nil {
+			perSec, st = fmt.Sprintf("%.0f", f.PerSec), statusText(f.Status)
 		}
-		fmt.Printf("%-8d %-6s %9d %7d %9.3f %9.3f %10s  %s\n", p.Round, name, p.Requests, p.Errors, p.P50ms, p.P99ms, perSec, st)
+		fmt.Printf("%-8d %-6s %9d %7d %9.3f %9.3f %10s  %s\n", p.Round, p.Name, p.Requests, p.Errors, p.P50ms, p.P99ms, perSec, st)
 	}
 	fmt.Println()
 	fmt.Printf("HTTP without flood (pooled A)   p50 %8.3f ms   p99 %8.3f ms   (%d requests)\n", r.NoFlood.P50ms, r.NoFlood.P99ms, r.NoFlood.Requests)
 	fmt.Printf("HTTP with flood    (pooled B)   p50 %8.3f ms   p99 %8.3f ms   (%d requests)\n", r.WithFlood.P50ms, r.WithFlood.P99ms, r.WithFlood.Requests)
-	fmt.Printf("ratio with/without flood        p99 %.2f× (target ≤ %.1f×: %s)   p50 %.2f×\n", r.P99Ratio, r.P99Target, verdict(r.P99OK), r.P50Ratio)
-	achieved := fmt.Sprintf("%.0f/s achieved (closed loop)", r.FloodPerSec)
-	if r.FloodRate > 0 {
-		achieved = fmt.Sprintf("%.0f/s achieved of %g/s asked (%.0f%%)", r.FloodPerSec, r.FloodRate, 100*r.FloodPerSec/r.FloodRate)
+	if r.Control {
+		fmt.Printf("HTTP control flood (pooled C)   p50 %8.3f ms   p99 %8.3f ms   (%d requests)\n", r.ControlFlood.P50ms, r.ControlFlood.P99ms, r.ControlFlood.Requests)
 	}
-	fmt.Printf("flood                           %d bad handshakes, %s; %s\n", r.FloodAttempts, achieved, statusText(r.FloodStatus))
+	fmt.Printf("ratio with/without flood        p99 %.2f× (target ≤ %.1f×: %s)   p50 %.2f×   (B/A)\n", r.P99Ratio, r.P99Target, verdict(r.P99OK), r.P50Ratio)
+	if r.Control {
+		fmt.Printf("ratio control/without flood     p99 %.2f×   p50 %.2f×   (C/A: the flood's own cost here: client CPU, kernel, loopback)\n", r.ControlP99Ratio, r.ControlP50Ratio)
+		fmt.Printf("ratio with flood/control        p99 %.2f×   p50 %.2f×   (B/C: what the console adds over a bare 429 server)\n", r.ConsoleP99Ratio, r.ConsoleP50Ratio)
+	}
+	achieved := func(perSec float64) string {
+		if r.FloodRate > 0 {
+			return fmt.Sprintf("%.0f/s achieved of %g/s asked (%.0f%%)", perSec, r.FloodRate, 100*perSec/r.FloodRate)
+		}
+		return fmt.Sprintf("%.0f/s achieved (closed loop)", perSec)
+	}
+	fmt.Printf("flood                           %d bad handshakes, %s; %s\n", r.FloodAttempts, achieved(r.FloodPerSec), statusText(r.FloodStatus))
+	if r.Control {
+		fmt.Printf("control flood                   %d bad handshakes at the 429 server, %s; %s\n", r.ControlFloodAttempts, achieved(r.ControlFloodPerSec), statusText(r.ControlFloodStatus))
+	}
 	fmt.Printf("idle sessions opened            %d (%s) in %.1f ms, %d × 429 met and retried\n",
 		r.IdleSessions, subjectText(r.IdleSubjects), r.IdleOpenMS, r.IdleOpen429)
 	idle := fmt.Sprintf("%d/%d", r.IdleAlive, r.IdleSessions)
