@@ -261,7 +261,7 @@ func TestTuning(t *testing.T) {
 	if gcPercent() != orig {
 		t.Fatalf("GOGC did not revert: %d, want %d", gcPercent(), orig)
 	}
-	if !strings.Contains(f.audit.String(), `"kind":"revert"`) || !strings.Contains(f.audit.String(), `"detail":"GOGC 100% -\u003e 50%`) {
+	if !strings.Contains(f.audit.String(), `"kind":"revert"`) || !strings.Contains(f.audit.String(), `"detail":"GOGC 100% -> 50%`) {
 		t.Fatalf("tuning and its revert are not audited:\n%s", f.audit.String())
 	}
 

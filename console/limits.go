@@ -63,9 +63,10 @@ func sourceKey(remoteAddr string) string {
 
 // sourceLimiter keeps one token bucket per source.
 type sourceLimiter struct {
-	rate Rate
-	mu   sync.Mutex
-	m    map[string]*sourceEntry
+	rate  Rate
+	mu    sync.Mutex
+	m     map[string]*sourceEntry
+	swept time.Time
 }
 
 type sourceEntry struct {
@@ -85,17 +86,21 @@ func (l *sourceLimiter) allow(source string) (bool, time.Duration) {
 	defer l.mu.Unlock()
 	e := l.m[source]
 	if e == nil {
-		if len(l.m) >= maxSources {
+		if len(l.m) >= maxSources && now.Sub(l.swept) > time.Second {
 			l.sweep(now)
+			l.swept = now
 		}
 		if len(l.m) >= maxSources {
-			source = "overflow"
-			e = l.m[source]
+			// Still full: forget one bucket (map order is random). A
+			// flood from many addresses then loses its own buckets; it
+			// never makes a new address share one it has drained.
+			for k := range l.m {
+				delete(l.m, k)
+				break
+			}
 		}
-		if e == nil {
-			e = &sourceEntry{lim: l.rate.limiter()}
-			l.m[source] = e
-		}
+		e = &sourceEntry{lim: l.rate.limiter()}
+		l.m[source] = e
 	}
 	e.last = now
 	r := e.lim.ReserveN(now, 1)
@@ -156,11 +161,15 @@ func (a *refusals) add(rec audit.Record, source string) bool {
 			return false
 		}
 	}
+	if a.closed { // no timer would write the window: write each refusal
+		a.mu.Unlock()
+		rec.Count = 1
+		a.srv.auditWrite(rec)
+		return true
+	}
 	w := &refusalWindow{source: source, code: rec.Outcome}
 	a.m[key] = w
-	if !a.closed {
-		w.timer = time.AfterFunc(a.interval, func() { a.flush(key) })
-	}
+	w.timer = time.AfterFunc(a.interval, func() { a.flush(key) })
 	a.mu.Unlock()
 	rec.Count = 1
 	a.srv.auditWrite(rec)

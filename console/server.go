@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -126,9 +127,11 @@ type Options struct {
 	// second, bursts of 20.
 	HandshakeRate Rate
 	// FailedAuthRate limits failed authentications per source: past it,
-	// bad credentials get HTTP 429 (code throttled) instead of 401. Valid
-	// credentials are never refused by it. Default: 1 per second, bursts
-	// of 10.
+	// bad credentials get HTTP 429 (code throttled) instead of 401, and
+	// their audit records are aggregated. Valid credentials are never
+	// refused by it, so it bounds the cost of bad credentials rather than
+	// guessing (HandshakeRate bounds attempts; a 256-bit token is not
+	// guessed). Default: 1 per second, bursts of 10.
 	FailedAuthRate Rate
 	// RefusalInterval is the window over which refused handshakes are
 	// aggregated in the audit log: per source and code, the first is
@@ -421,12 +424,23 @@ func certSubject(chain []*x509.Certificate, roots *x509.CertPool) (string, error
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return "", errors.New("the client certificate does not verify")
 	}
-	cn := leaf.Subject.CommonName
+	var cns []string
+	for _, n := range leaf.Subject.Names {
+		if n.Type.Equal(oidCommonName) {
+			cns = append(cns, fmt.Sprint(n.Value))
+		}
+	}
+	if len(cns) != 1 {
+		return "", fmt.Errorf("the client certificate has %d Common Names; it must have exactly one", len(cns))
+	}
+	cn := cns[0]
 	if !validSubject(cn) {
 		return "", fmt.Errorf("the client certificate's Common Name %.70q cannot name a subject (1 to 64 letters, digits and . _ @ -)", cn)
 	}
 	return cn, nil
 }
+
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 
 func validSubject(s string) bool {
 	if s == "" || len(s) > 64 {

@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -76,11 +77,13 @@ type session struct {
 	reason  string                             // the operator's justification (reason command)
 
 	limiter    *rate.Limiter // run and complete requests
+	throttled  int64         // requests refused by limiter in a row (reader only)
 	lastActive atomic.Int64  // unix nanoseconds of the last request
 	idle       *time.Timer
 	cast       *transcript // nil unless Options.TranscriptDir
 
-	interp *interp.Interpreter // owned by the worker; built on first eval
+	interp     *interp.Interpreter // owned by the worker; built on first eval
+	interpPkgs []string            // the packages it was built with
 }
 
 func newSession(srv *Server, conn *websocket.Conn, subject, remote string) *session {
@@ -119,6 +122,12 @@ func (s *session) serve() {
 			return
 		}
 		s.cast, open.Transcript = cast, cast.path
+		cast.onFail = func(err error) {
+			// The recording broke mid-session: say so where it is looked for.
+			s.srv.log.Error("console: session recording stopped", "session", s.id, "err", err)
+			s.srv.auditWrite(audit.Record{Kind: audit.KindNote, Session: s.id, Subject: s.subject, Remote: s.remote,
+				Outcome: string(wire.CodeInternal), Transcript: cast.path, Message: "the session recording stopped: " + err.Error()})
+		}
 		defer cast.close()
 	}
 	s.srv.auditWrite(open)
@@ -136,6 +145,7 @@ func (s *session) serve() {
 	s.sendEvent(wire.Event{Type: wire.EventHello, Session: s.id, Subject: s.subject, Roles: s.roles, Server: wire.Subprotocol})
 	s.reader()
 	close(readerDone)
+	s.flushThrottled()
 
 	s.cancel()
 	wg.Wait()
@@ -146,6 +156,17 @@ func (s *session) serve() {
 	s.srv.auditWrite(audit.Record{Kind: audit.KindSession, Session: s.id, Subject: s.subject, Remote: s.remote,
 		Outcome: "closed", Message: why, Transcript: open.Transcript, DurationMS: ms(time.Since(s.start))})
 	s.srv.log.Info("console: session closed", "session", s.id, "subject", s.subject)
+}
+
+// flushThrottled audits, as one record with a count, the throttled
+// requests after the first of a run of them. Reader goroutine only.
+func (s *session) flushThrottled() {
+	if s.throttled > 1 {
+		s.srv.auditWrite(audit.Record{Kind: audit.KindOutcome, Session: s.id, Subject: s.subject, Remote: s.remote,
+			Outcome: string(wire.CodeThrottled), Count: s.throttled - 1,
+			Message: fmt.Sprintf("%d more requests refused: the session's request rate", s.throttled-1)})
+	}
+	s.throttled = 0
 }
 
 // checkIdle closes the session once it has been idle for IdleTimeout with
@@ -212,13 +233,16 @@ func (s *session) reader() {
 			s.lastActive.Store(time.Now().UnixNano())
 			if !s.limiter.Allow() {
 				we := wire.Errorf(wire.CodeThrottled, "more than %g requests per second in this session (bursts of %d); slow down", s.srv.opts.RequestRate.PerSecond, s.srv.opts.RequestRate.Burst)
-				if req.Type == wire.TypeRun {
-					s.refuse(req, we)
+				if req.Type == wire.TypeRun && s.throttled == 0 {
+					s.refuse(req, we) // the first of a run of refusals is audited in full
 				} else {
+					s.cast.input(s.subject, req.Line)
 					s.sendError(req.ID, we)
 				}
+				s.throttled++
 				continue
 			}
+			s.flushThrottled()
 		}
 		switch req.Type {
 		case wire.TypeRun:
@@ -260,8 +284,26 @@ func (s *session) refuse(req wire.Request, we *wire.Error) {
 	s.cast.input(s.subject, req.Line)
 	s.sendError(req.ID, we)
 	rec := s.record(req)
+	rec.Line = clipLine(rec.Line)
 	s.srv.auditWrite(rec)
 	s.srv.auditWrite(s.outcome(rec, string(we.Code), we.Message, nil, 0))
+}
+
+// clipKeep is how much of a refused request's line its record keeps.
+const clipKeep = 4 << 10
+
+// clipLine shortens the line of a request that did not run (refused or
+// denied) to its start, its length and its SHA-256: a flood of large
+// refused lines cannot fill the audit log.
+func clipLine(line string) string {
+	if len(line) <= clipKeep {
+		return line
+	}
+	cut := clipKeep
+	for cut > 0 && !utf8.RuneStart(line[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… [%d bytes, sha256 %s]", line[:cut], len(line), sha256Hex([]byte(line)))
 }
 
 // record is the intent record of a request, before any decision.
@@ -461,6 +503,7 @@ func (s *session) decide(r *run, obj string, allowed bool, deny *wire.Error) err
 	r.rec.Object, r.rec.Decision = obj, "allow"
 	if !allowed {
 		r.rec.Decision, r.rec.Message = "deny", deny.Message
+		r.rec.Line = clipLine(r.rec.Line)
 	}
 	r.written = true
 	if err := s.intent(r.rec); err != nil {
@@ -660,6 +703,18 @@ func isEvalError(err error) bool {
 // with the exported packages this subject may import, and replacing it
 // (with a notice for request id) once it has served its evals.
 func (s *session) interpreter(id uint64) (*interp.Interpreter, error) {
+	var pkgs []string
+	for _, p := range s.srv.opts.Exports.Packages() {
+		if s.allowed(pkgPrefix + p) {
+			pkgs = append(pkgs, p)
+		}
+	}
+	if s.interp != nil && !slices.Equal(pkgs, s.interpPkgs) {
+		// The policy changed what this subject may import: a package
+		// taken away must be gone now, not when the session ends.
+		s.interp = nil
+		s.sendEvent(wire.Event{Type: wire.EventNotice, ID: id, Message: "the packages you may import changed (policy reload): the interpreter was rebuilt, your Go variables and imports are gone"})
+	}
 	if s.interp != nil && s.interp.Spent() {
 		s.interp = nil
 		s.sendEvent(wire.Event{Type: wire.EventNotice, ID: id, Message: "the interpreter was recycled after its evaluation limit: your Go variables and imports are gone"})
@@ -667,19 +722,13 @@ func (s *session) interpreter(id uint64) (*interp.Interpreter, error) {
 	if s.interp != nil {
 		return s.interp, nil
 	}
-	var pkgs []string
-	for _, p := range s.srv.opts.Exports.Packages() {
-		if s.allowed(pkgPrefix + p) {
-			pkgs = append(pkgs, p)
-		}
-	}
 	opts := s.srv.opts.Interp
 	opts.Exports, opts.Packages = s.srv.opts.Exports, pkgs
 	in, err := interp.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("console: build interpreter: %w", err)
 	}
-	s.interp = in
+	s.interp, s.interpPkgs = in, pkgs
 	return in, nil
 }
 

@@ -24,6 +24,7 @@ type transcript struct {
 	size    int64
 	max     int64
 	stopped bool
+	onFail  func(error) // called once when a write fails
 }
 
 // castHeader is the asciicast v2 header.
@@ -77,6 +78,9 @@ func (t *transcript) output(text string) {
 	t.size += int64(n)
 	if err != nil {
 		t.stopped = true
+		if t.onFail != nil {
+			t.onFail(err)
+		}
 	}
 }
 

@@ -180,17 +180,23 @@ type Change struct {
 // the old policy or wholly by the new. A file that fails any check
 // changes nothing. changed is false when the content is the one in force.
 func (p *Enforcer) Reload(validate func(objects []string) error) (ch Change, changed bool) {
+	if p.path == "" {
+		old := p.cur.Load()
+		return Change{OldHash: old.hash, NewHash: old.hash, Rules: len(old.rules), Err: errors.New("policy: no policy file to reload (Options.PolicyPath)")}, true
+	}
+	b, err := os.ReadFile(p.path)
+	return p.apply(b, err, validate)
+}
+
+// apply swaps in the policy text b (read with readErr) if it is new and
+// valid.
+func (p *Enforcer) apply(b []byte, readErr error, validate func(objects []string) error) (ch Change, changed bool) {
 	p.reload.Lock()
 	defer p.reload.Unlock()
 	old := p.cur.Load()
 	ch = Change{Path: p.path, OldHash: old.hash, NewHash: old.hash, Rules: len(old.rules)}
-	if p.path == "" {
-		ch.Err = errors.New("policy: no policy file to reload (Options.PolicyPath)")
-		return ch, true
-	}
-	b, err := os.ReadFile(p.path)
-	if err != nil {
-		ch.Err = fmt.Errorf("policy: read policy: %w", err)
+	if readErr != nil {
+		ch.Err = fmt.Errorf("policy: read policy: %w; the policy in force is unchanged", readErr)
 		return ch, true
 	}
 	ch.NewHash = Hash(b)
@@ -213,8 +219,10 @@ func (p *Enforcer) Reload(validate func(objects []string) error) (ch Change, cha
 // WatchOptions configures Watch.
 type WatchOptions struct {
 	// Interval is how often the file is read. A change takes effect once
-	// the same new content has been read twice in a row (so a file caught
-	// half-written is not loaded): within two intervals. Default: 1s.
+	// the same new content has been read twice in a row, an interval
+	// apart (so a file caught half-written is not loaded): within two
+	// intervals. Replace the file by renaming a complete new one over it
+	// to rule out a torn read altogether. Default: 1s.
 	Interval time.Duration
 	// Validate checks the objects a new policy names before it is swapped
 	// in (console.Server.CheckObjects). Default: none.
@@ -232,7 +240,7 @@ func (p *Enforcer) Watch(ctx context.Context, opts WatchOptions) {
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}
-	t := time.NewTicker(opts.Interval)
+	t := time.NewTimer(opts.Interval)
 	defer t.Stop()
 	var seen, settled string // last content read; last content acted on
 	settled = p.cur.Load().hash
@@ -243,10 +251,13 @@ func (p *Enforcer) Watch(ctx context.Context, opts WatchOptions) {
 		case <-t.C:
 		}
 		b, err := os.ReadFile(p.path)
-		h := "missing"
+		h := "unreadable"
 		if err == nil {
 			h = Hash(b)
 		}
+		// A timer, not a ticker: the next read is a full interval after
+		// this one, whatever this one cost.
+		t.Reset(opts.Interval)
 		if h != seen {
 			seen = h // wait for the same content on the next read
 			continue
@@ -255,7 +266,8 @@ func (p *Enforcer) Watch(ctx context.Context, opts WatchOptions) {
 			continue
 		}
 		settled = h
-		ch, changed := p.Reload(opts.Validate)
+		// Load exactly the bytes read twice, not a third read.
+		ch, changed := p.apply(b, err, opts.Validate)
 		if changed && opts.OnChange != nil {
 			opts.OnChange(ch)
 		}

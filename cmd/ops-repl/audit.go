@@ -272,7 +272,7 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"), r.Seq,
-			dash(safeText(r.Subject)), dash(safeText(r.Remote)), dash(r.Session), dash(safeText(result)), dash(ms), safeText(what))
+			dash(safeText(r.Subject)), dash(safeText(r.Remote)), dash(safeText(r.Session)), dash(safeText(result)), dash(ms), safeText(what))
 	}
 	tw.Flush()
 	if n == 0 {

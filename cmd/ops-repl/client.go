@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -109,6 +110,18 @@ func dial(ctx context.Context, rawURL, token string, tlsConf *tls.Config) (*conn
 		h.Set("Authorization", "Bearer "+token)
 	}
 	ws, resp, err := d.DialContext(ctx, u.String(), h)
+	for try := 0; err != nil && resp != nil && resp.StatusCode == http.StatusTooManyRequests && try < 3; try++ {
+		// Throttled (too many attempts from this address): wait as told,
+		// at most 2s, and try again a few times.
+		wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		resp.Body.Close()
+		select {
+		case <-ctx.Done():
+			return nil, errTerminated
+		case <-time.After(min(time.Duration(max(wait, 1))*time.Second, 2*time.Second)):
+		}
+		ws, resp, err = d.DialContext(ctx, u.String(), h)
+	}
 	if err != nil {
 		if resp != nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
