@@ -546,3 +546,80 @@ func TestShippedReasonLines(t *testing.T) {
 		t.Fatalf("eval with a reason: got %+v", final)
 	}
 }
+
+func TestRefusedLinesClippedAndThrottledAggregated(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.RequestRate = Rate{PerSecond: 0.001, Burst: 3} })
+	c := f.dial(t, "viewer")
+	huge := strings.Repeat("<", 100<<10)
+	if final, _, _, _ := c.run(huge); final.Code != wire.CodeBadRequest && final.Code != wire.CodeForbidden {
+		t.Fatalf("huge line: got %+v", final)
+	}
+	for i := 0; i < 9; i++ {
+		c.run("whoami") // 2 run, 7 throttled
+	}
+	c.ws.Close()
+	f.srv.Close()
+	var clipped bool
+	var throttledRecords, counted int64
+	for _, r := range auditRecords(t, f.audit.String()) {
+		if len(r.Line) > 5000 {
+			t.Fatalf("a refused line of %d bytes is in the log whole", len(r.Line))
+		}
+		if strings.HasPrefix(r.Line, "<<<") && strings.Contains(r.Line, "102400 bytes, sha256 ") {
+			clipped = true
+		}
+		if r.Outcome == string(wire.CodeThrottled) && r.Kind == audit.KindOutcome {
+			throttledRecords++
+			counted += max(r.Count, 1)
+		}
+	}
+	if !clipped {
+		t.Fatal("the huge denied line is not recorded as its start, length and hash")
+	}
+	if throttledRecords != 2 || counted != 7 {
+		t.Fatalf("throttled: %d outcome records standing for %d requests; want 2 for 7", throttledRecords, counted)
+	}
+}
+
+func TestPackageGrantRevokedMidSession(t *testing.T) {
+	var revoked atomic.Bool
+	f := newFixture(t, func(o *Options) {
+		base := o.Authorizer
+		o.Authorizer = AuthorizerFunc(func(sub, obj, act string) (bool, error) {
+			if obj == "pkg:shop/cache" && revoked.Load() {
+				return false, nil
+			}
+			return base.Authorize(sub, obj, act)
+		})
+	})
+	c := f.dial(t, "admin")
+	if final, _, _, _ := c.run("cache.Len()"); final.Value != "42" {
+		t.Fatalf("before: %+v", final)
+	}
+	revoked.Store(true)
+	final, _, _, all := c.run("cache.Len()")
+	if final.Type != wire.EventError {
+		t.Fatalf("after the grant was taken away: got %+v; want an error", final)
+	}
+	if !strings.Contains(fmt.Sprint(all), "policy reload") {
+		t.Fatalf("no notice that the interpreter was rebuilt: %+v", all)
+	}
+}
+
+func TestCertificateWithTwoCommonNames(t *testing.T) {
+	pki := newPKI(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7),
+		Subject: pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
+			{Type: oidCommonName, Value: "viewer"}, {Type: oidCommonName, Value: "admin"}}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, pki.ca, &key.PublicKey, pki.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	if sub, err := certSubject([]*x509.Certificate{cert}, pki.pool); err == nil {
+		t.Fatalf("two Common Names: got subject %q; want a refusal", sub)
+	}
+}
