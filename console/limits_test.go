@@ -623,3 +623,23 @@ func TestCertificateWithTwoCommonNames(t *testing.T) {
 		t.Fatalf("two Common Names: got subject %q; want a refusal", sub)
 	}
 }
+
+// TestCompleteWhileEvalRuns: a completion during a running evaluation is
+// answered at once and never touches the interpreter the eval is using.
+func TestCompleteWhileEvalRuns(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial(t, "admin")
+	c.run("x := 1")
+	id := c.send(wire.Request{Type: wire.TypeRun, Line: "for i := 0; i < 1e15; i++ { x++ }"})
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	cid := c.send(wire.Request{Type: wire.TypeComplete, Line: "str"})
+	evs, _ := c.read(cid)
+	if last := evs[len(evs)-1]; last.Type != wire.EventCompletions || time.Since(start) > 2*time.Second {
+		t.Fatalf("completion during an eval: got %+v after %s", last, time.Since(start))
+	}
+	c.send(wire.Request{Type: wire.TypeCancel, Target: id})
+	if evs, _ := c.read(id); evs[len(evs)-1].Code != wire.CodeCanceled {
+		t.Fatalf("eval: got %+v", evs[len(evs)-1])
+	}
+}

@@ -82,7 +82,8 @@ type session struct {
 	idle       *time.Timer
 	cast       *transcript // nil unless Options.TranscriptDir
 
-	interp     *interp.Interpreter // owned by the worker; built on first eval
+	imu        sync.Mutex          // held by the worker while it runs a request
+	interp     *interp.Interpreter // guarded by imu; built on first eval
 	interpPkgs []string            // the packages it was built with
 }
 
@@ -371,7 +372,9 @@ func (s *session) worker() {
 		case <-s.ctx.Done():
 			return
 		case q := <-s.queue:
+			s.imu.Lock()
 			s.handle(q.ctx, q.req)
+			s.imu.Unlock()
 		}
 	}
 }
@@ -770,8 +773,13 @@ func (s *session) complete(req wire.Request) {
 			i--
 		}
 		if word := prefix[i:]; word != "" && !(word[0] >= '0' && word[0] <= '9') {
-			if in, err := s.interpreter(req.ID); err == nil {
-				items, start = in.Complete(word), i
+			// Only while no request runs: the interpreter belongs to
+			// the worker, and a completion must never wait for it.
+			if s.imu.TryLock() {
+				if in, err := s.interpreter(req.ID); err == nil {
+					items, start = in.Complete(word), i
+				}
+				s.imu.Unlock()
 			}
 		}
 	}
