@@ -55,15 +55,11 @@ func Hash(token string) string {
 // characters from letters, digits and . _ @ -. Colons are excluded so a
 // subject can never be mistaken for a role ("role:admin") or object.
 func ValidSubject(s string) error {
-	if s == "" || len(s) > 64 {
+	switch {
+	case s == "" || len(s) > 64:
 		return fmt.Errorf("auth: subject must be 1 to 64 characters; got %d", len(s))
-	}
-	for _, c := range s {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '.' || c == '_' || c == '@' || c == '-'
-		if !ok {
-			return fmt.Errorf("auth: subject %q: only letters, digits and . _ @ - are allowed", s)
-		}
+	case !wire.IsSubject(s):
+		return fmt.Errorf("auth: subject %q: only letters, digits and . _ @ - are allowed", s)
 	}
 	return nil
 }

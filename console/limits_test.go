@@ -643,3 +643,51 @@ func TestCompleteWhileEvalRuns(t *testing.T) {
 		t.Fatalf("eval: got %+v", evs[len(evs)-1])
 	}
 }
+
+// TestFullSourceTableEvicts: with the table full, a new source gets its own
+// fresh bucket (one old bucket is forgotten), never a shared one another
+// source has drained.
+func TestFullSourceTableEvicts(t *testing.T) {
+	l := newSourceLimiter(Rate{PerSecond: 0.001, Burst: 1})
+	for i := 0; i < maxSources; i++ {
+		l.allow(fmt.Sprintf("10.0.%d.%d", i/256, i%256))
+	}
+	for i := 0; i < 5; i++ {
+		if ok, _ := l.allow(fmt.Sprintf("192.0.2.%d", i)); !ok {
+			t.Fatalf("new source %d with the table full: refused", i)
+		}
+	}
+	if len(l.m) > maxSources {
+		t.Fatalf("table grew to %d; bound %d", len(l.m), maxSources)
+	}
+}
+
+// TestRefusalsAfterClose: once the server is closed no timer would write
+// an aggregation window, so each refusal is written as it comes.
+func TestRefusalsAfterClose(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.RefusalInterval = time.Hour })
+	f.srv.Close()
+	for i := 0; i < 3; i++ {
+		f.handshake(t, testTokens["viewer"])
+	}
+	if n := strings.Count(f.audit.String(), `"outcome":"unavailable"`); n != 3 {
+		t.Fatalf("refusals after Close: %d records; want 3", n)
+	}
+}
+
+// TestTranscriptWriteFailure: a recording that breaks mid-session is
+// logged and audited, not lost silently.
+func TestTranscriptWriteFailure(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, func(o *Options) { o.TranscriptDir = dir })
+	c := f.dial(t, "viewer")
+	f.srv.mu.Lock()
+	for _, s := range f.srv.sessions {
+		s.cast.f.Close() // the next write fails
+	}
+	f.srv.mu.Unlock()
+	c.run("whoami")
+	if !strings.Contains(f.audit.String(), "the session recording stopped") || !strings.Contains(f.logs.String(), "session recording stopped") {
+		t.Fatalf("a broken recording is not audited and logged:\n%s", f.audit.String())
+	}
+}

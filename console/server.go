@@ -434,26 +434,13 @@ func certSubject(chain []*x509.Certificate, roots *x509.CertPool) (string, error
 		return "", fmt.Errorf("the client certificate has %d Common Names; it must have exactly one", len(cns))
 	}
 	cn := cns[0]
-	if !validSubject(cn) {
+	if !wire.IsSubject(cn) {
 		return "", fmt.Errorf("the client certificate's Common Name %.70q cannot name a subject (1 to 64 letters, digits and . _ @ -)", cn)
 	}
 	return cn, nil
 }
 
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
-
-func validSubject(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, c := range s {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '@' || c == '-'
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
 
 // credentialsInURL reports whether the URL carries a query string. The
 // console takes no query parameters, so any query is refused: that rules

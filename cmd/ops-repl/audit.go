@@ -173,6 +173,7 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 		return true
 	}
 	isDenied := func(r audit.Record) bool { return r.Decision == "deny" || r.Kind == audit.KindHandshake }
+	wanted := func(r audit.Record) bool { return match(r) && (!*denied || isDenied(r)) }
 
 	var rows []*showRow
 	open := map[string]*showRow{} // session/request → row awaiting its outcome
@@ -188,7 +189,7 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 					if r.Decision != "" {
 						row.intent.Object, row.intent.Decision, row.intent.Message = r.Object, r.Decision, r.Message
 					}
-					if *jsonOut && match(row.intent) && (!*denied || isDenied(row.intent)) {
+					if *jsonOut && wanted(row.intent) {
 						enc.Encode(r)
 					}
 					return nil
@@ -196,7 +197,7 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 				row := &showRow{intent: r}
 				open[key] = row
 				rows = append(rows, row)
-				if *jsonOut && match(r) && (!*denied || isDenied(r)) {
+				if *jsonOut && wanted(r) {
 					enc.Encode(r)
 				}
 			case audit.KindOutcome:
@@ -204,7 +205,7 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 					rr := r
 					row.outcome = &rr
 					delete(open, key)
-					if *jsonOut && match(row.intent) && (!*denied || isDenied(row.intent)) {
+					if *jsonOut && wanted(row.intent) {
 						enc.Encode(r)
 					}
 				}
@@ -212,7 +213,7 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 				if *cmd != "" && r.Object == "" {
 					return nil
 				}
-				if match(r) && (!*denied || isDenied(r)) {
+				if wanted(r) {
 					if *jsonOut {
 						enc.Encode(r)
 					} else {
@@ -234,7 +235,7 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 	n := 0
 	for _, row := range rows {
 		r := row.intent
-		if !row.other && (!match(r) || *denied && !isDenied(r)) {
+		if !row.other && !wanted(r) {
 			continue
 		}
 		n++

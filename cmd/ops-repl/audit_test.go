@@ -276,3 +276,20 @@ func TestTLSFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditShowEscapes: a crafted log cannot send terminal escapes to the
+// person reading it.
+func TestAuditShowEscapes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.jsonl")
+	l, err := audit.Open(audit.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Write(audit.Record{Kind: audit.KindIntent, Session: "s\x1b]0;x\x07", Subject: "v\x1b[2J", Remote: "r\x1b[1m", Request: 1, Line: "memstats\x1b[31m"})
+	l.Write(audit.Record{Kind: audit.KindSession, Session: "s\x1b[5m", Outcome: "open\x1b[0m", Message: "m\x1b[K"})
+	l.Close()
+	r := runCLI(t, nil, "", "audit", "show", path)
+	if r.code != 0 || strings.ContainsRune(r.stdout, 0x1b) || !strings.Contains(r.stdout, `\x1b`) {
+		t.Fatalf("got %d %q", r.code, r.stdout)
+	}
+}

@@ -201,3 +201,21 @@ func describeJSONError(err error) string {
 	}
 	return msg
 }
+
+// IsSubject reports whether s can name a subject (a token's or a client
+// certificate's identity): 1 to 64 letters, digits and . _ @ -. Colons are
+// excluded so a subject is never mistaken for a role ("role:admin") or an
+// object.
+func IsSubject(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '.' || c == '_' || c == '@' || c == '-'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
