@@ -340,7 +340,7 @@ func runReset(ctx context.Context, c *Request) error {
 		return err
 	}
 	had := c.s.interp != nil
-	c.s.interp = nil
+	c.s.dropInterp(c.id, "")
 	if had {
 		fmt.Fprintln(c.Out, "interpreter discarded; the next Go line starts from a clean state")
 	} else {
@@ -360,8 +360,7 @@ func runVars(ctx context.Context, c *Request) error {
 	if err != nil {
 		return err
 	}
-	in.Vars(c.Out)
-	return nil
+	return in.Vars(c.Out)
 }
 
 func sha256Hex(b []byte) string {

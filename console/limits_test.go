@@ -343,8 +343,18 @@ func TestTranscript(t *testing.T) {
 // TestGoroutinesBackToBaseline: sessions, refused handshakes and their
 // timers leave no goroutine behind once closed.
 func TestGoroutinesBackToBaseline(t *testing.T) {
-	f := newFixture(t, func(o *Options) { o.RefusalInterval = 50 * time.Millisecond })
+	f := newFixture(t, func(o *Options) {
+		o.RefusalInterval = 50 * time.Millisecond
+		o.HandshakeRate = Rate{PerSecond: 100, Burst: 100}
+	})
 	f.dial(t, "viewer").ws.Close() // warm up the HTTP server's goroutines
+	admin := f.dial(t, "admin")    // and the pool of interpreter processes
+	admin.run("1+2")
+	admin.ws.Close()
+	waitFor(t, "a spare interpreter process", func() bool {
+		st := f.srv.pool.Stats()
+		return st.Ready == 1 && st.Starting == 0 && st.Live == 1 && f.srv.sessionCount() == 0
+	})
 	time.Sleep(100 * time.Millisecond)
 	base := runtime.NumGoroutine()
 	var clients []*client

@@ -25,6 +25,7 @@ import (
 	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/interp"
+	"github.com/opsrepl/opsrepl/sandbox"
 )
 
 // Authenticator identifies the client of a WebSocket upgrade request. It
@@ -104,6 +105,21 @@ type Options struct {
 	// a note in the file. Default: 64 MiB.
 	MaxTranscriptBytes int64
 
+	// Sandbox holds the limits of the child processes Go evaluation runs
+	// in, one per session: memory (MaxMemory, default 1 GiB), CPU over a
+	// child's life (MaxCPU, 10m), spares kept started (Spares, 1), idle
+	// time before a session's child is stopped (IdleTimeout, 10m); see
+	// sandbox.Options. Its Exports, Interp and Logger are set from this
+	// struct's. Children need the program to call sandbox.Main() first in
+	// main; without it (and without InProcessEval) every eval is refused
+	// with an error that says so.
+	Sandbox sandbox.Options
+	// InProcessEval runs Go evaluation inside this process instead of in
+	// child processes. UNSAFE: the interpreter's guards are then all that
+	// stands between an evaluation and the service, and they are known to
+	// be incomplete; one evaluation can exhaust its memory or crash it.
+	// Use it only where a child cannot be started. Default: false.
+	InProcessEval bool
 	// Interp holds the limits of each session's Go interpreter: time
 	// (Timeout, default 10s), output (MaxOutput, 1 MiB), heap growth
 	// (MaxHeapGrowth, 256 MiB), one allocation (MaxAlloc, 256 MiB), call
@@ -180,6 +196,9 @@ type Server struct {
 	tuning   tuning   // runtime settings waiting to be reverted
 	names    []string // sorted command names
 	upgrader websocket.Upgrader
+
+	pool    *sandbox.Pool // where sessions' Go runs; nil in process or off
+	evalOff *wire.Error   // why Go evaluation is off, if it is
 
 	handshakes *sourceLimiter // per source, every attempt
 	failedAuth *sourceLimiter // per source, failed authentications
@@ -266,6 +285,7 @@ func New(opts Options) (*Server, error) {
 	if err := s.checkPolicy(); err != nil {
 		return nil, err
 	}
+	s.newEvaluators()
 	if opts.Audit == nil {
 		s.log.Warn("console: no audit log configured; requests will not be audited")
 	}
@@ -535,6 +555,9 @@ func (s *Server) Close() error {
 		sess.shutdown(websocket.CloseGoingAway, "server shutting down")
 	}
 	s.wg.Wait()
+	if s.pool != nil {
+		s.pool.Close()
+	}
 	s.tuning.revertAll(s)
 	s.refused.close()
 	return nil

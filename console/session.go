@@ -10,7 +10,6 @@ import (
 	"hash"
 	"io"
 	"runtime/debug"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/interp"
+	"github.com/opsrepl/opsrepl/sandbox"
 )
 
 const (
@@ -82,9 +82,9 @@ type session struct {
 	idle       *time.Timer
 	cast       *transcript // nil unless Options.TranscriptDir
 
-	imu        sync.Mutex          // held by the worker while it runs a request
-	interp     *interp.Interpreter // guarded by imu; built on first eval
-	interpPkgs []string            // the packages it was built with
+	imu        sync.Mutex // held by the worker while it runs a request
+	interp     evaluator  // guarded by imu; built on first eval
+	interpPkgs []string   // the packages it was built with
 }
 
 func newSession(srv *Server, conn *websocket.Conn, subject, remote string) *session {
@@ -132,6 +132,9 @@ func (s *session) serve() {
 		defer cast.close()
 	}
 	s.srv.auditWrite(open)
+	if s.srv.pool != nil && s.allowed(objEval) {
+		s.srv.pool.Warm() // a spare interpreter process for the first eval
+	}
 	s.srv.log.Info("console: session open", "session", s.id, "subject", s.subject, "remote", s.remote)
 	s.idle = time.AfterFunc(time.Hour, s.checkIdle)
 	s.idle.Reset(s.srv.opts.IdleTimeout) // after the assignment checkIdle reads
@@ -150,6 +153,9 @@ func (s *session) serve() {
 
 	s.cancel()
 	wg.Wait()
+	if s.interp != nil {
+		s.interp.Close() // its child process, if any, ends with the session
+	}
 	s.conn.Close()
 	s.mu.Lock()
 	why := s.closeText
@@ -579,6 +585,7 @@ func (s *session) handle(ctx context.Context, req wire.Request) {
 func (s *session) classify(ctx context.Context, err error) *wire.Error {
 	var ce *interp.CheckError
 	var ee *interp.EvalError
+	var xe *sandbox.ExitError
 	switch {
 	case errors.Is(context.Cause(ctx), errCanceled) || errors.Is(err, errCanceled):
 		return wire.Errorf(wire.CodeCanceled, "canceled")
@@ -589,7 +596,15 @@ func (s *session) classify(ctx context.Context, err error) *wire.Error {
 	case errors.Is(err, interp.ErrOutputLimit):
 		return wire.Errorf(wire.CodeLimit, "output passed the %d-byte limit; stopped", s.srv.opts.Interp.MaxOutput)
 	case errors.Is(err, interp.ErrMemoryLimit):
-		return wire.Errorf(wire.CodeLimit, "the evaluation grew the heap by more than %d bytes; stopped", s.srv.opts.Interp.MaxHeapGrowth)
+		return wire.Errorf(wire.CodeLimit, "the interpreter's heap grew by more than %d bytes; stopped", s.srv.opts.Interp.MaxHeapGrowth)
+	case errors.As(err, &xe):
+		switch xe.Cause {
+		case sandbox.CauseMemory, sandbox.CauseCPU:
+			return wire.Errorf(wire.CodeLimit, "%s", xe.Error())
+		case sandbox.CauseClosed:
+			return wire.Errorf(wire.CodeUnavailable, "session closing")
+		}
+		return wire.Errorf(wire.CodeEval, "%s", xe.Error())
 	case s.ctx.Err() != nil:
 		return wire.Errorf(wire.CodeUnavailable, "session closing")
 	case errors.As(err, &ce):
@@ -648,30 +663,7 @@ func (s *session) execute(ctx context.Context, r *run) (value string, err error)
 		r.rec.Detail = c.detail
 		return c.value, err
 	}
-	// Go evaluation.
-	deny := wire.Errorf(wire.CodeForbidden, "%s may not evaluate Go (policy object eval, action run); type help for the commands you may run", s.subject)
-	if isWord(line) && !s.allowed(objEval) {
-		deny = wire.Errorf(wire.CodeBadRequest, "unknown command %.40q; type help for the commands you may run", line)
-	}
-	if err := s.authorize(r, objEval, deny); err != nil {
-		return "", err
-	}
-	in, err := s.interpreter(req.ID)
-	if err != nil {
-		return "", err
-	}
-	ew := &eventWriter{s: s, id: req.ID, tally: r.tally}
-	value, err = in.Eval(ctx, src, ew)
-	ew.flush()
-	if err != nil && !errors.Is(err, interp.ErrIncomplete) && !isEvalError(err) {
-		// Stopped mid-run: yaegi may resume stopped code, so discard it.
-		s.interp = nil
-		s.sendEvent(wire.Event{Type: wire.EventNotice, ID: req.ID, Message: "the interpreter was stopped mid-eval and has been reset: your Go variables and imports are gone"})
-	}
-	if err != nil && isWord(line) && strings.Contains(err.Error(), "undefined: "+line) {
-		err = wire.Errorf(wire.CodeEval, "undefined: %s (it is not a command either; type help)", line)
-	}
-	return value, err
+	return s.evaluate(ctx, r, line, src)
 }
 
 // needsReason reports whether the policy wants a reason before subject
@@ -694,45 +686,6 @@ func runCommand(ctx context.Context, cmd *Command, c *Request) (err error) {
 		}
 	}()
 	return cmd.Run(ctx, c)
-}
-
-func isEvalError(err error) bool {
-	var ce *interp.CheckError
-	var ee *interp.EvalError
-	return errors.As(err, &ce) || errors.As(err, &ee)
-}
-
-// interpreter returns the session's interpreter, building it on first use
-// with the exported packages this subject may import, and replacing it
-// (with a notice for request id) once it has served its evals.
-func (s *session) interpreter(id uint64) (*interp.Interpreter, error) {
-	var pkgs []string
-	for _, p := range s.srv.opts.Exports.Packages() {
-		if s.allowed(pkgPrefix + p) {
-			pkgs = append(pkgs, p)
-		}
-	}
-	if s.interp != nil && !slices.Equal(pkgs, s.interpPkgs) {
-		// The policy changed what this subject may import: a package
-		// taken away must be gone now, not when the session ends.
-		s.interp = nil
-		s.sendEvent(wire.Event{Type: wire.EventNotice, ID: id, Message: "the packages you may import changed (policy reload): the interpreter was rebuilt, your Go variables and imports are gone"})
-	}
-	if s.interp != nil && s.interp.Spent() {
-		s.interp = nil
-		s.sendEvent(wire.Event{Type: wire.EventNotice, ID: id, Message: "the interpreter was recycled after its evaluation limit: your Go variables and imports are gone"})
-	}
-	if s.interp != nil {
-		return s.interp, nil
-	}
-	opts := s.srv.opts.Interp
-	opts.Exports, opts.Packages = s.srv.opts.Exports, pkgs
-	in, err := interp.New(opts)
-	if err != nil {
-		return nil, fmt.Errorf("console: build interpreter: %w", err)
-	}
-	s.interp, s.interpPkgs = in, pkgs
-	return in, nil
 }
 
 // complete answers a completion request with the command names this

@@ -22,6 +22,7 @@ import (
 	"github.com/opsrepl/opsrepl/console"
 	"github.com/opsrepl/opsrepl/interp"
 	"github.com/opsrepl/opsrepl/policy"
+	"github.com/opsrepl/opsrepl/sandbox"
 )
 
 // Subjects are the demo's users; each holds the role of the same name.
@@ -46,6 +47,12 @@ type Options struct {
 	// Interp holds the limits of the REPL's interpreters (see
 	// console.Options.Interp). Default: interp's defaults.
 	Interp interp.Options
+	// Sandbox holds the limits of the interpreter processes (see
+	// console.Options.Sandbox). Default: sandbox's defaults.
+	Sandbox sandbox.Options
+	// InProcessEval evaluates Go inside the demo's process instead of in
+	// child processes (see console.Options.InProcessEval): unsafe.
+	InProcessEval bool
 }
 
 // Demo is a running demo service.
@@ -118,6 +125,8 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		Exports:       exp,
 		Logger:        opts.Logger,
 		Interp:        opts.Interp,
+		Sandbox:       opts.Sandbox,
+		InProcessEval: opts.InProcessEval,
 		LogLevel:      &d.logLevel,
 		DumpDir:       d.Dir,
 		TranscriptDir: d.TranscriptDir,

@@ -22,6 +22,7 @@ import (
 
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/interp"
+	"github.com/opsrepl/opsrepl/sandbox"
 )
 
 // hostile is one snippet an admin might type to break out or bring the
@@ -82,7 +83,7 @@ var hostileCases = []hostile{
 	{"ReplaceAll amplification", `strings.ReplaceAll(strings.Repeat("a", 1<<20), "a", strings.Repeat("b", 1<<20))`, wire.CodeEval, "limit"},
 	{"Builder.Grow", `var sb strings.Builder; sb.Grow(1 << 40)`, wire.CodeEval, "Builder"},
 	{"string doubling", `s := "x"; for { s += s }`, wire.CodeLimit, "heap"},
-	{"append loop", `var keep [][]byte; for { keep = append(keep, make([]byte, 1<<20)) }`, wire.CodeLimit, "heap"},
+	{"append loop", `var keep [][]byte; for { keep = append(keep, make([]byte, 1<<20)) }`, "eval|limit", "heap limit|heap"},
 	{"fmt width", `len(fmt.Sprintf("%*d", 1<<30, 1))`, "", ""},
 	// Time.
 	{"infinite loop", `for {}`, wire.CodeTimeout, "time limit"},
@@ -155,36 +156,96 @@ var hostileCases = []hostile{
 
 const childEnv = "OPSREPL_HOSTILE_CASE"
 
-// TestHostile runs every hostile snippet through the demo's admin session
-// in a child process, so a regression that kills the process fails the
-// test instead of the test binary. For each it asserts: the process
-// survived, the error is the expected one, no file was written, no
-// connection was made, no secret leaked, and 1+2 works afterwards in the
-// same session and in a fresh one.
-func TestHostile(t *testing.T) {
-	if len(hostileCases) < 35 {
-		t.Fatalf("only %d hostile cases", len(hostileCases))
-	}
+// TestMain: the demo evaluates Go in children of this test binary.
+func TestMain(m *testing.M) {
+	sandbox.Main()
+	os.Exit(m.Run())
+}
+
+// hostileEnv is what a hostile snippet may look for: a file path that
+// must not appear, an address that must not be dialled, a secret in the
+// service's environment that must not leak.
+type hostileEnv struct {
+	dir     string
+	addr    string
+	secret  string
+	dialled *atomic.Int32
+}
+
+func newHostileEnv(t *testing.T) *hostileEnv {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	var dialled atomic.Int32
+	t.Cleanup(func() { ln.Close() })
+	e := &hostileEnv{dir: t.TempDir(), addr: ln.Addr().String(), dialled: new(atomic.Int32)}
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			dialled.Add(1)
+			e.dialled.Add(1)
 			c.Close()
 		}
 	}()
 	secret := make([]byte, 16)
 	rand.Read(secret)
-	secretValue := "s3cret-" + hex.EncodeToString(secret)
+	e.secret = "s3cret-" + hex.EncodeToString(secret)
+	t.Cleanup(func() {
+		if n := e.dialled.Load(); n != 0 {
+			t.Errorf("hostile snippets made %d connections", n)
+		}
+	})
+	return e
+}
 
+// source is hc's snippet with its placeholders filled in; mark is the
+// file it must not create.
+func (e *hostileEnv) source(hc hostile, mark string) string {
+	return strings.NewReplacer("MARK", mark, "ADDR", e.addr, "SECRET", "OPSREPL_SECRET").Replace(hc.src)
+}
+
+// check asserts a snippet's final event, and that it leaked nothing.
+func (e *hostileEnv) check(t *testing.T, hc hostile, final wire.Event, all string, mark string) {
+	t.Helper()
+	text := final.Message + final.Value
+	codes, msgs := strings.Split(string(hc.code), "|"), strings.Split(hc.msg, "|")
+	ok := false
+	for i := range codes {
+		ok = ok || (string(final.Code) == codes[i] && strings.Contains(text, msgs[i]))
+	}
+	if !ok {
+		t.Errorf("final event: got %s %q %q; want code %q with %q", final.Type, final.Code, text, hc.code, hc.msg)
+	}
+	if strings.Contains(all, e.secret) {
+		t.Error("the secret leaked into the session")
+	}
+	if _, err := os.Stat(mark); err == nil {
+		t.Error("the snippet wrote a file")
+	}
+}
+
+// TestHostile runs every hostile snippet through the demo's admin
+// session, with evaluation in child processes (the default) and in the
+// service's own process (the unsafe opt-in).
+func TestHostile(t *testing.T) {
+	if len(hostileCases) < 35 {
+		t.Fatalf("only %d hostile cases", len(hostileCases))
+	}
+	t.Run("sandboxed", testHostileSandboxed)
+	t.Run("in-process", testHostileInProcess)
+}
+
+// testHostileInProcess runs each snippet in a service process of its own
+// (a regression that kills the process fails the case, not the test
+// binary), evaluating in process. For each it asserts: the process
+// survived, the error is the expected one, no file was written, no
+// connection was made, no secret leaked, no interpreted code still runs,
+// and 1+2 works afterwards in the same session and in a fresh one.
+// (childOnlyCases, which only a process boundary stops, are left out.)
+func testHostileInProcess(t *testing.T) {
+	e := newHostileEnv(t)
 	for i, hc := range hostileCases {
 		t.Run(hc.name, func(t *testing.T) {
 			t.Parallel()
@@ -193,13 +254,13 @@ func TestHostile(t *testing.T) {
 			cmd.Env = append(os.Environ(),
 				childEnv+"="+strconv.Itoa(i),
 				"OPSREPL_HOSTILE_DIR="+dir,
-				"OPSREPL_HOSTILE_ADDR="+ln.Addr().String(),
-				"OPSREPL_SECRET="+secretValue)
+				"OPSREPL_HOSTILE_ADDR="+e.addr,
+				"OPSREPL_SECRET="+e.secret)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("the service process died: %v\n%s", err, tail(out))
 			}
-			if strings.Contains(string(out), "fatal error") || strings.Contains(string(out), secretValue) ||
+			if strings.Contains(string(out), "fatal error") || strings.Contains(string(out), e.secret) ||
 				strings.Contains(string(out), "REALSTDOUT") || strings.Contains(string(out), "REALSTDERR") {
 				t.Fatalf("the child's own output shows a fatal error, a leak or real stdio:\n%s", tail(out))
 			}
@@ -211,21 +272,7 @@ func TestHostile(t *testing.T) {
 			if err := json.Unmarshal(b, &r); err != nil {
 				t.Fatal(err)
 			}
-			text := r.Final.Message + r.Final.Value
-			codes, msgs := strings.Split(string(hc.code), "|"), strings.Split(hc.msg, "|")
-			ok := false
-			for i := range codes {
-				ok = ok || (string(r.Final.Code) == codes[i] && strings.Contains(text, msgs[i]))
-			}
-			if !ok {
-				t.Fatalf("final event: got %s %q %q; want code %q with %q", r.Final.Type, r.Final.Code, text, hc.code, hc.msg)
-			}
-			if strings.Contains(string(b), secretValue) {
-				t.Fatal("the secret leaked into the session")
-			}
-			if _, err := os.Stat(filepath.Join(dir, "MARK")); err == nil {
-				t.Fatal("the snippet wrote a file")
-			}
+			e.check(t, hc, r.Final, string(b), filepath.Join(dir, "MARK"))
 			if r.Lingering != 0 {
 				t.Fatalf("%d goroutines still run interpreted code after the request ended", r.Lingering)
 			}
@@ -234,11 +281,6 @@ func TestHostile(t *testing.T) {
 			}
 		})
 	}
-	t.Cleanup(func() {
-		if n := dialled.Load(); n != 0 {
-			t.Errorf("hostile snippets made %d connections", n)
-		}
-	})
 }
 
 type childResult struct {
@@ -261,7 +303,7 @@ func TestHostileChild(t *testing.T) {
 	hc := hostileCases[i]
 	src := strings.NewReplacer("MARK", filepath.Join(dir, "MARK"), "ADDR", os.Getenv("OPSREPL_HOSTILE_ADDR"), "SECRET", "OPSREPL_SECRET").Replace(hc.src)
 
-	d, err := Start(context.Background(), Options{Dir: filepath.Join(dir, "state"),
+	d, err := Start(context.Background(), Options{Dir: filepath.Join(dir, "state"), InProcessEval: true,
 		Interp: interp.Options{Timeout: 2500 * time.Millisecond, MaxHeapGrowth: 64 << 20}})
 	if err != nil {
 		t.Fatal(err)

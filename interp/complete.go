@@ -69,7 +69,7 @@ func (in *Interpreter) Vars(w io.Writer) {
 		fmt.Fprintf(w, "  %s (as %s)\n", p, lastElem(p))
 		names := in.opts.Exports.Names(p)
 		for _, n := range names {
-			fmt.Fprintf(w, "    %-20s %s\n", n, in.opts.Exports.pkgs[p][n].Type())
+			fmt.Fprintf(w, "    %-20s %s\n", n, in.opts.Exports.pkgs[p][n].Type)
 		}
 	}
 	std := make([]string, 0, len(stdlibAllow))

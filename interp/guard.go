@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"runtime/metrics"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -22,6 +24,7 @@ type guard struct {
 	maxAlloc uint64
 	maxOut   int // bytes a formatted result may take
 	depth    atomic.Int32
+	heap     *heapBudget
 
 	slot      reflect.Value // the value Format renders
 	formatted string
@@ -53,14 +56,20 @@ func (g *guard) enter() {
 
 func (g *guard) leave() { g.depth.Add(-1) }
 
-// allocPanic is the panic value when make asks for too much.
+// allocPanic is the panic value when make asks for too much: more than
+// one allocation may take, or (heap) more than the interpreter's heap
+// budget has left.
 type allocPanic struct {
 	bytes float64
 	limit uint64
 	typ   reflect.Type
+	heap  bool
 }
 
 func (a allocPanic) Error() string {
+	if a.heap {
+		return fmt.Sprintf("make(%s, …) would allocate about %.0f bytes, past the interpreter's heap limit (%d bytes)", a.typ, a.bytes, a.limit)
+	}
 	return fmt.Sprintf("make(%s, …) would allocate about %.0f bytes; the limit is %d", a.typ, a.bytes, a.limit)
 }
 
@@ -88,6 +97,11 @@ func (g *guard) make(probe any, n any) int {
 	}
 	if count > 0 && count*float64(elem) > float64(g.maxAlloc) {
 		panic(allocPanic{bytes: count * float64(elem), limit: g.maxAlloc, typ: t})
+	}
+	if bytes := count * float64(elem); bytes >= 64<<10 {
+		if ok, limit := g.heap.room(uint64(bytes)); !ok {
+			panic(allocPanic{bytes: bytes, limit: limit, typ: t, heap: true})
+		}
 	}
 	if count != float64(int(count)) {
 		panic(fmt.Sprintf("make: size %v is not an integer", n))
@@ -143,19 +157,69 @@ func plain(v reflect.Value) bool {
 	return false
 }
 
-// heapWatch stops an eval whose heap growth passes limit: it samples the
-// bytes in live and not-yet-collected heap objects (runtime/metrics, no
-// stop-the-world) every couple of milliseconds until ctx ends.
-func heapWatch(ctx context.Context, limit uint64, stop context.CancelCauseFunc) {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	read := func() uint64 {
-		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 {
-			return 0
-		}
-		return sample[0].Value.Uint64()
+// heapBudget bounds the heap: its growth during one eval (from where it
+// was when the eval started) and, for an interpreter in a process of its
+// own, its total, which counts what earlier evals keep. The heap measured
+// is the process's.
+type heapBudget struct {
+	growth uint64        // Options.MaxHeapGrowth
+	total  uint64        // Options.MaxHeap; 0: none
+	base   atomic.Uint64 // heap objects when the running eval started
+	mu     sync.Mutex
+	lastGC time.Time
+}
+
+// heapObjects returns the bytes in heap objects, live or not yet
+// collected (runtime/metrics: no stop-the-world).
+func heapObjects() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
 	}
-	base := read()
+	return s[0].Value.Uint64()
+}
+
+// start marks the start of an eval.
+func (h *heapBudget) start() { h.base.Store(heapObjects()) }
+
+// fits reports whether n more bytes fit the budget now, and which limit
+// is the tighter one.
+func (h *heapBudget) fits(n uint64) (ok bool, limit uint64) {
+	now, base := heapObjects(), h.base.Load()
+	if h.total > 0 && now+n > h.total {
+		return false, h.total
+	}
+	if now > base && now-base+n > h.growth {
+		return false, h.growth
+	}
+	return true, 0
+}
+
+// room reports whether n more bytes fit the budget. Over it, garbage may
+// be what fills it: it collects (at most every 100 ms) and looks again.
+// It runs on the eval's own goroutine, which then waits for the
+// collection instead of allocating more.
+func (h *heapBudget) room(n uint64) (ok bool, limit uint64) {
+	if ok, limit = h.fits(n); ok {
+		return ok, limit
+	}
+	h.mu.Lock()
+	collect := time.Since(h.lastGC) >= 100*time.Millisecond
+	if collect {
+		h.lastGC = time.Now()
+	}
+	h.mu.Unlock()
+	if !collect {
+		return ok, limit
+	}
+	runtime.GC()
+	return h.fits(n)
+}
+
+// heapWatch stops an eval once the heap budget is spent: it checks every
+// couple of milliseconds until ctx ends.
+func heapWatch(ctx context.Context, h *heapBudget, stop context.CancelCauseFunc) {
 	t := time.NewTicker(2 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -163,7 +227,7 @@ func heapWatch(ctx context.Context, limit uint64, stop context.CancelCauseFunc) 
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if now := read(); now > base && now-base > limit {
+			if ok, _ := h.fits(0); !ok {
 				stop(ErrMemoryLimit)
 				return
 			}

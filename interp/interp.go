@@ -27,11 +27,17 @@ type Options struct {
 	// MaxOutput caps what one Eval may print, in bytes; reaching it stops
 	// the eval with ErrOutputLimit. Default: 1 MiB.
 	MaxOutput int
-	// MaxHeapGrowth stops an eval (ErrMemoryLimit) when the process heap
-	// grows by more than this many bytes while it runs. The heap is the
-	// whole process's: an application allocating heavily at the same time
-	// counts too. Default: 256 MiB.
+	// MaxHeapGrowth bounds how far the heap may grow during one eval. A
+	// make that would pass it fails with an error; an eval that passes it
+	// otherwise is stopped (ErrMemoryLimit). The heap is the whole
+	// process's: an application allocating at the same time counts too.
+	// Default: 256 MiB.
 	MaxHeapGrowth uint64
+	// MaxHeap caps the process's heap as a whole, the same way: for an
+	// interpreter in a process of its own (package sandbox sets it), where
+	// the whole heap is the session's, so what earlier evals keep counts.
+	// Default: none.
+	MaxHeap uint64
 	// MaxAlloc bounds one allocation by make, and the size of array types
 	// (counted as 16 bytes an element), in bytes. Default: 256 MiB.
 	MaxAlloc uint64
@@ -110,9 +116,10 @@ func New(opts Options) (*Interpreter, error) {
 	opts.setDefaults()
 	in := &Interpreter{
 		opts:    opts,
-		out:     &switchWriter{ctx: context.Background()},
+		out:     &switchWriter{ctx: ended},
 		allowed: map[string]bool{},
-		guard:   &guard{maxDepth: int32(opts.MaxDepth), maxAlloc: opts.MaxAlloc, maxOut: opts.MaxOutput},
+		guard: &guard{maxDepth: int32(opts.MaxDepth), maxAlloc: opts.MaxAlloc, maxOut: opts.MaxOutput,
+			heap: &heapBudget{growth: opts.MaxHeapGrowth, total: opts.MaxHeap}},
 	}
 	for p := range stdlibAllow {
 		in.allowed[p] = true
@@ -204,11 +211,14 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 	defer cancel()
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	go heapWatch(ctx, in.opts.MaxHeapGrowth, stop)
+	in.guard.heap.start()
+	go heapWatch(ctx, in.guard.heap, stop)
 
 	lw := &limitWriter{w: out, left: in.opts.MaxOutput, stop: stop}
 	in.out.set(ctx, lw)
-	defer in.out.set(context.Background(), nil)
+	// Natives deferred by stopped code run after the eval; they must see
+	// a context that stays done (a deferred time.Sleep returns at once).
+	defer in.out.set(ended, nil)
 	in.guard.depth.Store(0)
 
 	var v reflect.Value
@@ -307,6 +317,13 @@ func stripPosition(msg string) string {
 	}
 	return strings.TrimPrefix(rest, " ")
 }
+
+// ended is the context natives see outside an eval: done.
+var ended = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // switchWriter is the interpreter's stdout: it forwards to the writer of
 // the eval in progress and drops output written at any other time.

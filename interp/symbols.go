@@ -86,7 +86,11 @@ func symbolTable(exp *Exports, pkgs []string, out *switchWriter, maxBytes uint64
 			return nil, fmt.Errorf("interp: package %q is not exported", p)
 		}
 		m := make(map[string]reflect.Value, len(syms))
-		for n, v := range syms {
+		for n, sym := range syms {
+			v, err := sym.value()
+			if err != nil {
+				return nil, fmt.Errorf("interp: export %s.%s: %w", p, n, err)
+			}
 			m[n] = v
 		}
 		table[p+"/"+lastElem(p)] = m

@@ -46,9 +46,11 @@ import (
 	"github.com/opsrepl/opsrepl/console"
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/policy"
+	"github.com/opsrepl/opsrepl/sandbox"
 )
 
 func main() {
+	sandbox.Main()
 	target := flag.Bool("target", false, "run as the measured process (internal)")
 	heapMiB := flag.Int("heap-mib", 1024, "live heap of the target, in MiB")
 	phase := flag.Duration("phase", 10*time.Second, "length of each load phase")

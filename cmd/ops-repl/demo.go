@@ -14,7 +14,12 @@ import (
 	"syscall"
 
 	"github.com/opsrepl/opsrepl/demo"
+	"github.com/opsrepl/opsrepl/sandbox"
 )
+
+// sandboxMain hands control to the interpreter child when this process is
+// one (the demo evaluates Go in children of this executable).
+func sandboxMain() { sandbox.Main() }
 
 const demoUsage = `Usage:
   ops-repl demo [--listen ADDR] [--dir DIR] [--leak]

@@ -68,6 +68,7 @@ Exit codes:
 `
 
 func main() {
+	sandboxMain() // first: a process started as an interpreter child stops here
 	scrubEnv()
 	log.SetOutput(yaegiLogFilter{os.Stderr})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)

@@ -41,6 +41,7 @@ func startDemo(t *testing.T) *demo.Demo {
 }
 
 func TestMain(m *testing.M) {
+	sandboxMain()
 	code := m.Run()
 	if theDemo != nil {
 		theDemo.Close()

@@ -16,3 +16,6 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 func runPolicy(args []string, stdout, stderr io.Writer) error {
 	return exitf(exitUsage, "this ops-repl was built without the policy engine (-tags nodemo)")
 }
+
+// sandboxMain: a client-only build starts no interpreter children.
+func sandboxMain() {}

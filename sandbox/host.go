@@ -1,0 +1,820 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"reflect"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/opsrepl/opsrepl/interp"
+)
+
+// Options configures New. Zero fields take their defaults.
+type Options struct {
+	// Exports are the application's functions and values; children reach
+	// them through the channel. Default: none.
+	Exports *interp.Exports
+	// Interp holds the limits applied inside each child (see
+	// interp.Options; its Exports and Packages are ignored). Default:
+	// interp's defaults.
+	Interp interp.Options
+	// MaxMemory caps a child's memory: its data (heap, stacks, every
+	// private writable mapping; RLIMIT_DATA) and, watched from this
+	// process while it evaluates, its resident set. A child past it is
+	// killed. Default: 1 GiB.
+	MaxMemory uint64
+	// MaxCPU caps the CPU time a child may use over its life (RLIMIT_CPU);
+	// a child is replaced at its session's next eval once it has used it.
+	// One eval can use at most one core for the eval's time limit. Default:
+	// 10m.
+	MaxCPU time.Duration
+	// CallTimeout bounds one call of an exported function made from a
+	// child: the call's result is then an error in the child (the function
+	// itself cannot be stopped, and is left to finish). Default: 5s.
+	CallTimeout time.Duration
+	// Spares is how many started children wait for a session's first
+	// eval, so that it does not wait for a process to start. Default: 1.
+	Spares int
+	// IdleTimeout stops a session's child after this long without a
+	// request; the session gets a new one, with a clean state, at its next
+	// eval. Default: 10m.
+	IdleTimeout time.Duration
+	// Logger receives the pool's operational logs. Default: discard.
+	Logger *slog.Logger
+	// NoSeccomp leaves out the seccomp filter (Linux), for kernels or
+	// containers that refuse it. Default: false (the filter is loaded,
+	// and a child that cannot load it does not start).
+	NoSeccomp bool
+}
+
+// Pool starts and owns the children of one console: the spares, and the
+// interpreter each session is using.
+type Pool struct {
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	spares   []*proc
+	starting int
+	live     map[*proc]bool
+	closed   bool
+}
+
+// Errors of New.
+var (
+	// ErrNotInstalled means Main was not called in this process: starting
+	// the executable again would start the application, not a child.
+	ErrNotInstalled = errors.New("sandbox: this program does not call sandbox.Main() first in main (and TestMain), so it cannot start evaluation children")
+	// ErrUnsupported means this platform cannot run children.
+	ErrUnsupported = errUnsupportedPlatform
+)
+
+var errUnsupportedPlatform = errors.New("sandbox: evaluation children are supported on Linux only")
+
+// New returns a pool. It starts nothing: spares are started by Warm and
+// by Start.
+func New(opts Options) (*Pool, error) {
+	if !supported {
+		return nil, ErrUnsupported
+	}
+	if !Installed() {
+		return nil, ErrNotInstalled
+	}
+	if err := opts.Exports.Err(); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	opts.Interp = opts.Interp.WithDefaults()
+	if opts.MaxMemory == 0 {
+		opts.MaxMemory = 1 << 30
+	}
+	setDefault(&opts.MaxCPU, 10*time.Minute)
+	setDefault(&opts.CallTimeout, 5*time.Second)
+	setDefault(&opts.IdleTimeout, 10*time.Minute)
+	if opts.Spares == 0 {
+		opts.Spares = 1
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Pool{opts: opts, log: opts.Logger, live: map[*proc]bool{}}, nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// Stats counts a pool's children.
+type Stats struct {
+	Ready    int // spares started and waiting
+	Starting int // spares being started
+	Live     int // every child process, spares included
+}
+
+// Stats returns the pool's counts now.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{Ready: len(p.spares), Starting: p.starting, Live: len(p.live)}
+}
+
+// Options returns the pool's options, with defaults applied.
+func (p *Pool) Options() Options { return p.opts }
+
+// Warm starts spares in the background until Options.Spares are ready or
+// starting.
+func (p *Pool) Warm() {
+	p.mu.Lock()
+	need := 0
+	if !p.closed {
+		need = max(p.opts.Spares-len(p.spares)-p.starting, 0)
+		p.starting += need
+	}
+	p.mu.Unlock()
+	for range need {
+		go func() {
+			c, err := p.spawn()
+			p.mu.Lock()
+			p.starting--
+			if err == nil && !p.closed {
+				p.spares = append(p.spares, c)
+				c = nil
+			}
+			p.mu.Unlock()
+			if err != nil {
+				p.log.Error("sandbox: cannot start a spare child", "err", err)
+			}
+			if c != nil {
+				c.kill(errClosed)
+			}
+		}()
+	}
+}
+
+// take returns a started child: a spare if one is ready, else a new one.
+func (p *Pool) take() (*proc, error) {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, errClosed
+		}
+		var c *proc
+		if n := len(p.spares); n > 0 {
+			c, p.spares = p.spares[n-1], p.spares[:n-1]
+		}
+		p.mu.Unlock()
+		p.Warm()
+		if c == nil {
+			return p.spawn()
+		}
+		select {
+		case <-c.done: // died while it waited
+			continue
+		default:
+			return c, nil
+		}
+	}
+}
+
+// Close kills every child, spare or in use, and refuses new ones. It is
+// idempotent.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	all := p.spares
+	p.spares = nil
+	for c := range p.live {
+		all = append(all, c)
+	}
+	p.mu.Unlock()
+	for _, c := range all {
+		c.kill(errClosed)
+		<-c.done
+	}
+	return nil
+}
+
+// Kill causes: why the host stopped a child.
+var (
+	errClosed    = errors.New("sandbox: closed")
+	errWall      = errors.New("sandbox: wall-clock limit")
+	errMemoryCap = errors.New("sandbox: memory cap")
+	errIdle      = errors.New("sandbox: idle")
+	errStopped   = errors.New("sandbox: eval stopped")
+	errProtocol  = errors.New("sandbox: protocol")
+)
+
+// proc is one child process and the host's end of its channel.
+type proc struct {
+	pool   *Pool
+	cmd    *exec.Cmd
+	conn   net.Conn
+	l      *link
+	stderr *stderrTail
+	done   chan struct{} // closed once the process is reaped
+	start  time.Time
+
+	mu    sync.Mutex
+	cause error // why the host killed it; nil if it ended on its own
+}
+
+// childEnv is a child's whole environment.
+var childEnv = []string{"GOTRACEBACK=single", "GOMAXPROCS=1"}
+
+// spawn starts a child, waits for it to apply its limits, and registers
+// it as live.
+func (p *Pool) spawn() (*proc, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: socketpair: %w", err)
+	}
+	hostEnd, childEnd := os.NewFile(uintptr(fds[0]), "sandbox-host"), os.NewFile(uintptr(fds[1]), "sandbox-child")
+	conn, err := net.FileConn(hostEnd)
+	hostEnd.Close()
+	if err != nil {
+		childEnd.Close()
+		return nil, fmt.Errorf("sandbox: channel: %w", err)
+	}
+	c := &proc{pool: p, conn: conn, l: newLink(conn), stderr: &stderrTail{}, done: make(chan struct{}), start: time.Now()}
+	c.cmd = &exec.Cmd{
+		Path:        exePath,
+		Args:        []string{childArg0},
+		Env:         childEnv,
+		Dir:         "/",
+		ExtraFiles:  []*os.File{childEnd}, // fd 3
+		Stderr:      c.stderr,
+		SysProcAttr: sysProcAttr(),
+	}
+	err = c.cmd.Start()
+	childEnd.Close()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("sandbox: start child: %w", err)
+	}
+	go func() {
+		c.cmd.Wait()
+		conn.Close()
+		close(c.done)
+		p.mu.Lock()
+		delete(p.live, c)
+		p.mu.Unlock()
+	}()
+	p.mu.Lock()
+	p.live[c] = true
+	p.mu.Unlock()
+	lim := childLimits{MaxMemory: p.opts.MaxMemory, MaxCPU: p.opts.MaxCPU, MaxStack: 256 << 20, Seccomp: !p.opts.NoSeccomp}
+	if _, err := c.exchange(&message{Op: opStart, Limits: &lim}, opReady, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("sandbox: child did not start: %w", err)
+	}
+	return c, nil
+}
+
+// exchange sends m and waits, at most d, for the answer op. On any
+// failure the child is killed and the error says what it left behind.
+func (c *proc) exchange(m *message, op string, d time.Duration) (*message, error) {
+	c.conn.SetDeadline(time.Now().Add(d))
+	defer c.conn.SetDeadline(time.Time{})
+	err := c.l.send(m)
+	var r *message
+	if err == nil {
+		r, err = c.l.recv()
+	}
+	switch {
+	case err != nil:
+		return nil, c.fail(err)
+	case r.Op == opFailed:
+		c.kill(errProtocol)
+		return nil, fmt.Errorf("%s", r.Text)
+	case r.Op != op:
+		return nil, c.fail(fmt.Errorf("%w: got %q; want %q", errProtocol, r.Op, op))
+	}
+	return r, nil
+}
+
+// kill stops the child (once) for cause.
+func (c *proc) kill(cause error) {
+	c.mu.Lock()
+	if c.cause == nil {
+		c.cause = cause
+	}
+	c.mu.Unlock()
+	c.cmd.Process.Kill() // after the reap it is a no-op
+}
+
+// fail ends the child after a channel error and returns what ended it.
+func (c *proc) fail(err error) error {
+	if errors.Is(err, errProtocol) || errors.Is(err, errFrameTooLarge) {
+		c.kill(errProtocol)
+	}
+	select {
+	case <-c.done:
+	case <-time.After(2 * time.Second):
+		c.kill(errProtocol) // alive but not answering
+		<-c.done
+	}
+	return c.exitError(err)
+}
+
+// Cause is why a child ended.
+type Cause string
+
+// Causes.
+const (
+	CauseMemory   Cause = "memory cap"
+	CauseCPU      Cause = "CPU limit"
+	CauseWall     Cause = "time limit"
+	CauseCanceled Cause = "canceled"
+	CauseCrash    Cause = "crash"
+	CauseProtocol Cause = "protocol"
+	CauseIdle     Cause = "idle"
+	CauseClosed   Cause = "closed"
+)
+
+// ExitError reports a child that ended during a request: killed by the
+// host (a limit, a cancel) or dead on its own (a crash, the kernel's
+// limits). The session's Go state is gone with it.
+type ExitError struct {
+	Cause Cause
+	// Detail says more: the limit, or what the child printed as it died
+	// (clipped).
+	Detail string
+	err    error
+}
+
+func (e *ExitError) Error() string {
+	switch e.Cause {
+	case CauseMemory:
+		return "the interpreter process passed its memory cap (" + e.Detail + ") and was stopped"
+	case CauseCPU:
+		return "the interpreter process used up its CPU time (" + e.Detail + ") and was stopped"
+	case CauseWall:
+		return "the evaluation ran past its time limit; the interpreter process was stopped"
+	case CauseCanceled:
+		return "canceled; the interpreter process was stopped"
+	case CauseCrash:
+		return "the interpreter process crashed: " + e.Detail
+	case CauseIdle:
+		return "the interpreter process was stopped after " + e.Detail + " without a request"
+	case CauseClosed:
+		return "the console is closing"
+	}
+	return "the interpreter process broke the channel and was stopped: " + e.Detail
+}
+
+// Unwrap returns the cause the host stopped the child for, if any
+// (context.DeadlineExceeded for the time limit, the request's cancel
+// cause), so errors.Is sees it.
+func (e *ExitError) Unwrap() error { return e.err }
+
+// exitError describes how the child ended. It must be reaped.
+func (c *proc) exitError(chanErr error) *ExitError {
+	c.mu.Lock()
+	cause := c.cause
+	c.mu.Unlock()
+	opts := c.pool.opts
+	switch {
+	case cause == errMemoryCap:
+		return &ExitError{Cause: CauseMemory, Detail: bytesString(opts.MaxMemory), err: cause}
+	case cause == errWall:
+		return &ExitError{Cause: CauseWall, Detail: opts.Interp.Timeout.String(), err: context.DeadlineExceeded}
+	case cause == errIdle:
+		return &ExitError{Cause: CauseIdle, Detail: opts.IdleTimeout.String(), err: cause}
+	case cause == errClosed:
+		return &ExitError{Cause: CauseClosed, err: cause}
+	case cause == errProtocol:
+		return &ExitError{Cause: CauseProtocol, Detail: errString(chanErr), err: cause}
+	case cause != nil: // the request's own cancel cause
+		return &ExitError{Cause: CauseCanceled, err: cause}
+	}
+	st := c.cmd.ProcessState
+	head, tail := c.stderr.text()
+	if st != nil {
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() &&
+			(ws.Signal() == syscall.SIGKILL || ws.Signal() == syscall.SIGXCPU) &&
+			st.UserTime()+st.SystemTime() >= opts.MaxCPU-time.Second {
+			return &ExitError{Cause: CauseCPU, Detail: opts.MaxCPU.String()}
+		}
+	}
+	if outOfMemory(head) {
+		return &ExitError{Cause: CauseMemory, Detail: bytesString(opts.MaxMemory)}
+	}
+	detail := crashSummary(head, tail)
+	if detail == "" && st != nil {
+		detail = st.String()
+	}
+	return &ExitError{Cause: CauseCrash, Detail: detail}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// outOfMemory reports whether the child's last words are the runtime's
+// for a refused allocation.
+func outOfMemory(stderr string) bool {
+	for _, s := range []string{"out of memory", "cannot allocate memory", "pthread_create failed"} {
+		if strings.Contains(stderr, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// crashSummary picks the lines that say why a child died: the runtime's
+// "fatal error" or "panic" lines, else the last lines; clipped.
+func crashSummary(head, tail string) string {
+	var picked []string
+	for _, line := range strings.Split(head, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "fatal error:") || strings.HasPrefix(line, "panic:") ||
+			strings.HasPrefix(line, "runtime: goroutine stack exceeds") || strings.HasPrefix(line, "SIG") {
+			picked = append(picked, line)
+		}
+	}
+	if len(picked) == 0 {
+		lines := strings.Split(strings.TrimSpace(tail), "\n")
+		picked = lines[max(len(lines)-3, 0):]
+	}
+	s := strings.Join(picked, "; ")
+	if len(s) > maxDetail {
+		s = s[:maxDetail] + "…"
+	}
+	return s
+}
+
+const maxDetail = 300
+
+func bytesString(n uint64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// stderrTail keeps the first and the last few KiB a child writes to its
+// standard error.
+type stderrTail struct {
+	mu   sync.Mutex
+	head []byte
+	tail []byte
+}
+
+const stderrKeep = 4 << 10
+
+func (s *stderrTail) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(p)
+	if room := stderrKeep - len(s.head); room > 0 {
+		k := min(room, len(p))
+		s.head = append(s.head, p[:k]...)
+		p = p[k:]
+	}
+	s.tail = append(s.tail, p...)
+	if len(s.tail) > stderrKeep {
+		s.tail = append(s.tail[:0], s.tail[len(s.tail)-stderrKeep:]...)
+	}
+	return n, nil
+}
+
+func (s *stderrTail) text() (head, tail string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.head), string(s.head) + string(s.tail)
+}
+
+// Spec is what a session's interpreter is built with.
+type Spec struct {
+	// Packages are the exported packages its interpreter contains.
+	Packages []string
+	// Allow is asked before every call of an exported function, with the
+	// function's package; false refuses the call. Default: allow.
+	Allow func(pkg string) bool
+}
+
+// Interpreter is one session's interpreter, in its own child process. Its
+// methods are safe for one caller at a time, except that Complete may be
+// called while an Eval runs (it then returns nothing).
+type Interpreter struct {
+	pool *Pool
+	c    *proc
+	spec Spec
+	pkgs map[string]bool
+
+	mu    sync.Mutex // one request at a time
+	spent bool
+	dead  bool
+	idle  *time.Timer
+}
+
+// Start gives a session an interpreter: a spare child (or a new one) is
+// loaded with the exports of spec.Packages.
+func (p *Pool) Start(spec Spec) (*Interpreter, error) {
+	descs := make([]exportDesc, 0, 8)
+	pkgs := map[string]bool{}
+	for _, pkg := range spec.Packages {
+		names := p.opts.Exports.Names(pkg)
+		if len(names) == 0 {
+			return nil, fmt.Errorf("sandbox: package %q is not exported", pkg)
+		}
+		pkgs[pkg] = true
+		for _, name := range names {
+			sym, _ := p.opts.Exports.Symbol(pkg, name)
+			descs = append(descs, exportDesc{Pkg: pkg, Name: name, Type: refOf(sym.Type), Func: sym.Func.IsValid(), Value: sym.Snapshot})
+		}
+	}
+	c, err := p.take()
+	if err != nil {
+		return nil, err
+	}
+	im := &initMsg{Interp: limitsOf(p.opts.Interp), Packages: spec.Packages, Exports: descs}
+	if _, err := c.exchange(&message{Op: opInit, Init: im}, opReady, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("sandbox: load the interpreter: %w", err)
+	}
+	in := &Interpreter{pool: p, c: c, spec: spec, pkgs: pkgs}
+	in.idle = time.AfterFunc(p.opts.IdleTimeout, in.release)
+	return in, nil
+}
+
+// release stops an idle child; the session's next eval gets a new one.
+func (in *Interpreter) release() {
+	if !in.mu.TryLock() {
+		in.idle.Reset(in.pool.opts.IdleTimeout) // busy: not idle
+		return
+	}
+	defer in.mu.Unlock()
+	if !in.dead {
+		in.c.kill(errIdle)
+		in.dead, in.spent = true, true
+	}
+}
+
+// Released reports why the interpreter can no longer be used ("" while it
+// can): it served its evals, its child was stopped after the idle
+// timeout, or its child is gone.
+func (in *Interpreter) Released() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	switch {
+	case !in.dead && !in.spent:
+		return ""
+	case in.dead:
+		if e := in.c.exitError(nil); e.Cause == CauseIdle {
+			return e.Error()
+		}
+		return "the interpreter process has ended"
+	}
+	return "the interpreter was recycled after its evaluation limit"
+}
+
+// Close stops the child. It is idempotent.
+func (in *Interpreter) Close() error {
+	in.idle.Stop()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.dead = true
+	in.c.kill(errClosed)
+	<-in.c.done
+	return nil
+}
+
+// Eval runs src in the child, streaming its output to out, and returns
+// the value of a final expression, like interp.Interpreter.Eval, with the
+// same errors for the same outcomes. When the child ends during the eval
+// (a cancel, the time limit, its memory cap or CPU limit, a crash) it
+// returns an *ExitError, and the interpreter is gone: Close it and start
+// another.
+func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (string, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.dead {
+		return "", interp.ErrReset
+	}
+	in.idle.Reset(in.pool.opts.IdleTimeout)
+	c := in.c
+	// The child stops itself at the eval's time limit; past a grace
+	// period it is killed.
+	ctx, cancel := context.WithTimeoutCause(ctx, in.pool.opts.Interp.Timeout+2*time.Second, errWall)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { c.kill(context.Cause(ctx)) })
+	defer stop()
+	watchDone := make(chan struct{})
+	defer close(watchDone)
+	go c.watchMemory(watchDone)
+
+	if err := c.l.send(&message{Op: opEval, Src: src}); err != nil {
+		return "", in.died(err)
+	}
+	printed := 0
+	for {
+		m, err := c.l.recv()
+		if err != nil {
+			return "", in.died(err)
+		}
+		switch m.Op {
+		case opOut:
+			printed += len(m.Data)
+			if printed > in.pool.opts.Interp.MaxOutput+outChunk {
+				c.kill(errProtocol)
+				return "", in.died(fmt.Errorf("%w: output past the limit", errProtocol))
+			}
+			out.Write(m.Data)
+		case opCall:
+			if err := c.l.send(in.call(ctx, m)); err != nil {
+				return "", in.died(err)
+			}
+		case opResult:
+			return in.result(m)
+		default:
+			c.kill(errProtocol)
+			return "", in.died(fmt.Errorf("%w: unexpected %q", errProtocol, m.Op))
+		}
+	}
+}
+
+func (in *Interpreter) died(err error) error {
+	in.dead = true
+	return in.c.fail(err)
+}
+
+// result maps the child's result to interp's outcomes. A stopped eval
+// ends the child (it exits by itself; it is killed if it lingers).
+func (in *Interpreter) result(m *message) (string, error) {
+	in.spent = in.spent || m.Spent
+	var err error
+	switch m.Kind {
+	case kindOK:
+		return m.Text, nil // formatted and bounded by the child; a frame bounds it here
+	case kindIncomplete:
+		return "", interp.ErrIncomplete
+	case kindCheck:
+		return "", &interp.CheckError{Msg: m.Text}
+	case kindEval:
+		return "", &interp.EvalError{Msg: m.Text}
+	case kindTimeout:
+		err = context.DeadlineExceeded
+	case kindOutput:
+		err = interp.ErrOutputLimit
+	case kindMemory:
+		err = interp.ErrMemoryLimit
+	default:
+		err = interp.ErrReset
+	}
+	in.dead = true
+	in.c.kill(errStopped)
+	<-in.c.done
+	return "", err
+}
+
+// watchMemory kills the child when its resident set passes the cap,
+// until done. (The data limit in the child is the kernel's own cap; this
+// one also holds where that cannot apply.)
+func (c *proc) watchMemory(done <-chan struct{}) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	pid := c.cmd.Process.Pid
+	for {
+		select {
+		case <-done:
+			return
+		case <-c.done:
+			return
+		case <-t.C:
+			if rss, ok := residentBytes(pid); ok && rss > c.pool.opts.MaxMemory {
+				c.kill(errMemoryCap)
+				return
+			}
+		}
+	}
+}
+
+// call runs one exported function for the child: it must be in the
+// session's packages and still allowed; the arguments must decode to its
+// parameter types. The function runs with a deadline and a recover.
+func (in *Interpreter) call(ctx context.Context, m *message) *message {
+	ret := func(format string, args ...any) *message {
+		return &message{Op: opRet, Text: fmt.Sprintf(format, args...)}
+	}
+	sym, ok := in.pool.opts.Exports.Symbol(m.Pkg, m.Name)
+	if !ok || !sym.Func.IsValid() || !in.pkgs[m.Pkg] {
+		return ret("no such exported function")
+	}
+	if in.spec.Allow != nil && !in.spec.Allow(m.Pkg) {
+		return ret("not permitted (policy object pkg:%s, action import)", m.Pkg)
+	}
+	args, err := decodeArgs(sym.Type, m.Values)
+	if err != nil {
+		return ret("%v", err)
+	}
+	results, err := in.pool.invoke(ctx, m.Pkg+"."+m.Name, sym, args)
+	if err != nil {
+		return ret("%v", err)
+	}
+	vals, err := encodeAll(results, "result")
+	if err != nil {
+		return ret("%v", err)
+	}
+	size := 0
+	for _, v := range vals {
+		size += len(v)
+	}
+	if size > maxFrame-64<<10 {
+		return ret("the results take %d bytes; at most %d cross to the interpreter", size, maxFrame-64<<10)
+	}
+	return &message{Op: opRet, Values: vals}
+}
+
+// invoke calls an exported function on a goroutine of its own, so that a
+// function that does not return in time leaves the eval, not the session,
+// waiting; a panic becomes an error.
+func (p *Pool) invoke(ctx context.Context, name string, sym interp.Symbol, args []reflect.Value) ([]reflect.Value, error) {
+	type outcome struct {
+		out   []reflect.Value
+		panic any
+		stack []byte
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- outcome{panic: r, stack: debug.Stack()}
+			}
+		}()
+		if sym.Type.IsVariadic() {
+			done <- outcome{out: sym.Func.CallSlice(args)}
+		} else {
+			done <- outcome{out: sym.Func.Call(args)}
+		}
+	}()
+	t := time.NewTimer(p.opts.CallTimeout)
+	defer t.Stop()
+	select {
+	case o := <-done:
+		if o.panic != nil {
+			p.log.Error("sandbox: an exported function panicked", "func", name, "panic", fmt.Sprint(o.panic), "stack", string(o.stack))
+			return nil, fmt.Errorf("panicked: %v", o.panic)
+		}
+		return o.out, nil
+	case <-t.C:
+		p.log.Warn("sandbox: an exported function did not return in time; it is left to finish", "func", name, "timeout", p.opts.CallTimeout)
+		return nil, fmt.Errorf("did not return within %s", p.opts.CallTimeout)
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// Complete returns completions of word, or nothing while an eval runs.
+func (in *Interpreter) Complete(word string) []string {
+	if !in.mu.TryLock() {
+		return nil
+	}
+	defer in.mu.Unlock()
+	if in.dead {
+		return nil
+	}
+	r, err := in.c.exchange(&message{Op: opComplete, Src: word}, opItems, 5*time.Second)
+	if err != nil {
+		in.dead = true
+		return nil
+	}
+	sort.Strings(r.Items)
+	return r.Items
+}
+
+// Vars writes what the interpreter can reach (see interp.Interpreter.Vars).
+func (in *Interpreter) Vars(w io.Writer) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.dead {
+		return interp.ErrReset
+	}
+	r, err := in.c.exchange(&message{Op: opVars}, opItems, 5*time.Second)
+	if err != nil {
+		in.dead = true
+		return err
+	}
+	_, err = io.WriteString(w, r.Text)
+	return err
+}
+
+// PID returns the child's process id.
+func (in *Interpreter) PID() int { return in.c.cmd.Process.Pid }

@@ -1,0 +1,23 @@
+//go:build !linux
+
+package sandbox
+
+import (
+	"errors"
+	"syscall"
+)
+
+// supported reports whether children can be started on this platform.
+const supported = false
+
+const exePath = ""
+
+func sysProcAttr() *syscall.SysProcAttr { return nil }
+
+func residentBytes(pid int) (uint64, bool) { return 0, false }
+
+func prepareChild() error { return errUnsupported }
+
+func applyLimits(l childLimits) error { return errUnsupported }
+
+var errUnsupported = errors.New("sandbox: child processes are supported on Linux only")
