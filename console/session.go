@@ -596,7 +596,7 @@ func (s *session) classify(ctx context.Context, err error) *wire.Error {
 	case errors.Is(err, interp.ErrOutputLimit):
 		return wire.Errorf(wire.CodeLimit, "output passed the %d-byte limit; stopped", s.srv.opts.Interp.MaxOutput)
 	case errors.Is(err, interp.ErrMemoryLimit):
-		return wire.Errorf(wire.CodeLimit, "the interpreter's heap grew by more than %d bytes; stopped", s.srv.opts.Interp.MaxHeapGrowth)
+		return wire.Errorf(wire.CodeLimit, "the interpreter's heap passed its limit (%d bytes in one eval, or what the session keeps); stopped", s.srv.opts.Interp.MaxHeapGrowth)
 	case errors.As(err, &xe):
 		switch xe.Cause {
 		case sandbox.CauseMemory, sandbox.CauseCPU:

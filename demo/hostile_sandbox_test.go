@@ -30,7 +30,9 @@ const hostEnv = "OPSREPL_HOSTILE_HOST"
 // childOnlyCases are snippets that only the process boundary stops:
 // evaluated inside the service, they would take it down. In a child
 // they end the child (a reset), or a guard in the child stops them first.
-var childOnlyCases = []hostile{}
+var childOnlyCases = []hostile{
+	{"memory kept across evals", "var keep []string\x00" + strings.Repeat("keep = append(keep, strings.Repeat(\"x\", 30<<20)); len(keep) > 0\x00", 40), wire.CodeLimit, "heap"},
+}
 
 // hostReady is what the service process of testHostileSandboxed says
 // once it serves.
@@ -111,11 +113,11 @@ func testHostileSandboxed(t *testing.T) {
 				mark := filepath.Join(e.dir, strings.ReplaceAll(hc.name, " ", "_")+".MARK")
 				c := dialToken(t, ready.URL, ready.Token)
 				defer c.Close()
-				final, out := childRun(t, c, 1, e.source(hc, mark))
+				final, out := runSnippet(t, c, 1, e.source(hc, mark))
 				alive(t)
 				b, _ := json.Marshal(final)
 				e.check(t, hc, final, out+string(b), mark)
-				same, _ := childRunValue(t, c, 2, "1+2")
+				same, _ := childRunValue(t, c, 1000, "1+2")
 				fresh := dialToken(t, ready.URL, ready.Token)
 				defer fresh.Close()
 				v, err := childRunValue(t, fresh, 1, "1+2")

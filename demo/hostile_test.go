@@ -152,6 +152,48 @@ var hostileCases = []hostile{
 	{"racing writes to exported state", `m := demo.Requests(); for i := 0; i < 100000; i++ { m["x"] = int64(i) }; len(demo.Requests()) >= 0`, "", "true"},
 	{"printing exported values", `fmt.Sprintf("%+v", demo.Requests()) != ""`, "", "true"},
 	{"calling exported functions with hostile arguments", `len(demo.CacheKeys(-1)) >= 0`, "", "true"},
+	{"calling an export in a tight loop", `for { demo.CacheLen() }`, wire.CodeTimeout, "time limit"},
+	// Classes that once took the service down from inside the interpreter,
+	// closed by the checker or by wrappers (so also in process).
+	{"native allocation sized by an argument", `len(strconv.FormatFloat(1, 'f', 1<<40, 64))`, wire.CodeEval, "precision"},
+	{"float append sized by an argument", `len(strconv.AppendFloat(nil, 1, 'g', 1<<36, 64))`, wire.CodeEval, "precision"},
+	{"replacement amplifier", `len(strings.ToValidUTF8(strings.Repeat("\xff", 1<<20), strings.Repeat("x", 1<<12)))`, wire.CodeEval, "limit"},
+	{"deep error chain walked natively", `var e error = errors.New("x"); for i := 0; i < 6000000; i++ { e = errors.Join(e) }; len(e.Error())`, wire.CodeEval, "tree"},
+	{"shared error tree", `e := errors.New(""); for i := 0; i < 100; i++ { e = fmt.Errorf("%w%w", e, e) }; errors.Is(e, nil)`, wire.CodeEval, "tree"},
+	{"invalid recursive type printed", "type T struct { a [1]T }\nvar x T\nfmt.Sprint(x)", wire.CodeEval, "recursive"},
+	{"mutually recursive types", "type A struct{ b B }\ntype B struct{ a [3]A }\nvar y A\nfmt.Sprint(y)", wire.CodeEval, "recursive"},
+	{"generic self-instantiation", "func g[T any](n int) int { if n == 0 { return 0 }; return g[[]T](n - 1) }\ng[int](40)", wire.CodeEval, "type names only"},
+	{"generic instantiation by inference", "func h[T any](x T, n int) int { if n == 0 { return 0 }; return h([]T{x}, n-1) }\nh(1, 40)", wire.CodeEval, "explicit type arguments"},
+	{"string constant doubling", constChain(`"0123456789abcdef"`, 32), wire.CodeEval, "string of"},
+	{"types nested deep", "var x " + strings.Repeat("[]", 99000) + "int", wire.CodeEval, "nest"},
+	{"deferred native after the stop", "func f() { defer time.Sleep(1 << 62); for {} }\nf()", wire.CodeTimeout, "time limit"},
+}
+
+// constChain declares c0 = first, then each constant as the previous one
+// twice: n doublings.
+func constChain(first string, n int) string {
+	src := "const c0 = " + first
+	for i := 1; i <= n; i++ {
+		src += fmt.Sprintf("\nconst c%d = c%d + c%d", i, i-1, i-1)
+	}
+	return src
+}
+
+// runSnippet runs src in session c, starting at request id: the parts of
+// src between NUL bytes are sent one after another, up to the first that
+// does not succeed. It returns that part's final event and all output.
+func runSnippet(t *testing.T, c *websocket.Conn, id uint64, src string) (wire.Event, string) {
+	var final wire.Event
+	var all strings.Builder
+	for i, part := range strings.Split(src, "\x00") {
+		ev, out := childRun(t, c, id+uint64(i), part)
+		final = ev
+		all.WriteString(out)
+		if ev.Type != wire.EventResult {
+			break
+		}
+	}
+	return final, all.String()
 }
 
 const childEnv = "OPSREPL_HOSTILE_CASE"
@@ -311,9 +353,9 @@ func TestHostileChild(t *testing.T) {
 	defer d.Close()
 	var r childResult
 	c := childDial(t, d)
-	r.Final, r.Output = childRun(t, c, 1, src)
+	r.Final, r.Output = runSnippet(t, c, 1, src)
 	r.Lingering = lingering(20 * time.Second) // unwinding deep stacks takes a while under -race
-	r.SameSession, _ = childRunValue(t, c, 2, "1+2")
+	r.SameSession, _ = childRunValue(t, c, 1000, "1+2")
 	c2 := childDial(t, d)
 	r.FreshSession, _ = childRunValue(t, c2, 1, "1+2")
 	b, _ := json.Marshal(r)

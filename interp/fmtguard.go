@@ -57,7 +57,11 @@ func fmtSymbols(stdout io.Writer, maxBytes uint64) (map[string]reflect.Value, ma
 		"Sprint":   func(a ...any) string { check("", a); return fmt.Sprint(a...) },
 		"Sprintln": func(a ...any) string { check("", a); return fmt.Sprintln(a...) },
 		"Sprintf":  func(f string, a ...any) string { check(f, a); return fmt.Sprintf(f, a...) },
-		"Errorf":   func(f string, a ...any) error { check(f, a); return fmt.Errorf(f, a...) },
+		"Errorf": func(f string, a ...any) error {
+			check(f, a)
+			checkErrTree("fmt.Errorf", wrappedErrors(a), maxBytes)
+			return fmt.Errorf(f, a...)
+		},
 		"Append":   func(b []byte, a ...any) []byte { check("", a); return fmt.Append(b, a...) },
 		"Appendln": func(b []byte, a ...any) []byte { check("", a); return fmt.Appendln(b, a...) },
 		"Appendf":  func(b []byte, f string, a ...any) []byte { check(f, a); return fmt.Appendf(b, f, a...) },

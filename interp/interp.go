@@ -229,8 +229,20 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 			return "", context.Cause(ctx)
 		}
 		if err != nil {
-			return "", in.evalError(ctx, err)
+			err = in.evalError(ctx, err)
+			break
 		}
+	}
+	// What the eval keeps counts against MaxHeap even when it was quicker
+	// than the watchdog: past it, the state goes.
+	if in.guard.heap.total > 0 {
+		if ok, _ := in.guard.heap.room(0); !ok {
+			in.broken = true
+			return "", ErrMemoryLimit
+		}
+	}
+	if err != nil {
+		return "", err
 	}
 	if !v.IsValid() || v.Kind() == reflect.Func || !preps[len(preps)-1].showResult {
 		return "", nil

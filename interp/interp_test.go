@@ -121,6 +121,37 @@ func TestEval(t *testing.T) {
 		{src: `unicode.Categories["Lu"] = nil`, err: "Categories"},
 		{src: `strings.Split("a,b", ",")`, want: "[a b]"},
 		{src: `len(strings.Split(strings.Repeat("ab", 1<<24), ""))`, err: "limit"},
+		// Classes of input the interpreter's compiler or a native would
+		// blow up on: closed by the checker or by a wrapper.
+		{src: "type T struct { a [1]T }\nvar rt T\nfmt.Sprint(rt)", err: "invalid recursive type"},
+		{src: "type U [2]U", err: "invalid recursive type"},
+		{src: "type MA struct{ b MB }\ntype MB struct{ a [2]MA }", err: "invalid recursive type"},
+		{src: "type W[T any] struct{ v T }\ntype R struct{ w W[R] }", err: "invalid recursive type"},
+		{src: "type Node struct{ next *Node; kids []Node; m map[string]Node }", want: ""},
+		{src: "type LS[T any] struct{ items []T }\ntype Tree struct{ kids LS[Tree] }", want: ""},
+		{src: "func g[T any](n int) int { if n == 0 { return 0 }; return g[[]T](n - 1) }", err: "type names only"},
+		{src: "func h[T any](x T, n int) int { if n == 0 { return 0 }; return h([]T{x}, n-1) }", err: "explicit type arguments"},
+		{src: "type L2[T any] struct{ next *L2[[]T] }", err: "type names only"},
+		{src: "func (b *Box[T]) Deeper() { var x Box[map[string]T]; _ = x }\ntype Box[T any] struct{ v T }", err: "type names only"},
+		{src: "func ident[T any](x T) T { return x }\nident[int](3)", want: "3"},
+		{src: "func ident2[T any](x T) T { return ident[T](x) }\nident2[int](4)", want: "4"},
+		{src: constChain(`"abcdefgh"`, "s", 20), err: "string of"},
+		{src: "type S string\n" + constChain("S(65)", "c", 22), err: "string of"},
+		{src: "const ok1 = \"ab\" + \"cd\"\nok1 + ok1", want: `"abcdabcd"`},
+		{src: "var deep " + strings.Repeat("[]", 500) + "int", err: "nests more than"},
+		{src: "var fdeep " + strings.Repeat("func(", 300) + strings.Repeat(")", 300), err: "nests more than"},
+		{src: "type P " + strings.Repeat("*", 1000) + "int", err: "nests more than"},
+		{src: "type SD " + strings.Repeat("struct{ a ", 300) + "int" + strings.Repeat("}", 300), err: "nests more than"},
+		{src: `len(strconv.FormatFloat(1, 'f', 1<<40, 64))`, err: "precision"},
+		{src: `len(strconv.AppendFloat(nil, 1, 'e', 1<<35, 64))`, err: "precision"},
+		{src: `len(strconv.FormatComplex(1, 'f', 1<<40, 128))`, err: "precision"},
+		{src: `strconv.FormatFloat(1.5, 'f', 2, 64)`, want: `"1.50"`},
+		{src: `len(strings.ToValidUTF8(strings.Repeat("\xff", 1<<20), strings.Repeat("x", 1<<10)))`, err: "limit"},
+		{src: `strings.ToValidUTF8("a\xffb", "?")`, want: `"a?b"`},
+		{src: "var je error = errors.New(\"x\")\nfor i := 0; i < 20000; i++ { je = errors.Join(je) }", err: "tree of more than"},
+		{src: "jd := errors.New(\"x\")\nfor i := 0; i < 64; i++ { jd = errors.Join(jd, jd) }", err: "tree of more than"},
+		{src: "fe := errors.New(\"\")\nfor i := 0; i < 64; i++ { fe = fmt.Errorf(\"%w%w\", fe, fe) }\nerrors.Is(fe, nil)", err: "tree of more than"},
+		{src: "big := errors.New(strings.Repeat(\"x\", 1<<22))\nerrors.Join(big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big)", err: "message would be"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.src, func(t *testing.T) {
@@ -310,4 +341,14 @@ func Example() {
 	// Output:
 	// 42 <nil>
 	// import "os": not available in this session (type vars to list what is)
+}
+
+// constChain declares name0 = first, then each constant as the previous
+// one twice: n doublings.
+func constChain(first, name string, n int) string {
+	src := fmt.Sprintf("const %s0 = %s", name, first)
+	for i := 1; i <= n; i++ {
+		src += fmt.Sprintf("\nconst %s%d = %s%d + %s%d", name, i, name, i-1, name, i-1)
+	}
+	return src
 }

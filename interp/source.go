@@ -348,6 +348,17 @@ type binding struct {
 	units     uint64         // types: 16-byte units a value holds inline
 	isType    bool
 	typeParam bool
+	// unknown: a constant whose value the checker cannot evaluate.
+	unknown bool
+	// generic: a generic function or type declared in the REPL; params
+	// are its type parameters.
+	generic bool
+	params  []string
+	// inline: for a type, the REPL types (and, for a generic, type
+	// parameters) a value of it holds without indirection.
+	inline []string
+	// str: a type whose underlying type is string.
+	str bool
 }
 
 func newScope(outer *scope) *scope { return &scope{outer: outer, names: map[string]binding{}} }
@@ -370,6 +381,13 @@ type checker struct {
 	frame   []uint64 // static allocation of each enclosing function
 	iota    constant.Value
 	nesting int // statement depth
+	// generic counts the generic declarations the checker is inside.
+	generic int
+	// instantiated holds the identifiers of REPL generics that appear
+	// with explicit type arguments (checked where they appear).
+	instantiated map[*ast.Ident]bool
+	// tdepth is the nesting of the type expression being checked.
+	tdepth int
 }
 
 // check rejects source that must not run, with a reason:
@@ -387,7 +405,7 @@ type checker struct {
 //   - source nested deeper than maxTreeDepth;
 //   - range over an integer literal (the interpreter cannot compile it).
 func (ss *session) check(node ast.Node, allowed map[string]bool, lim limits) error {
-	c := &checker{ss: ss, allowed: allowed, lim: lim, sc: ss.top, frame: []uint64{0}}
+	c := &checker{ss: ss, allowed: allowed, lim: lim, sc: ss.top, frame: []uint64{0}, instantiated: map[*ast.Ident]bool{}}
 	var err error
 	func() {
 		defer func() {
@@ -434,6 +452,24 @@ func (c *checker) file(f *ast.File) {
 			c.ident(imp.Name)
 		}
 	}
+	// Declarations may refer to each other in any order: what the checker
+	// must know of a name before its declaration is whether it is a
+	// generic, and whether it is a type.
+	for _, d := range f.Decls {
+		switch d := d.(type) {
+		case *ast.GenDecl:
+			for _, spec := range d.Specs {
+				if ts, ok := spec.(*ast.TypeSpec); ok {
+					params := typeParamNames(ts.TypeParams)
+					c.sc.names[ts.Name.Name] = binding{isType: true, units: 1, generic: len(params) > 0, params: params}
+				}
+			}
+		case *ast.FuncDecl:
+			if params := typeParamNames(d.Type.TypeParams); d.Recv == nil && len(params) > 0 {
+				c.sc.names[d.Name.Name] = binding{generic: true, params: params}
+			}
+		}
+	}
 	for _, d := range f.Decls {
 		switch d := d.(type) {
 		case *ast.GenDecl:
@@ -442,7 +478,10 @@ func (c *checker) file(f *ast.File) {
 			}
 		case *ast.FuncDecl:
 			c.ident(d.Name)
-			c.sc.names[d.Name.Name] = binding{}
+			if d.Recv == nil {
+				params := typeParamNames(d.Type.TypeParams)
+				c.sc.names[d.Name.Name] = binding{generic: len(params) > 0, params: params}
+			}
 			c.function(d.Recv, d.Type, d.Body)
 		}
 	}
@@ -455,12 +494,23 @@ func (c *checker) function(recv *ast.FieldList, ft *ast.FuncType, body *ast.Bloc
 	c.sc = newScope(outer)
 	c.frame = append(c.frame, 0)
 	defer func() { c.sc = outer; c.frame = c.frame[:len(c.frame)-1] }()
+	params := typeParamNames(ft.TypeParams)
+	if recv != nil && len(recv.List) == 1 {
+		params = append(params, receiverTypeParams(recv.List[0].Type)...)
+	}
+	if len(params) > 0 {
+		c.generic++
+		defer func() { c.generic-- }()
+	}
+	for _, n := range params {
+		c.sc.names[n] = binding{isType: true, typeParam: true, units: 1}
+	}
 	if ft.TypeParams != nil {
 		for _, f := range ft.TypeParams.List {
 			for _, n := range f.Names {
 				c.ident(n)
-				c.sc.names[n.Name] = binding{isType: true, typeParam: true, units: 1}
 			}
+			c.typeUnits(f.Type)
 		}
 	}
 	for _, fl := range []*ast.FieldList{recv, ft.Params, ft.Results} {
@@ -661,6 +711,11 @@ func (c *checker) genDecl(gd *ast.GenDecl) {
 					c.expr(vals[j])
 					if v, ok := c.constValue(vals[j]); ok {
 						b.val = v
+						if vs.Type != nil && c.isStringType(vs.Type) && v.Kind() == constant.Int {
+							b.val = runeString(v)
+						}
+					} else {
+						b.unknown = true
 					}
 				}
 				c.sc.names[name.Name] = b
@@ -686,18 +741,25 @@ func (c *checker) genDecl(gd *ast.GenDecl) {
 			ts := spec.(*ast.TypeSpec)
 			c.ident(ts.Name)
 			outer := c.sc
-			if ts.TypeParams != nil {
+			params := typeParamNames(ts.TypeParams)
+			decl := binding{isType: true, units: 1, generic: len(params) > 0, params: params}
+			if len(params) > 0 {
 				c.sc = newScope(outer)
-				for _, f := range ts.TypeParams.List {
-					for _, n := range f.Names {
-						c.sc.names[n.Name] = binding{isType: true, typeParam: true, units: 1}
-					}
+				for _, n := range params {
+					c.sc.names[n] = binding{isType: true, typeParam: true, units: 1}
 				}
+				c.generic++
 			}
-			outer.names[ts.Name.Name] = binding{isType: true, units: 1} // recursive types
-			n := c.typeUnits(ts.Type)
+			outer.names[ts.Name.Name] = decl // recursive types
+			decl.units = c.typeUnits(ts.Type)
+			decl.inline = c.inlineTypes(ts.Type)
+			decl.str = c.isStringType(ts.Type)
+			if len(params) > 0 {
+				c.generic--
+			}
 			c.sc = outer
-			c.sc.names[ts.Name.Name] = binding{isType: true, units: n}
+			c.sc.names[ts.Name.Name] = decl
+			c.recursiveType(ts.Name.Name)
 		}
 	}
 }
@@ -715,6 +777,7 @@ func (c *checker) expr(e ast.Expr) {
 		switch n := n.(type) {
 		case *ast.Ident:
 			c.ident(n)
+			c.genericUse(n)
 		case *ast.FuncLit:
 			c.function(nil, n.Type, n.Body)
 			return false
@@ -724,10 +787,14 @@ func (c *checker) expr(e ast.Expr) {
 			if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "new" && len(n.Args) == 1 {
 				c.addFrame(c.typeUnits(n.Args[0]))
 			}
-		case *ast.ArrayType, *ast.StructType, *ast.MapType, *ast.ChanType, *ast.IndexExpr, *ast.IndexListExpr:
-			if t, ok := n.(ast.Expr); ok {
-				c.typeUnits(t)
-			}
+		case *ast.IndexExpr:
+			c.instance(n.X, []ast.Expr{n.Index})
+			c.typeUnits(n)
+		case *ast.IndexListExpr:
+			c.instance(n.X, n.Indices)
+			c.typeUnits(n)
+		case *ast.ArrayType, *ast.StructType, *ast.MapType, *ast.ChanType, *ast.FuncType, *ast.InterfaceType:
+			c.typeUnits(n.(ast.Expr))
 		case *ast.BinaryExpr:
 			c.constValue(n) // bounds constant arithmetic
 		}
@@ -763,6 +830,10 @@ const maxConstBits = 1024
 // (arrays multiply, structs add, generic instances multiply by their type
 // arguments), and rejects types over the limit.
 func (c *checker) typeUnits(t ast.Expr) uint64 {
+	if c.tdepth++; c.tdepth > maxTypeDepth {
+		c.fail("a type here nests more than %d levels deep", maxTypeDepth)
+	}
+	defer func() { c.tdepth-- }()
 	switch t := t.(type) {
 	case nil:
 		return 1
@@ -816,13 +887,32 @@ func (c *checker) typeUnits(t ast.Expr) uint64 {
 		}
 		return max(total, 1)
 	case *ast.IndexExpr:
+		c.instance(t.X, []ast.Expr{t.Index})
 		return c.mulLimit(c.typeUnits(t.X), c.typeUnits(t.Index))
 	case *ast.IndexListExpr:
+		c.instance(t.X, t.Indices)
 		n := c.typeUnits(t.X)
 		for _, ix := range t.Indices {
 			n = c.mulLimit(n, c.typeUnits(ix))
 		}
 		return n
+	case *ast.FuncType:
+		for _, fl := range []*ast.FieldList{t.Params, t.Results} {
+			if fl != nil {
+				for _, f := range fl.List {
+					c.typeUnits(f.Type)
+				}
+			}
+		}
+		return 2
+	case *ast.InterfaceType:
+		for _, f := range t.Methods.List {
+			c.typeUnits(f.Type)
+		}
+		return 2
+	case *ast.Ellipsis:
+		c.typeUnits(t.Elt)
+		return 2
 	case *ast.MapType:
 		c.typeUnits(t.Key)
 		c.typeUnits(t.Value)
@@ -914,6 +1004,8 @@ func (c *checker) eval(e ast.Expr) (constant.Value, bool) {
 		}
 		if b, ok := c.sc.lookup(e.Name); ok && b.val != nil {
 			return b.val, true
+		} else if !ok && (e.Name == "true" || e.Name == "false") {
+			return constant.MakeBool(e.Name == "true"), true
 		}
 		return nil, false
 	case *ast.SelectorExpr:
@@ -931,8 +1023,17 @@ func (c *checker) eval(e ast.Expr) (constant.Value, bool) {
 				}
 				return nil, false
 			}
-			if _, shadowed := c.sc.lookup(id.Name); !shadowed && basicTypes[id.Name] {
-				return c.constValue(e.Args[0]) // a conversion
+			if b, shadowed := c.sc.lookup(id.Name); (!shadowed && basicTypes[id.Name]) || (shadowed && b.isType && !b.typeParam) {
+				return c.conversion(e.Fun, e.Args[0])
+			}
+		}
+		if sel, ok := e.Fun.(*ast.SelectorExpr); ok && len(e.Args) == 1 {
+			if pkg, ok := sel.X.(*ast.Ident); ok {
+				if _, shadowed := c.sc.lookup(pkg.Name); !shadowed {
+					if _, isType := c.ss.pkgTypeUnits(pkg.Name, sel.Sel.Name); isType {
+						return c.conversion(e.Fun, e.Args[0])
+					}
+				}
 			}
 		}
 		return nil, false
@@ -946,6 +1047,11 @@ func (c *checker) eval(e ast.Expr) (constant.Value, bool) {
 	case *ast.BinaryExpr:
 		x, ok1 := c.constValue(e.X)
 		y, ok2 := c.constValue(e.Y)
+		if e.Op == token.ADD && (c.unknownConst(e.X) || c.unknownConst(e.Y)) {
+			// Concatenations of constants the checker cannot evaluate
+			// could double a string at each declaration.
+			c.fail("constant expression %s: the REPL cannot check the size of a constant it does not know the value of; use a variable", exprString(e))
+		}
 		if !ok1 || !ok2 {
 			return nil, false
 		}
@@ -981,7 +1087,14 @@ func (c *checker) binary(e *ast.BinaryExpr, x, y constant.Value) (v constant.Val
 			c.fail("constant %s is larger than %d bits", exprString(e), maxConstBits)
 		}
 		return constant.BinaryOp(x, e.Op, y), true
-	case token.ADD, token.SUB, token.AND, token.OR, token.XOR, token.AND_NOT:
+	case token.ADD:
+		if x.Kind() == constant.String && y.Kind() == constant.String {
+			if n := len(constant.StringVal(x)) + len(constant.StringVal(y)); n > maxConstString {
+				c.fail("constant %s would be a string of %d bytes; the REPL allows %d", exprString(e), n, maxConstString)
+			}
+		}
+		return constant.BinaryOp(x, e.Op, y), true
+	case token.SUB, token.AND, token.OR, token.XOR, token.AND_NOT:
 		return constant.BinaryOp(x, e.Op, y), true
 	case token.QUO, token.REM:
 		if constant.Sign(y) == 0 {

@@ -32,6 +32,7 @@ var stdlibAllow = map[string]bool{
 var dropped = map[string][]string{
 	"time":    {"AfterFunc", "Tick", "NewTicker", "NewTimer", "After", "LoadLocation"},
 	"strings": {"Builder", "NewReplacer"},
+	"strconv": {"AppendQuote", "AppendQuoteToASCII", "AppendQuoteToGraphic"}, // Quote's, unbounded
 }
 
 // symbolTable returns the yaegi symbol table for one interpreter: the
@@ -61,12 +62,14 @@ func symbolTable(exp *Exports, pkgs []string, out *switchWriter, maxBytes uint64
 		for _, name := range dropped[importPath] {
 			delete(m, name)
 		}
+		keepClassified(importPath, m)
 		table[key] = m
 	}
 	if stdlib.Symbols["fmt/fmt"] == nil {
 		return nil, fmt.Errorf("interp: the yaegi standard library table has no fmt")
 	}
 	fmtSyms, mapTypes := fmtSymbols(out, maxBytes)
+	keepClassified("fmt", fmtSyms)
 	table[fmtKey] = fmtSyms
 	table["."] = map[string]reflect.Value{"MapTypes": reflect.ValueOf(mapTypes)}
 	wrapSort(table["sort/sort"], sleepCtx)
@@ -80,6 +83,9 @@ func symbolTable(exp *Exports, pkgs []string, out *switchWriter, maxBytes uint64
 		}
 	})
 	wrapAmplifiers(table["strings/strings"], maxBytes)
+	wrapToValidUTF8(table["strings/strings"], maxBytes)
+	wrapFloats(table["strconv/strconv"])
+	wrapErrors(table["errors/errors"], maxBytes)
 	for _, p := range pkgs {
 		syms, ok := exp.pkgs[p]
 		if !ok {
@@ -96,6 +102,16 @@ func symbolTable(exp *Exports, pkgs []string, out *switchWriter, maxBytes uint64
 		table[p+"/"+lastElem(p)] = m
 	}
 	return table, nil
+}
+
+// keepClassified drops the functions of package importPath that have no
+// safety class: an unreviewed native never reaches evaluated code.
+func keepClassified(importPath string, m map[string]reflect.Value) {
+	for name, v := range m {
+		if v.Kind() == reflect.Func && nativeSafety[importPath+"."+name] == 0 {
+			delete(m, name)
+		}
+	}
 }
 
 func lastElem(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
@@ -147,7 +163,7 @@ func wrapSort(m map[string]reflect.Value, ctx func() context.Context) {
 }
 
 // wrapQuote bounds strconv's quoting functions (up to 10 bytes out per
-// byte in) and drops their Append forms.
+// byte in).
 func wrapQuote(m map[string]reflect.Value, maxBytes uint64) {
 	for _, name := range []string{"Quote", "QuoteToASCII", "QuoteToGraphic"} {
 		fn := m[name].Interface().(func(string) string)
@@ -157,9 +173,6 @@ func wrapQuote(m map[string]reflect.Value, maxBytes uint64) {
 			}
 			return fn(s)
 		})
-	}
-	for _, name := range []string{"AppendQuote", "AppendQuoteToASCII", "AppendQuoteToGraphic"} {
-		delete(m, name)
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/opsrepl/opsrepl/interp"
 )
 
@@ -43,6 +45,10 @@ type Options struct {
 	// child: the call's result is then an error in the child (the function
 	// itself cannot be stopped, and is left to finish). Default: 5s.
 	CallTimeout time.Duration
+	// CallRate bounds the calls of exported functions one child may make
+	// per second (bursts of as many): past it a call waits. A loop of
+	// calls then costs this process little. Default: 1000.
+	CallRate int
 	// Spares is how many started children wait for a session's first
 	// eval, so that it does not wait for a process to start. Default: 1.
 	Spares int
@@ -101,6 +107,9 @@ func New(opts Options) (*Pool, error) {
 	setDefault(&opts.MaxCPU, 10*time.Minute)
 	setDefault(&opts.CallTimeout, 5*time.Second)
 	setDefault(&opts.IdleTimeout, 10*time.Minute)
+	if opts.CallRate <= 0 {
+		opts.CallRate = 1000
+	}
 	if opts.Spares == 0 {
 		opts.Spares = 1
 	}
@@ -275,7 +284,7 @@ func (p *Pool) spawn() (*proc, error) {
 	p.mu.Lock()
 	p.live[c] = true
 	p.mu.Unlock()
-	lim := childLimits{MaxMemory: p.opts.MaxMemory, MaxCPU: p.opts.MaxCPU, MaxStack: 256 << 20, Seccomp: !p.opts.NoSeccomp}
+	lim := childLimits{MaxMemory: p.opts.MaxMemory, MaxCPU: p.opts.MaxCPU, MaxStack: 64 << 20, Seccomp: !p.opts.NoSeccomp}
 	if _, err := c.exchange(&message{Op: opStart, Limits: &lim}, opReady, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("sandbox: child did not start: %w", err)
 	}
@@ -524,6 +533,7 @@ type Interpreter struct {
 	spent bool
 	dead  bool
 	idle  *time.Timer
+	calls *rate.Limiter
 }
 
 // Start gives a session an interpreter: a spare child (or a new one) is
@@ -550,7 +560,7 @@ func (p *Pool) Start(spec Spec) (*Interpreter, error) {
 	if _, err := c.exchange(&message{Op: opInit, Init: im}, opReady, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("sandbox: load the interpreter: %w", err)
 	}
-	in := &Interpreter{pool: p, c: c, spec: spec, pkgs: pkgs}
+	in := &Interpreter{pool: p, c: c, spec: spec, pkgs: pkgs, calls: rate.NewLimiter(rate.Limit(p.opts.CallRate), p.opts.CallRate)}
 	in.idle = time.AfterFunc(p.opts.IdleTimeout, in.release)
 	return in, nil
 }
@@ -724,6 +734,9 @@ func (in *Interpreter) call(ctx context.Context, m *message) *message {
 	args, err := decodeArgs(sym.Type, m.Values)
 	if err != nil {
 		return ret("%v", err)
+	}
+	if err := in.calls.Wait(ctx); err != nil {
+		return ret("%v", context.Cause(ctx))
 	}
 	results, err := in.pool.invoke(ctx, m.Pkg+"."+m.Name, sym, args)
 	if err != nil {

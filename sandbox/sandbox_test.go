@@ -5,7 +5,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -105,24 +109,189 @@ func TestEvalAndCalls(t *testing.T) {
 	}
 }
 
+// TestChildDies: whatever ends a child, the host says why, and the next
+// interpreter works.
 func TestChildDies(t *testing.T) {
-	p := newPool(t, func(o *Options) { o.MaxMemory = 256 << 20 })
 	tests := []struct {
-		name, src string
-		cause     Cause
+		name  string
+		opts  func(*Options)
+		src   string
+		ctx   func() (context.Context, context.CancelFunc)
+		cause Cause
+		is    error
 	}{
-		{"native allocation", `import "strconv"; len(strconv.FormatFloat(1, 'f', 1<<40, 64))`, CauseMemory},
-		{"infinite loop", `for {}`, ""},
+		{name: "memory cap", opts: func(o *Options) { o.MaxMemory = 256 << 20 },
+			src: `len(strings.Repeat("x", 250<<20))`, cause: CauseMemory},
+		{name: "stack overflow", opts: func(o *Options) { o.Interp.MaxDepth = 1 << 30; o.Interp.Timeout = 30 * time.Second },
+			src: `func down(n int) int { return down(n+1) + 1 }; down(0)`, cause: CauseCrash},
+		{name: "cancel", src: `for {}`, cause: CauseCanceled, is: context.Canceled,
+			ctx: func() (context.Context, context.CancelFunc) {
+				ctx, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(200*time.Millisecond, cancel)
+				return ctx, cancel
+			}},
+		{name: "wall limit", opts: func(o *Options) { o.Interp.Timeout = 500 * time.Millisecond; o.CallTimeout = time.Minute },
+			src: `cache.Slow()`, cause: CauseWall, is: context.DeadlineExceeded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := start(t, p, Spec{})
-			_, err := in.Eval(context.Background(), tt.src, &bytes.Buffer{})
-			t.Logf("%s: %v", tt.src, err)
+			p := newPool(t, tt.opts)
+			in := start(t, p, Spec{Packages: []string{"shop/cache"}})
+			ctx, cancel := context.Background(), context.CancelFunc(func() {})
+			if tt.ctx != nil {
+				ctx, cancel = tt.ctx()
+			}
+			defer cancel()
+			_, err := in.Eval(ctx, tt.src, &bytes.Buffer{})
 			var ee *ExitError
-			if tt.cause != "" && (!errors.As(err, &ee) || ee.Cause != tt.cause) {
-				t.Fatalf("got %v; want cause %s", err, tt.cause)
+			if !errors.As(err, &ee) || ee.Cause != tt.cause {
+				t.Fatalf("got %v; want the child ended by %s", err, tt.cause)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Fatalf("got %v; want it to wrap %v", err, tt.is)
+			}
+			if tt.cause == CauseCrash && !strings.Contains(ee.Detail, "stack") {
+				t.Fatalf("crash detail %q; want the runtime's reason", ee.Detail)
+			}
+			if _, err := in.Eval(context.Background(), "1+2", &bytes.Buffer{}); !errors.Is(err, interp.ErrReset) {
+				t.Fatalf("the dead interpreter: got %v; want ErrReset", err)
+			}
+			next := start(t, p, Spec{})
+			if v, err := next.Eval(context.Background(), "1+2", &bytes.Buffer{}); v != "3" || err != nil {
+				t.Fatalf("a new interpreter: got %q, %v", v, err)
 			}
 		})
+	}
+}
+
+// TestStoppedEvalEndsChild: an eval the child stops itself (its time
+// limit) ends the child too, since its interpreter may resume stopped
+// code; a compile that runs on cannot outlive it.
+func TestStoppedEvalEndsChild(t *testing.T) {
+	p := newPool(t, func(o *Options) { o.Interp.Timeout = 300 * time.Millisecond })
+	in := start(t, p, Spec{})
+	pid := in.PID()
+	_, err := in.Eval(context.Background(), "for {}", &bytes.Buffer{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v; want the time limit", err)
+	}
+	if _, alive := residentBytes(pid); alive {
+		t.Fatalf("child %d still runs after a stopped eval", pid)
+	}
+}
+
+// TestCallChecks: the host checks every exported call against the
+// session's grant as it is now, and the package list it was built with.
+func TestCallChecks(t *testing.T) {
+	p := newPool(t, nil)
+	var allowed atomic.Bool
+	allowed.Store(true)
+	in := start(t, p, Spec{Packages: []string{"shop/cache"}, Allow: func(string) bool { return allowed.Load() }})
+	if v, err := in.Eval(context.Background(), "cache.Len()", &bytes.Buffer{}); v != "42" || err != nil {
+		t.Fatalf("allowed: got %q, %v", v, err)
+	}
+	allowed.Store(false)
+	if _, err := in.Eval(context.Background(), "cache.Len()", &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "not permitted") {
+		t.Fatalf("revoked: got %v; want not permitted", err)
+	}
+}
+
+// TestChildHygiene: a child's environment is scrubbed, it holds no
+// descriptor but its channel and standard I/O, it runs under its data and
+// CPU limits, and (on Linux) under a seccomp filter.
+func TestChildHygiene(t *testing.T) {
+	extra, err := os.Open("/dev/null") // close-on-exec is Go's default; make one that is not
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	syscall.Syscall(syscall.SYS_FCNTL, extra.Fd(), syscall.F_SETFD, 0)
+	p := newPool(t, func(o *Options) { o.MaxMemory = 300 << 20; o.MaxCPU = 90 * time.Second })
+	in := start(t, p, Spec{})
+	pid := strconv.Itoa(in.PID())
+	env, _ := os.ReadFile("/proc/" + pid + "/environ")
+	if got := strings.Split(strings.TrimRight(string(env), "\x00"), "\x00"); !slices.Equal(got, childEnv) {
+		t.Errorf("environment: got %q; want %q", got, childEnv)
+	}
+	fds, _ := os.ReadDir("/proc/" + pid + "/fd")
+	for _, fd := range fds {
+		link, _ := os.Readlink("/proc/" + pid + "/fd/" + fd.Name())
+		n, _ := strconv.Atoi(fd.Name())
+		if n > channelFD && !strings.HasPrefix(link, "anon_inode:") {
+			t.Errorf("the child holds descriptor %d → %s", n, link)
+		}
+	}
+	status, _ := os.ReadFile("/proc/" + pid + "/status")
+	if !strings.Contains(string(status), "Seccomp:\t2") {
+		t.Errorf("no seccomp filter in the child:\n%s", status)
+	}
+	limits, _ := os.ReadFile("/proc/" + pid + "/limits")
+	for _, want := range []string{"Max cpu time              90", "Max file size             0"} {
+		if !strings.Contains(string(limits), want) {
+			t.Errorf("limits: no %q in\n%s", want, limits)
+		}
+	}
+	if !raceEnabled && !strings.Contains(string(limits), "Max data size             314572800") {
+		t.Errorf("limits: no data limit of 300 MiB in\n%s", limits)
+	}
+}
+
+// TestIdleRelease: a session's child ends after IdleTimeout without a
+// request, and the interpreter says why.
+func TestIdleRelease(t *testing.T) {
+	p := newPool(t, func(o *Options) { o.IdleTimeout = 200 * time.Millisecond })
+	in := start(t, p, Spec{})
+	pid := in.PID()
+	deadline := time.Now().Add(10 * time.Second)
+	for in.Released() == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle child was not released")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(in.Released(), "without a request") {
+		t.Fatalf("Released: %q", in.Released())
+	}
+	for {
+		if _, alive := residentBytes(pid); !alive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("idle child %d still runs", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSpares: a pool keeps its spare ready, and Close ends every child
+// and is idempotent.
+func TestSpares(t *testing.T) {
+	p := newPool(t, nil)
+	p.Warm()
+	waitStats(t, p, func(s Stats) bool { return s.Ready == 1 && s.Starting == 0 })
+	in := start(t, p, Spec{})
+	waitStats(t, p, func(s Stats) bool { return s.Ready == 1 && s.Live == 2 })
+	pid := in.PID()
+	p.Close()
+	p.Close()
+	if st := p.Stats(); st.Live != 0 || st.Ready != 0 {
+		t.Fatalf("after Close: %+v", st)
+	}
+	if _, alive := residentBytes(pid); alive {
+		t.Fatalf("child %d runs after Close", pid)
+	}
+	if _, err := p.Start(Spec{}); err == nil {
+		t.Fatal("Start after Close: no error")
+	}
+}
+
+func waitStats(t *testing.T, p *Pool, ok func(Stats) bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok(p.Stats()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats: %+v", p.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
