@@ -2,8 +2,10 @@ package console
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -15,17 +17,20 @@ import (
 
 	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/console/wire"
+	"github.com/opsrepl/opsrepl/sandbox"
 )
 
 // BenchmarkRoundTrip measures, in one run and interleaved so that machine
-// noise hits all three alike, the p50 round trip over loopback of:
+// noise hits all alike, the p50 round trip over loopback of:
 //
-//	echo      a bare gorilla/websocket echo of a request-sized frame (baseline)
-//	memstats  the memstats command on an open session
-//	eval      1+2 on an open session (interpreter already built)
+//	echo       a bare gorilla/websocket echo of a request-sized frame (baseline)
+//	memstats   the memstats command on an open session
+//	eval       1+2 on an open session, evaluated in the session's child process
+//	in-process 1+2 on an open session of a console with InProcessEval
 //
 // with the audit log writing to a file. It reports each p50 in µs and the
-// ratios to the echo (targets: eval ≤ 3×, memstats ≤ 4×).
+// ratios: memstats and eval to the echo, and eval to in-process (target
+// ≤ 2×: what the process boundary costs).
 //
 //	go test -run '^$' -bench RoundTrip -benchtime 2000x ./console/
 func BenchmarkRoundTrip(b *testing.B) {
@@ -60,20 +65,25 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 	defer auditLog.Close()
 	t := &testing.T{}
-	f := newFixture(t, func(o *Options) { o.Audit = auditLog })
+	fast := Rate{PerSecond: 1e6, Burst: 1e6} // the session's request rate is not what is measured
+	f := newFixture(t, func(o *Options) { o.Audit = auditLog; o.RequestRate = fast })
 	defer f.srv.Close()
 	defer f.hs.Close()
 	admin := dialBench(b, f, "admin")
+	fin := newFixture(t, func(o *Options) { o.Audit = auditLog; o.InProcessEval = true; o.RequestRate = fast })
+	defer fin.srv.Close()
+	defer fin.hs.Close()
+	local := dialBench(b, fin, "admin")
 
 	frame, _ := json.Marshal(wire.Request{Type: wire.TypeRun, ID: 1, Line: "memstats"})
-	roundTrip := func(line string) time.Duration {
-		admin.next++
-		id := admin.next
+	roundTrip := func(c *client, line string) time.Duration {
+		c.next++
+		id := c.next
 		req, _ := json.Marshal(wire.Request{Type: wire.TypeRun, ID: id, Line: line})
 		start := time.Now()
-		admin.ws.WriteMessage(websocket.TextMessage, req)
+		c.ws.WriteMessage(websocket.TextMessage, req)
 		for {
-			_, msg, err := admin.ws.ReadMessage()
+			_, msg, err := c.ws.ReadMessage()
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -94,26 +104,31 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 		return time.Since(start)
 	}
-	roundTrip("1+2") // build the interpreter outside the measurement
+	roundTrip(admin, "1+2") // build the interpreters outside the measurement
+	roundTrip(local, "1+2")
 	for i := 0; i < 50; i++ {
 		echoTrip()
-		roundTrip("memstats")
-		roundTrip("1+2")
+		roundTrip(admin, "memstats")
+		roundTrip(admin, "1+2")
+		roundTrip(local, "1+2")
 	}
-	var e, m, v []time.Duration
+	var e, m, v, l []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		e = append(e, echoTrip())
-		m = append(m, roundTrip(benchLineM))
-		v = append(v, roundTrip(benchLineV))
+		m = append(m, roundTrip(admin, benchLineM))
+		v = append(v, roundTrip(admin, benchLineV))
+		l = append(l, roundTrip(local, benchLineV))
 	}
 	b.StopTimer()
-	pe, pm, pv := p50(e), p50(m), p50(v)
+	pe, pm, pv, pl := p50(e), p50(m), p50(v), p50(l)
 	b.ReportMetric(us(pe), "echo-p50-µs")
 	b.ReportMetric(us(pm), "memstats-p50-µs")
 	b.ReportMetric(us(pv), "eval-p50-µs")
+	b.ReportMetric(us(pl), "in-process-eval-p50-µs")
 	b.ReportMetric(float64(pm)/float64(pe), "memstats/echo")
 	b.ReportMetric(float64(pv)/float64(pe), "eval/echo")
+	b.ReportMetric(float64(pv)/float64(pl), "eval/in-process")
 }
 
 func dialBench(b *testing.B, f *fixture, subject string) *client {
@@ -138,17 +153,25 @@ func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 
 var benchLineM, benchLineV = "memstats", "1+2"
 
-// BenchmarkFirstEval measures the first 1+2 of a fresh session: the
-// interpreter is built then (target p50 ≤ 10 ms).
+// BenchmarkFirstEval measures the first 1+2 of a fresh session: its
+// interpreter is built then, in a spare child process already started
+// (target p50 ≤ 50 ms), and, for comparison, in this process with
+// InProcessEval.
 //
 //	go test -run '^$' -bench FirstEval -benchtime 100x ./console/
 func BenchmarkFirstEval(b *testing.B) {
 	f := newFixture(&testing.T{}, nil)
 	defer f.srv.Close()
 	defer f.hs.Close()
-	var d []time.Duration
-	for i := 0; i < b.N; i++ {
+	fin := newFixture(&testing.T{}, func(o *Options) { o.InProcessEval = true })
+	defer fin.srv.Close()
+	defer fin.hs.Close()
+	first := func(f *fixture) time.Duration {
 		c := dialBench(b, f, "admin")
+		defer c.ws.Close()
+		if f.srv.pool != nil { // measure with the spare ready, as a session finds it
+			waitBench(b, func() bool { st := f.srv.pool.Stats(); return st.Ready == 1 && st.Starting == 0 })
+		}
 		start := time.Now()
 		req, _ := json.Marshal(wire.Request{Type: wire.TypeRun, ID: 1, Line: "1+2"})
 		c.ws.WriteMessage(websocket.TextMessage, req)
@@ -158,23 +181,42 @@ func BenchmarkFirstEval(b *testing.B) {
 				b.Fatal(err)
 			}
 			if ev, _ := wire.DecodeEvent(msg); ev.ID == 1 && ev.Final() {
+				if ev.Type != wire.EventResult {
+					b.Fatalf("first eval: %+v", ev)
+				}
 				break
 			}
 		}
-		d = append(d, time.Since(start))
-		c.ws.Close()
+		return time.Since(start)
+	}
+	var d, l []time.Duration
+	for i := 0; i < b.N; i++ {
+		d = append(d, first(f))
+		l = append(l, first(fin))
 	}
 	b.ReportMetric(float64(p50(d).Microseconds())/1000, "first-eval-p50-ms")
+	b.ReportMetric(float64(p50(l).Microseconds())/1000, "in-process-first-eval-p50-ms")
 }
 
-// BenchmarkSessionMemory reports the heap retained by an idle session
-// without an interpreter, and with one after a single eval (targets:
-// 64 KiB and 1.5 MiB).
+func waitBench(b *testing.B, cond func() bool) {
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatal("timed out")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// BenchmarkSessionMemory reports the heap this process holds for an idle
+// session (target 64 KiB) and for one that has evaluated (its interpreter
+// is in a child: what is left here is the channel), and the resident set
+// of each session's child process.
 //
 //	go test -run '^$' -bench SessionMemory -benchtime 1x ./console/
 func BenchmarkSessionMemory(b *testing.B) {
-	const n = 40
-	f := newFixture(&testing.T{}, nil)
+	const n = 8
+	f := newFixture(&testing.T{}, func(o *Options) { o.Sandbox.MaxChildren = n + 1 })
 	defer f.srv.Close()
 	defer f.hs.Close()
 	heap := func() uint64 {
@@ -199,12 +241,32 @@ func BenchmarkSessionMemory(b *testing.B) {
 			}
 		}
 		withInterp := heap()
+		var rss uint64
+		f.srv.mu.Lock()
+		for _, s := range f.srv.sessions {
+			if in, ok := s.interp.(*sandbox.Interpreter); ok {
+				rss += residentBytes(b, in.PID())
+			}
+		}
+		f.srv.mu.Unlock()
 		b.ReportMetric(float64(idle-base)/n/1024, "idle-KiB/session")
 		b.ReportMetric(float64(withInterp-base)/n/1024, "with-interp-KiB/session")
+		b.ReportMetric(float64(rss)/n/(1<<20), "child-RSS-MiB/session")
 		for _, c := range cs {
 			c.ws.Close()
 		}
 	}
+}
+
+// residentBytes returns the resident set of process pid.
+func residentBytes(b *testing.B, pid int) uint64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var size, resident uint64
+	fmt.Sscan(string(data), &size, &resident)
+	return resident * uint64(os.Getpagesize())
 }
 
 // BenchmarkAuditRoundTrip compares, interleaved in one run, the round trip

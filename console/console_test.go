@@ -13,9 +13,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -877,6 +879,16 @@ func TestLazyInterpreter(t *testing.T) {
 	if built("viewer") || built("admin") {
 		t.Fatal("an interpreter was built for a session that did not evaluate")
 	}
+	// An admin's Go completion names the packages' members, and starts no
+	// interpreter (nor its process) either.
+	id = admin.send(wire.Request{Type: wire.TypeComplete, Line: "cache.L"})
+	evs, _ := admin.read(id)
+	if items := evs[len(evs)-1].Items; !slices.Contains(items, "cache.Len") {
+		t.Fatalf("completion of cache.L: %v", items)
+	}
+	if built("admin") {
+		t.Fatal("a completion built an interpreter")
+	}
 	admin.run("1+2")
 	if !built("admin") {
 		t.Fatal("no interpreter after an eval")
@@ -884,8 +896,42 @@ func TestLazyInterpreter(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
-	sandbox.Main()
+	if os.Getenv(noHookEnv) == "" { // TestEvalWithoutHook runs this binary without it
+		sandbox.Main()
+	}
 	os.Exit(m.Run())
+}
+
+const noHookEnv = "OPSREPL_TEST_NO_SANDBOX_HOOK"
+
+// TestEvalWithoutHook: in a program that does not call sandbox.Main (and
+// did not opt in to in-process evaluation), commands work and every eval
+// is refused with an error that says what to add; nothing is evaluated in
+// the service.
+func TestEvalWithoutHook(t *testing.T) {
+	if os.Getenv(noHookEnv) == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestEvalWithoutHook$", "-test.v")
+		cmd.Env = append(os.Environ(), noHookEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestEvalWithoutHook") {
+			t.Fatalf("without the hook: %v\n%s", err, out)
+		}
+		return
+	}
+	f := newFixture(t, nil)
+	if !strings.Contains(f.logs.String(), "sandbox.Main") {
+		t.Errorf("New logged nothing about Go evaluation being off:\n%s", f.logs.String())
+	}
+	c := f.dial(t, "admin")
+	if final, _, _, _ := c.run("whoami"); final.Type != wire.EventResult {
+		t.Fatalf("whoami: %+v", final)
+	}
+	for _, line := range []string{"1+2", "vars"} {
+		final, _, _, _ := c.run(line)
+		if final.Code != wire.CodeUnavailable || !strings.Contains(final.Message, "sandbox.Main()") || !strings.Contains(final.Message, "InProcessEval") {
+			t.Errorf("%s: got %+v; want unavailable, saying to add sandbox.Main() or set InProcessEval", line, final)
+		}
+	}
 }
 
 // waitFor polls cond until it holds, failing the test after 15 s.

@@ -4,7 +4,7 @@
 // by a policy and written to an audit log. The protocol is in package
 // wire and in PROTOCOL.md.
 //
-// Usage:
+// Usage (Go evaluation needs sandbox.Main() as the first line of main):
 //
 //	srv, err := console.New(console.Options{
 //		Authenticator: tokens,  // *auth.Tokens
@@ -32,9 +32,14 @@
 // # Security
 //
 // The console gives whoever the policy allows commands that inspect and
-// act on the process and, for admins by default, Go evaluation inside
-// it. The interpreter is not a security boundary (see package interp):
-// grant eval as you would grant a shell on the host. Tokens travel only
+// act on the process and, for admins by default, Go evaluation. Each
+// session evaluates in a child process of its own (package sandbox; the
+// program must call sandbox.Main first in main), capped and filtered, so
+// an evaluation can end its child but not the service; the child can
+// still call every exported function its subject may import. With
+// Options.InProcessEval the interpreter runs in the service instead, and
+// is not a security boundary (see package interp): grant eval then as you
+// would grant a shell on the host. Tokens travel only
 // in the Authorization header (or, for browsers, a subprotocol), never in
 // URLs; they are compared as SHA-256 hashes in constant time and never
 // logged. Cross-origin browser requests are refused, compression is off,

@@ -123,12 +123,7 @@ func (s *session) interpreter(id uint64) (evaluator, error) {
 	if s.srv.evalOff != nil {
 		return nil, s.srv.evalOff
 	}
-	var pkgs []string
-	for _, p := range s.srv.opts.Exports.Packages() {
-		if s.allowed(pkgPrefix + p) {
-			pkgs = append(pkgs, p)
-		}
-	}
+	pkgs := s.grantedPackages()
 	if s.interp != nil && !slices.Equal(pkgs, s.interpPkgs) {
 		// The policy changed what this subject may import: a package
 		// taken away must be gone now, not when the session ends.
@@ -156,12 +151,40 @@ func (s *session) interpreter(id uint64) (evaluator, error) {
 		// Every exported call is checked against the policy in force now.
 		return s.allowed(pkgPrefix + pkg)
 	}})
+	if errors.Is(err, sandbox.ErrBusy) {
+		return nil, wire.Errorf(wire.CodeBusy, "every interpreter process this console allows (%d) is in use; try again when a session ends", s.srv.pool.Options().MaxChildren)
+	}
 	if err != nil {
 		s.srv.log.Error("console: cannot start an interpreter process", "session", s.id, "err", err)
 		return nil, wire.Errorf(wire.CodeUnavailable, "the interpreter process could not start (see the server log): %v", err)
 	}
 	s.interp, s.interpPkgs = in, pkgs
 	return in, nil
+}
+
+// completeGo completes a Go identifier or pkg.Member: from the session's
+// interpreter when it has one, else from the packages it would have. The
+// worker's imu is held.
+func (s *session) completeGo(word string) []string {
+	if s.srv.evalOff != nil {
+		return nil
+	}
+	if s.interp != nil && s.interp.Released() == "" {
+		return s.interp.Complete(word)
+	}
+	return interp.Completions(s.srv.opts.Exports, s.grantedPackages(), word)
+}
+
+// grantedPackages returns the exported packages the subject may import
+// now.
+func (s *session) grantedPackages() []string {
+	var pkgs []string
+	for _, p := range s.srv.opts.Exports.Packages() {
+		if s.allowed(pkgPrefix + p) {
+			pkgs = append(pkgs, p)
+		}
+	}
+	return pkgs
 }
 
 func isEvalError(err error) bool {

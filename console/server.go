@@ -184,7 +184,8 @@ type Options struct {
 //
 // Mount it only where you mean to: it gives whoever the policy allows
 // commands that inspect and act on the process, and (admins by default)
-// Go evaluation inside it. Every connection must present a bearer token
+// Go evaluation, in a child process per session that can call the
+// exported functions. Every connection must present a bearer token
 // (never in the URL); browsers' cross-origin requests are refused; every
 // request is authorized and audited. Prefer a loopback listener
 // (ListenAndServe binds 127.0.0.1 unless told otherwise).

@@ -727,11 +727,11 @@ func (s *session) complete(req wire.Request) {
 		}
 		if word := prefix[i:]; word != "" && !(word[0] >= '0' && word[0] <= '9') {
 			// Only while no request runs: the interpreter belongs to
-			// the worker, and a completion must never wait for it.
+			// the worker, and a completion must never wait for it. A
+			// session without one gets the packages' names: a completion
+			// starts no interpreter.
 			if s.imu.TryLock() {
-				if in, err := s.interpreter(req.ID); err == nil {
-					items, start = in.Complete(word), i
-				}
+				items, start = s.completeGo(word), i
 				s.imu.Unlock()
 			}
 		}

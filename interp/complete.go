@@ -12,17 +12,32 @@ import (
 // the session's globals for a bare prefix ("str"), a package's members
 // after a dot ("strings.To", "demo.Ca").
 func (in *Interpreter) Complete(word string) []string {
+	return complete(in.table, in.globals(), word)
+}
+
+// Completions is Complete for a session that has no interpreter yet: the
+// packages an interpreter built with exp and pkgs would have, and their
+// members, without building one.
+func Completions(exp *Exports, pkgs []string, word string) []string {
+	table, err := symbolTable(exp, pkgs, &switchWriter{ctx: ended}, 1)
+	if err != nil {
+		return nil
+	}
+	return complete(table, nil, word)
+}
+
+func complete(table map[string]map[string]reflect.Value, globals map[string]reflect.Value, word string) []string {
 	var out []string
 	if pkg, prefix, ok := strings.Cut(word, "."); ok {
 		if strings.Contains(prefix, ".") {
 			return nil
 		}
-		for key, syms := range in.table {
+		for key, syms := range table {
 			if key == "." || lastElem(key) != pkg {
 				continue
 			}
 			for name := range syms {
-				if strings.HasPrefix(name, prefix) {
+				if strings.HasPrefix(name, prefix) && !strings.HasPrefix(name, "_") {
 					out = append(out, pkg+"."+name)
 				}
 			}
@@ -35,12 +50,12 @@ func (in *Interpreter) Complete(word string) []string {
 				out = append(out, name)
 			}
 		}
-		for key := range in.table {
+		for key := range table {
 			if key != "." {
 				add(lastElem(key))
 			}
 		}
-		for name := range in.globals() {
+		for name := range globals {
 			add(name)
 		}
 	}

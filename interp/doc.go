@@ -13,8 +13,12 @@
 // # Security
 //
 // The interpreter (github.com/traefik/yaegi) is not a security boundary,
-// and its authors say so. The controls that matter are around it, in
-// layers:
+// and its authors say so; nor can guards inside a process be shown
+// complete (a fatal runtime error cannot be recovered, its compiler
+// cannot be interrupted, a native call runs to completion). The boundary
+// is a process: package sandbox runs an interpreter per session in a
+// child process, and this package's guards run inside it, so that
+// everyday mistakes get a clear error instead of a dead child. In layers:
 //
 //   - the symbol table is an allowlist: a curated errors, fmt, math, sort,
 //     strconv, strings, time, unicode and unicode/utf8, plus the exported
@@ -22,7 +26,10 @@
 //     reflect, runtime, unsafe, syscall or os/signal, nothing that starts
 //     goroutines running user code (time.AfterFunc, Tick, tickers), no
 //     package variable (they are the host's own state), and no preloaded
-//     generic source packages;
+//     generic source packages; every native function and method in it has
+//     a declared safety class (bounded by its input, size-checked wrapper,
+//     calls back into interpreted code, blocking), and an unclassified one
+//     is left out;
 //   - fmt is rebuilt: interpreted values reach it as Stringers, never as
 //     Formatters or Scanners (which would hand them fmt's pooled state),
 //     and it sizes what it prints first, refusing values that contain
@@ -31,14 +38,19 @@
 //     func main or init, only allowlisted imports, no source loaded from
 //     disk, no identifiers starting with "__", no assignment through a
 //     pointer, array types, literals, function frames and constant
-//     arithmetic bounded, nesting bounded;
+//     arithmetic bounded, string constants and type nesting bounded, no
+//     recursive types without indirection, generics instantiated inside
+//     generic code only with type names, nesting bounded;
 //   - source is rewritten before it runs: every function counts its call
 //     depth (Go's stack overflow is fatal), every make checks its size
 //     against the element type;
-//   - while it runs: a timeout, an output cap, a heap-growth watchdog on
-//     runtime/metrics, wrapped size-amplifying functions (strings.Repeat,
-//     Replace, ReplaceAll, Join, Split, Fields, strconv.Quote), sorts and
-//     time.Sleep that stop when the eval does;
+//   - while it runs: a timeout, an output cap, a heap watchdog on
+//     runtime/metrics (growth per eval; with MaxHeap, the whole process's
+//     heap, so what earlier evals keep counts), wrapped size-amplifying
+//     functions (strings.Repeat, Replace, ReplaceAll, Join, Split, Fields,
+//     ToValidUTF8, strconv quoting and float precision, errors.Join and
+//     fmt.Errorf trees), sorts and time.Sleep that stop when the eval
+//     does, and that natives deferred by stopped code see as done;
 //   - results and panic values that could run interpreted methods are
 //     formatted inside the eval, under its deadline;
 //   - an interpreter stopped mid-eval is discarded (yaegi may resume
@@ -48,8 +60,8 @@
 // reach eval at all (admins by default), gives each session only the
 // exported packages its subject may import, and audits every eval.
 //
-// Export functions, not mutable objects: see Exports.Value for what can go
-// wrong. yaegi reads YAEGI_* environment variables of the host process
+// Export functions: their arguments and results cross as copies (see
+// Exports.Func), and Exports.Value exports a snapshot. yaegi reads YAEGI_* environment variables of the host process
 // (one of them runs a command); the ops-repl command clears them, and an
 // embedding application should not set them.
 package interp

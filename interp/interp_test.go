@@ -32,6 +32,10 @@ func TestEval(t *testing.T) {
 		err            string // substring of the error; "" means none
 	}{
 		{src: "1+2", want: "3"},
+		{src: "fi := 0; for i := 0; ; i++ { if i > 3 { break }; fi = i }; fi", want: "3"},
+		{src: "fn := 0; for ; fn < 3; fn++ {}; fn", want: "3"},
+		{src: "if v := 2; v > 1 { fmt.Print(v) }; 7", want: "7", out: "2"},
+		{src: "switch w := 3; w { case 3: fmt.Print(\"three\") }", out: "three"},
 		{src: `"a" + "b"`, want: `"ab"`},
 		{src: "x := 40", want: ""},
 		{src: "x + 2", want: "42"},

@@ -87,7 +87,18 @@ func split(src string) ([]chunk, error) {
 		}
 		chunks = append(chunks, chunk{src: text, decl: isDecl})
 	}
+	header := false // in the header of a for, if, switch or select: its semicolons are its own
 	for i, t := range toks {
+		switch t.tok {
+		case token.FOR, token.IF, token.SWITCH, token.SELECT:
+			if depth == 0 {
+				header = true
+			}
+		case token.LBRACE:
+			if depth == 0 {
+				header = false
+			}
+		}
 		switch t.tok {
 		case token.LPAREN, token.LBRACK, token.LBRACE:
 			depth++
@@ -108,7 +119,7 @@ func split(src string) ([]chunk, error) {
 			}
 			isDecl = declStarts(kinds)
 		}
-		if depth == 0 && t.tok == token.SEMICOLON {
+		if depth == 0 && !header && t.tok == token.SEMICOLON {
 			flush(t.pos)
 		}
 	}

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,9 +11,11 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/opsrepl/opsrepl/interp"
 )
@@ -73,11 +76,12 @@ func runChild() int {
 		fmt.Fprintf(os.Stderr, "sandbox: %v\n", err)
 		return exitLimits
 	}
-	c := &child{l: newLink(os.NewFile(channelFD, "sandbox"))}
+	c := &child{l: newLink(os.NewFile(channelFD, "sandbox"), hostFrame, 1<<20)}
 	m, err := c.l.recv()
 	if err != nil || m.Op != opStart || m.Limits == nil {
 		return exitProtocol
 	}
+	c.l.maxOut = m.Limits.MaxFrame
 	if err := applyLimits(*m.Limits); err != nil {
 		c.send(&message{Op: opFailed, Text: err.Error()})
 		return exitLimits
@@ -100,11 +104,25 @@ func runChild() int {
 				return exitStopped
 			}
 		case m.Op == opComplete && c.in != nil:
-			c.send(&message{Op: opItems, Items: c.in.Complete(m.Src)})
+			var items []string
+			for _, it := range c.in.Complete(m.Src) {
+				if len(items) < maxItems && len(it) <= 256 {
+					items = append(items, it)
+				}
+			}
+			if c.send(&message{Op: opItems, Data: []byte(strings.Join(items, "\n"))}) != nil {
+				return exitProtocol
+			}
 		case m.Op == opVars && c.in != nil:
 			var b bytes.Buffer
 			c.in.Vars(&b)
-			c.send(&message{Op: opItems, Text: b.String()})
+			text := b.Bytes()
+			if limit := c.l.maxOut / 2; len(text) > limit {
+				text = append(text[:limit:limit], "… (clipped)\n"...)
+			}
+			if c.send(&message{Op: opItems, Data: text}) != nil {
+				return exitProtocol
+			}
 		default:
 			return exitProtocol
 		}
@@ -124,18 +142,16 @@ func (c *child) init(im *initMsg) error {
 	for _, d := range im.Exports {
 		t, ok := typeOf(d.Type)
 		if !ok {
-			return fmt.Errorf("sandbox: export %s.%s: type %s is not this program's (is the child the same executable?)", d.Pkg, d.Name, d.Type.Name)
+			return fmt.Errorf("sandbox: export %s.%s: its type %s is not one this program was built with (made at run time, with reflect?), so it cannot cross to an interpreter process", d.Pkg, d.Name, d.Type.Name)
 		}
 		if d.Func {
 			exp.Func(d.Pkg, d.Name, c.stub(d.Pkg, d.Name, t).Interface())
 			continue
 		}
-		v, err := decodeValue(t, d.Value)
-		if err != nil {
+		p := reflect.New(t)
+		if err := json.Unmarshal(d.Value, p.Interface()); err != nil {
 			return fmt.Errorf("sandbox: export %s.%s: %w", d.Pkg, d.Name, err)
 		}
-		p := reflect.New(t)
-		p.Elem().Set(v)
 		exp.Value(d.Pkg, d.Name, p.Interface())
 	}
 	opts := im.Interp.options()
@@ -176,9 +192,10 @@ func heapObjects() uint64 {
 // real function and sends its results back.
 func (c *child) stub(pkg, name string, ft reflect.Type) reflect.Value {
 	return reflect.MakeFunc(ft, func(args []reflect.Value) []reflect.Value {
-		raw, err := encodeAll(args, "argument")
+		fn := lastElem(pkg) + "." + name
+		raw, err := encodeValues(args, "argument")
 		if err != nil {
-			panic(fmt.Sprintf("%s.%s: %v", lastElem(pkg), name, err))
+			panic(fmt.Sprintf("%s: %v", fn, err))
 		}
 		c.wmu.Lock()
 		err = c.l.send(&message{Op: opCall, Pkg: pkg, Name: name, Values: raw})
@@ -187,22 +204,18 @@ func (c *child) stub(pkg, name string, ft reflect.Type) reflect.Value {
 			reply, err = c.l.recv()
 		}
 		c.wmu.Unlock()
+		if errors.Is(err, errFrameTooLarge) {
+			panic(fmt.Sprintf("%s: the arguments take %d bytes; at most %d cross to the application", fn, c.l.lastOut, c.l.maxOut))
+		}
 		if err != nil || reply.Op != opRet {
 			os.Exit(exitProtocol) // the host is gone or confused: nothing to return to
 		}
 		if reply.Text != "" {
-			panic(fmt.Sprintf("%s.%s: %s", lastElem(pkg), name, reply.Text))
+			panic(fmt.Sprintf("%s: %s", fn, reply.Text))
 		}
-		if len(reply.Values) != ft.NumOut() {
-			os.Exit(exitProtocol)
-		}
-		out := make([]reflect.Value, ft.NumOut())
-		for i := range out {
-			v, err := decodeValue(ft.Out(i), reply.Values[i])
-			if err != nil {
-				panic(fmt.Sprintf("%s.%s: result %d: %v", lastElem(pkg), name, i+1, err))
-			}
-			out[i] = v
+		out, err := decodeValues(outs(ft), reply.Values, "result")
+		if err != nil {
+			panic(fmt.Sprintf("%s: %v", fn, err))
 		}
 		return out
 	})
@@ -222,10 +235,16 @@ func lastElem(p string) string {
 // (yaegi may resume stopped code), so the child ends.
 func (c *child) eval(src string) bool {
 	w := &outWriter{c: c}
-	start := time.Now()
 	val, err := c.in.Eval(context.Background(), src, w)
 	w.flush()
-	res := &message{Op: opResult, Text: val, Spent: c.in.Spent(), Elapsed: time.Since(start)}
+	for len(val) > 0 { // the value, in parts
+		n := min(len(val), outChunk)
+		if err := c.send(&message{Op: opValue, Data: []byte(val[:n])}); err != nil {
+			return false
+		}
+		val = val[n:]
+	}
+	res := &message{Op: opResult, Spent: c.in.Spent()}
 	var ce *interp.CheckError
 	var ee *interp.EvalError
 	stopped := false
@@ -246,10 +265,18 @@ func (c *child) eval(src string) bool {
 	default:
 		res.Kind, res.Text, stopped = kindReset, err.Error(), true
 	}
-	if err := c.send(res); err != nil {
-		return false
+	if len(res.Text) > maxText {
+		res.Text = clip(res.Text, maxText)
 	}
-	return !stopped
+	return c.send(res) == nil && !stopped
+}
+
+// clip cuts s to at most n bytes, at a rune boundary, and says so.
+func clip(s string, n int) string {
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + fmt.Sprintf("… (%d bytes in all)", len(s))
 }
 
 // outWriter sends what an eval prints, in chunks: at outChunk bytes, when

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -34,8 +35,15 @@ type Options struct {
 	// MaxMemory caps a child's memory: its data (heap, stacks, every
 	// private writable mapping; RLIMIT_DATA) and, watched from this
 	// process while it evaluates, its resident set. A child past it is
-	// killed. Default: 1 GiB.
+	// killed. Default: 512 MiB.
 	MaxMemory uint64
+	// MaxChildren caps the children running at once, spares included, so
+	// that sessions cannot take more than MaxChildren × MaxMemory between
+	// them. At the cap, a session that needs a child gets the one of the
+	// session that has gone longest without a request (that session gets
+	// a new one, with a notice, at its next eval); only when every child
+	// is in the middle of a request is it refused (ErrBusy). Default: 8.
+	MaxChildren int
 	// MaxCPU caps the CPU time a child may use over its life (RLIMIT_CPU);
 	// a child is replaced at its session's next eval once it has used it.
 	// One eval can use at most one core for the eval's time limit. Default:
@@ -71,9 +79,12 @@ type Pool struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex
+	changed  *sync.Cond // a spare was started, or failed to
 	spares   []*proc
-	starting int
+	starting int // spares being started
+	spawning int // children being started (places held under MaxChildren)
 	live     map[*proc]bool
+	users    map[*Interpreter]bool // interpreters in use, for reclaim
 	closed   bool
 }
 
@@ -84,6 +95,8 @@ var (
 	ErrNotInstalled = errors.New("sandbox: this program does not call sandbox.Main() first in main (and TestMain), so it cannot start evaluation children")
 	// ErrUnsupported means this platform cannot run children.
 	ErrUnsupported = errUnsupportedPlatform
+	// ErrBusy means Options.MaxChildren children are running.
+	ErrBusy = errors.New("sandbox: every interpreter process allowed is in use")
 )
 
 var errUnsupportedPlatform = errors.New("sandbox: evaluation children are supported on Linux only")
@@ -102,7 +115,10 @@ func New(opts Options) (*Pool, error) {
 	}
 	opts.Interp = opts.Interp.WithDefaults()
 	if opts.MaxMemory == 0 {
-		opts.MaxMemory = 1 << 30
+		opts.MaxMemory = 512 << 20
+	}
+	if opts.MaxChildren <= 0 {
+		opts.MaxChildren = 8
 	}
 	setDefault(&opts.MaxCPU, 10*time.Minute)
 	setDefault(&opts.CallTimeout, 5*time.Second)
@@ -116,7 +132,9 @@ func New(opts Options) (*Pool, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Pool{opts: opts, log: opts.Logger, live: map[*proc]bool{}}, nil
+	p := &Pool{opts: opts, log: opts.Logger, live: map[*proc]bool{}, users: map[*Interpreter]bool{}}
+	p.changed = sync.NewCond(&p.mu)
+	return p, nil
 }
 
 func setDefault(d *time.Duration, v time.Duration) {
@@ -149,6 +167,7 @@ func (p *Pool) Warm() {
 	need := 0
 	if !p.closed {
 		need = max(p.opts.Spares-len(p.spares)-p.starting, 0)
+		need = min(need, max(p.opts.MaxChildren-len(p.live)-p.spawning-p.starting, 0))
 		p.starting += need
 	}
 	p.mu.Unlock()
@@ -161,8 +180,11 @@ func (p *Pool) Warm() {
 				p.spares = append(p.spares, c)
 				c = nil
 			}
+			p.changed.Broadcast()
 			p.mu.Unlock()
-			if err != nil {
+			switch {
+			case errors.Is(err, ErrBusy) || errors.Is(err, errClosed):
+			case err != nil:
 				p.log.Error("sandbox: cannot start a spare child", "err", err)
 			}
 			if c != nil {
@@ -173,29 +195,74 @@ func (p *Pool) Warm() {
 }
 
 // take returns a started child: a spare if one is ready, else a new one.
+// When every place is held and a spare is on its way, it waits for the
+// spare.
 func (p *Pool) take() (*proc, error) {
+	p.mu.Lock()
 	for {
-		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			return nil, errClosed
 		}
-		var c *proc
 		if n := len(p.spares); n > 0 {
-			c, p.spares = p.spares[n-1], p.spares[:n-1]
+			c := p.spares[n-1]
+			p.spares = p.spares[:n-1]
+			p.mu.Unlock()
+			p.Warm()
+			select {
+			case <-c.done: // died while it waited
+				p.mu.Lock()
+				continue
+			default:
+				return c, nil
+			}
+		}
+		if len(p.live)+p.spawning < p.opts.MaxChildren {
+			break
+		}
+		if p.starting > 0 {
+			p.changed.Wait() // a spare is on its way
+			continue
 		}
 		p.mu.Unlock()
-		p.Warm()
-		if c == nil {
-			return p.spawn()
+		if !p.reclaim() {
+			return nil, ErrBusy
 		}
-		select {
-		case <-c.done: // died while it waited
+		p.mu.Lock()
+	}
+	p.mu.Unlock()
+	p.Warm()
+	return p.spawn()
+}
+
+// reclaim makes room: it stops the child of the interpreter that has gone
+// longest without a request (never one in the middle of one), whose
+// session gets a new child, with a notice, at its next eval. It reports
+// whether there was one.
+func (p *Pool) reclaim() bool {
+	p.mu.Lock()
+	users := make([]*Interpreter, 0, len(p.users))
+	for in := range p.users {
+		users = append(users, in)
+	}
+	p.mu.Unlock()
+	sort.Slice(users, func(i, j int) bool { return users[i].lastUsed.Load() < users[j].lastUsed.Load() })
+	for _, in := range users {
+		if !in.mu.TryLock() {
 			continue
-		default:
-			return c, nil
+		}
+		ok := !in.dead
+		if ok {
+			in.c.kill(errIdle)
+			in.dead = true
+			in.why = fmt.Sprintf("the interpreter process was stopped to make room for another session (%d may run at once)", p.opts.MaxChildren)
+		}
+		in.mu.Unlock()
+		if ok && in.c.reaped() {
+			return true
 		}
 	}
+	return false
 }
 
 // Close kills every child, spare or in use, and refuses new ones. It is
@@ -203,6 +270,7 @@ func (p *Pool) take() (*proc, error) {
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	p.closed = true
+	p.changed.Broadcast()
 	all := p.spares
 	p.spares = nil
 	for c := range p.live {
@@ -211,7 +279,9 @@ func (p *Pool) Close() error {
 	p.mu.Unlock()
 	for _, c := range all {
 		c.kill(errClosed)
-		<-c.done
+	}
+	for _, c := range all {
+		c.reaped()
 	}
 	return nil
 }
@@ -224,6 +294,7 @@ var (
 	errIdle      = errors.New("sandbox: idle")
 	errStopped   = errors.New("sandbox: eval stopped")
 	errProtocol  = errors.New("sandbox: protocol")
+	errNoAnswer  = errors.New("sandbox: no answer")
 )
 
 // proc is one child process and the host's end of its channel.
@@ -246,18 +317,33 @@ var childEnv = []string{"GOTRACEBACK=single", "GOMAXPROCS=1"}
 // spawn starts a child, waits for it to apply its limits, and registers
 // it as live.
 func (p *Pool) spawn() (*proc, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	p.mu.Lock()
+	if len(p.live)+p.spawning >= p.opts.MaxChildren {
+		p.mu.Unlock()
+		return nil, ErrBusy
+	}
+	p.spawning++ // a place is held until the child is live, or failed
+	p.mu.Unlock()
+	started := false
+	defer func() {
+		if !started {
+			p.mu.Lock()
+			p.spawning--
+			p.mu.Unlock()
+		}
+	}()
+	hostEnd, childEnd, err := socketPair()
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: socketpair: %w", err)
 	}
-	hostEnd, childEnd := os.NewFile(uintptr(fds[0]), "sandbox-host"), os.NewFile(uintptr(fds[1]), "sandbox-child")
 	conn, err := net.FileConn(hostEnd)
 	hostEnd.Close()
 	if err != nil {
 		childEnd.Close()
 		return nil, fmt.Errorf("sandbox: channel: %w", err)
 	}
-	c := &proc{pool: p, conn: conn, l: newLink(conn), stderr: &stderrTail{}, done: make(chan struct{}), start: time.Now()}
+	c := &proc{pool: p, conn: conn, l: newLink(conn, childFrame, hostFrame), stderr: &stderrTail{}, done: make(chan struct{}), start: time.Now()}
+	c.l.fromChild = true
 	c.cmd = &exec.Cmd{
 		Path:        exePath,
 		Args:        []string{childArg0},
@@ -266,6 +352,9 @@ func (p *Pool) spawn() (*proc, error) {
 		ExtraFiles:  []*os.File{childEnd}, // fd 3
 		Stderr:      c.stderr,
 		SysProcAttr: sysProcAttr(),
+		// A process that died leaves its standard error to whatever holds
+		// it open; the host waits for the copy no longer than this.
+		WaitDelay: time.Second,
 	}
 	err = c.cmd.Start()
 	childEnd.Close()
@@ -273,6 +362,12 @@ func (p *Pool) spawn() (*proc, error) {
 		conn.Close()
 		return nil, fmt.Errorf("sandbox: start child: %w", err)
 	}
+	p.mu.Lock()
+	p.live[c] = true
+	p.spawning--
+	closed := p.closed
+	p.mu.Unlock()
+	started = true
 	go func() {
 		c.cmd.Wait()
 		conn.Close()
@@ -281,10 +376,12 @@ func (p *Pool) spawn() (*proc, error) {
 		delete(p.live, c)
 		p.mu.Unlock()
 	}()
-	p.mu.Lock()
-	p.live[c] = true
-	p.mu.Unlock()
-	lim := childLimits{MaxMemory: p.opts.MaxMemory, MaxCPU: p.opts.MaxCPU, MaxStack: 64 << 20, Seccomp: !p.opts.NoSeccomp}
+	if closed { // Close did not see it
+		c.kill(errClosed)
+		return nil, errClosed
+	}
+	lim := childLimits{MaxMemory: p.opts.MaxMemory, MaxCPU: p.opts.MaxCPU, MaxStack: 64 << 20,
+		MaxFrame: childFrame, Seccomp: !p.opts.NoSeccomp}
 	if _, err := c.exchange(&message{Op: opStart, Limits: &lim}, opReady, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("sandbox: child did not start: %w", err)
 	}
@@ -313,26 +410,46 @@ func (c *proc) exchange(m *message, op string, d time.Duration) (*message, error
 	return r, nil
 }
 
-// kill stops the child (once) for cause.
+// kill stops the child (once) for cause: its whole process group, and
+// the channel, so that a read waiting on it returns at once.
 func (c *proc) kill(cause error) {
 	c.mu.Lock()
 	if c.cause == nil {
 		c.cause = cause
 	}
 	c.mu.Unlock()
-	c.cmd.Process.Kill() // after the reap it is a no-op
+	select {
+	case <-c.done: // reaped: its pid may be another process's now
+	default:
+		killGroup(c.cmd.Process)
+	}
+	c.conn.Close()
+}
+
+// reaped waits, at most a few seconds, for the child to be reaped.
+func (c *proc) reaped() bool {
+	select {
+	case <-c.done:
+		return true
+	case <-time.After(5 * time.Second):
+		return false
+	}
 }
 
 // fail ends the child after a channel error and returns what ended it.
 func (c *proc) fail(err error) error {
-	if errors.Is(err, errProtocol) || errors.Is(err, errFrameTooLarge) {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		c.kill(errNoAnswer)
+	case errors.Is(err, errProtocol) || errors.Is(err, errFrameTooLarge):
 		c.kill(errProtocol)
 	}
 	select {
 	case <-c.done:
 	case <-time.After(2 * time.Second):
 		c.kill(errProtocol) // alive but not answering
-		<-c.done
+		c.reaped()
 	}
 	return c.exitError(err)
 }
@@ -350,6 +467,7 @@ const (
 	CauseProtocol Cause = "protocol"
 	CauseIdle     Cause = "idle"
 	CauseClosed   Cause = "closed"
+	CauseNoAnswer Cause = "no answer"
 )
 
 // ExitError reports a child that ended during a request: killed by the
@@ -379,6 +497,8 @@ func (e *ExitError) Error() string {
 		return "the interpreter process was stopped after " + e.Detail + " without a request"
 	case CauseClosed:
 		return "the console is closing"
+	case CauseNoAnswer:
+		return "the interpreter process did not answer in time and was stopped"
 	}
 	return "the interpreter process broke the channel and was stopped: " + e.Detail
 }
@@ -405,15 +525,15 @@ func (c *proc) exitError(chanErr error) *ExitError {
 		return &ExitError{Cause: CauseClosed, err: cause}
 	case cause == errProtocol:
 		return &ExitError{Cause: CauseProtocol, Detail: errString(chanErr), err: cause}
+	case cause == errNoAnswer:
+		return &ExitError{Cause: CauseNoAnswer, err: cause}
 	case cause != nil: // the request's own cancel cause
 		return &ExitError{Cause: CauseCanceled, err: cause}
 	}
 	st := c.cmd.ProcessState
 	head, tail := c.stderr.text()
 	if st != nil {
-		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() &&
-			(ws.Signal() == syscall.SIGKILL || ws.Signal() == syscall.SIGXCPU) &&
-			st.UserTime()+st.SystemTime() >= opts.MaxCPU-time.Second {
+		if killedBySignal(st) && st.UserTime()+st.SystemTime() >= opts.MaxCPU-time.Second {
 			return &ExitError{Cause: CauseCPU, Detail: opts.MaxCPU.String()}
 		}
 	}
@@ -482,16 +602,27 @@ func bytesString(n uint64) string {
 // stderrTail keeps the first and the last few KiB a child writes to its
 // standard error.
 type stderrTail struct {
-	mu   sync.Mutex
-	head []byte
-	tail []byte
+	mu    sync.Mutex
+	head  []byte
+	tail  []byte
+	total int
 }
 
 const stderrKeep = 4 << 10
 
+// errStderrFlood stops copying a child's standard error: a child that
+// writes more than stderrMax is not saying why it dies, and the host does
+// not spend its CPU reading it (the child blocks on its writes).
+var errStderrFlood = errors.New("sandbox: the child writes too much to its standard error")
+
+const stderrMax = 1 << 20
+
 func (s *stderrTail) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.total += len(p); s.total > stderrMax {
+		return 0, errStderrFlood
+	}
 	n := len(p)
 	if room := stderrKeep - len(s.head); room > 0 {
 		k := min(room, len(p))
@@ -529,11 +660,14 @@ type Interpreter struct {
 	spec Spec
 	pkgs map[string]bool
 
-	mu    sync.Mutex // one request at a time
-	spent bool
-	dead  bool
-	idle  *time.Timer
-	calls *rate.Limiter
+	mu       sync.Mutex // one request at a time
+	spent    bool
+	dead     bool
+	why      string // why it was released, when the host released it
+	closed   bool
+	lastUsed atomic.Int64 // unix nanoseconds of the last request's end
+	idle     *time.Timer
+	calls    *rate.Limiter
 }
 
 // Start gives a session an interpreter: a spare child (or a new one) is
@@ -561,20 +695,25 @@ func (p *Pool) Start(spec Spec) (*Interpreter, error) {
 		return nil, fmt.Errorf("sandbox: load the interpreter: %w", err)
 	}
 	in := &Interpreter{pool: p, c: c, spec: spec, pkgs: pkgs, calls: rate.NewLimiter(rate.Limit(p.opts.CallRate), p.opts.CallRate)}
+	in.lastUsed.Store(time.Now().UnixNano())
 	in.idle = time.AfterFunc(p.opts.IdleTimeout, in.release)
+	p.mu.Lock()
+	p.users[in] = true
+	p.mu.Unlock()
 	return in, nil
 }
 
 // release stops an idle child; the session's next eval gets a new one.
 func (in *Interpreter) release() {
 	if !in.mu.TryLock() {
-		in.idle.Reset(in.pool.opts.IdleTimeout) // busy: not idle
+		in.idle.Reset(in.pool.opts.IdleTimeout) // busy: not idle (or closing: Close stops the timer after)
 		return
 	}
 	defer in.mu.Unlock()
 	if !in.dead {
 		in.c.kill(errIdle)
-		in.dead, in.spent = true, true
+		in.dead = true
+		in.why = fmt.Sprintf("the interpreter process was stopped after %s without a request", in.pool.opts.IdleTimeout)
 	}
 }
 
@@ -585,25 +724,27 @@ func (in *Interpreter) Released() string {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	switch {
-	case !in.dead && !in.spent:
-		return ""
+	case in.why != "":
+		return in.why
 	case in.dead:
-		if e := in.c.exitError(nil); e.Cause == CauseIdle {
-			return e.Error()
-		}
 		return "the interpreter process has ended"
+	case in.spent:
+		return "the interpreter was recycled after its evaluation limit"
 	}
-	return "the interpreter was recycled after its evaluation limit"
+	return ""
 }
 
 // Close stops the child. It is idempotent.
 func (in *Interpreter) Close() error {
-	in.idle.Stop()
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.dead = true
+	defer in.idle.Stop() // after the lock: a release that found it held re-armed the timer
+	in.dead, in.closed = true, true
 	in.c.kill(errClosed)
-	<-in.c.done
+	in.c.reaped()
+	in.pool.mu.Lock()
+	delete(in.pool.users, in)
+	in.pool.mu.Unlock()
 	return nil
 }
 
@@ -620,6 +761,7 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 		return "", interp.ErrReset
 	}
 	in.idle.Reset(in.pool.opts.IdleTimeout)
+	defer in.lastUsed.Store(time.Now().UnixNano())
 	c := in.c
 	// The child stops itself at the eval's time limit; past a grace
 	// period it is killed.
@@ -635,12 +777,19 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 		return "", in.died(err)
 	}
 	printed := 0
+	var value []byte
 	for {
 		m, err := c.l.recv()
 		if err != nil {
 			return "", in.died(err)
 		}
 		switch m.Op {
+		case opValue:
+			if len(value)+len(m.Data) > maxValue(in.pool.opts.Interp.MaxOutput) {
+				c.kill(errProtocol)
+				return "", in.died(fmt.Errorf("%w: a value past the limit", errProtocol))
+			}
+			value = append(value, m.Data...)
 		case opOut:
 			printed += len(m.Data)
 			if printed > in.pool.opts.Interp.MaxOutput+outChunk {
@@ -653,6 +802,14 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 				return "", in.died(err)
 			}
 		case opResult:
+			if !stop() { // the kill for the deadline or cancel has begun
+				in.dead = true
+				c.reaped()
+				return "", c.exitError(nil)
+			}
+			if m.Kind == kindOK {
+				m.Data = value
+			}
 			return in.result(m)
 		default:
 			c.kill(errProtocol)
@@ -673,7 +830,7 @@ func (in *Interpreter) result(m *message) (string, error) {
 	var err error
 	switch m.Kind {
 	case kindOK:
-		return m.Text, nil // formatted and bounded by the child; a frame bounds it here
+		return string(m.Data), nil // formatted and bounded by the child; a frame bounds it here
 	case kindIncomplete:
 		return "", interp.ErrIncomplete
 	case kindCheck:
@@ -691,7 +848,7 @@ func (in *Interpreter) result(m *message) (string, error) {
 	}
 	in.dead = true
 	in.c.kill(errStopped)
-	<-in.c.done
+	in.c.reaped()
 	return "", err
 }
 
@@ -718,8 +875,9 @@ func (c *proc) watchMemory(done <-chan struct{}) {
 }
 
 // call runs one exported function for the child: it must be in the
-// session's packages and still allowed; the arguments must decode to its
-// parameter types. The function runs with a deadline and a recover.
+// session's packages and still allowed. Decoding the arguments, the call
+// and encoding the results all run the application's code (its methods
+// and JSON methods), so they run together, with a deadline and a recover.
 func (in *Interpreter) call(ctx context.Context, m *message) *message {
 	ret := func(format string, args ...any) *message {
 		return &message{Op: opRet, Text: fmt.Sprintf(format, args...)}
@@ -731,37 +889,27 @@ func (in *Interpreter) call(ctx context.Context, m *message) *message {
 	if in.spec.Allow != nil && !in.spec.Allow(m.Pkg) {
 		return ret("not permitted (policy object pkg:%s, action import)", m.Pkg)
 	}
-	args, err := decodeArgs(sym.Type, m.Values)
-	if err != nil {
-		return ret("%v", err)
-	}
 	if err := in.calls.Wait(ctx); err != nil {
 		return ret("%v", context.Cause(ctx))
 	}
-	results, err := in.pool.invoke(ctx, m.Pkg+"."+m.Name, sym, args)
+	results, err := in.pool.invoke(ctx, m.Pkg+"."+m.Name, sym, m.Values)
 	if err != nil {
 		return ret("%v", err)
 	}
-	vals, err := encodeAll(results, "result")
-	if err != nil {
-		return ret("%v", err)
+	if len(results) > hostFrame-64<<10 {
+		return ret("the results take %d bytes; at most %d cross to the interpreter", len(results), hostFrame-64<<10)
 	}
-	size := 0
-	for _, v := range vals {
-		size += len(v)
-	}
-	if size > maxFrame-64<<10 {
-		return ret("the results take %d bytes; at most %d cross to the interpreter", size, maxFrame-64<<10)
-	}
-	return &message{Op: opRet, Values: vals}
+	return &message{Op: opRet, Values: results}
 }
 
-// invoke calls an exported function on a goroutine of its own, so that a
-// function that does not return in time leaves the eval, not the session,
-// waiting; a panic becomes an error.
-func (p *Pool) invoke(ctx context.Context, name string, sym interp.Symbol, args []reflect.Value) ([]reflect.Value, error) {
+// invoke decodes the arguments, calls an exported function and encodes
+// its results on a goroutine of its own, so that a function that does not
+// return in time leaves the eval, not the session, waiting; a panic
+// anywhere in that becomes an error.
+func (p *Pool) invoke(ctx context.Context, name string, sym interp.Symbol, raw json.RawMessage) (json.RawMessage, error) {
 	type outcome struct {
-		out   []reflect.Value
+		out   json.RawMessage
+		err   error
 		panic any
 		stack []byte
 	}
@@ -772,11 +920,19 @@ func (p *Pool) invoke(ctx context.Context, name string, sym interp.Symbol, args 
 				done <- outcome{panic: r, stack: debug.Stack()}
 			}
 		}()
-		if sym.Type.IsVariadic() {
-			done <- outcome{out: sym.Func.CallSlice(args)}
-		} else {
-			done <- outcome{out: sym.Func.Call(args)}
+		args, err := decodeValues(ins(sym.Type), raw, "argument")
+		if err != nil {
+			done <- outcome{err: err}
+			return
 		}
+		var res []reflect.Value
+		if sym.Type.IsVariadic() {
+			res = sym.Func.CallSlice(args)
+		} else {
+			res = sym.Func.Call(args)
+		}
+		out, err := encodeValues(res, "result")
+		done <- outcome{out: out, err: err}
 	}()
 	t := time.NewTimer(p.opts.CallTimeout)
 	defer t.Stop()
@@ -786,7 +942,7 @@ func (p *Pool) invoke(ctx context.Context, name string, sym interp.Symbol, args 
 			p.log.Error("sandbox: an exported function panicked", "func", name, "panic", fmt.Sprint(o.panic), "stack", string(o.stack))
 			return nil, fmt.Errorf("panicked: %v", o.panic)
 		}
-		return o.out, nil
+		return o.out, o.err
 	case <-t.C:
 		p.log.Warn("sandbox: an exported function did not return in time; it is left to finish", "func", name, "timeout", p.opts.CallTimeout)
 		return nil, fmt.Errorf("did not return within %s", p.opts.CallTimeout)
@@ -809,8 +965,13 @@ func (in *Interpreter) Complete(word string) []string {
 		in.dead = true
 		return nil
 	}
-	sort.Strings(r.Items)
-	return r.Items
+	if len(r.Data) == 0 {
+		return nil
+	}
+	items := strings.Split(string(r.Data), "\n")
+	items = items[:min(len(items), maxItems)]
+	sort.Strings(items)
+	return items
 }
 
 // Vars writes what the interpreter can reach (see interp.Interpreter.Vars).
@@ -825,7 +986,7 @@ func (in *Interpreter) Vars(w io.Writer) error {
 		in.dead = true
 		return err
 	}
-	_, err = io.WriteString(w, r.Text)
+	_, err = w.Write(r.Data)
 	return err
 }
 

@@ -122,14 +122,16 @@ func applyLimits(l childLimits) error {
 // allowedSyscalls is what a child may call once its filter is in place:
 // memory, threads, signals, time and futexes for the Go runtime, and reads
 // and writes on descriptors it already has. Nothing opens a file or a
-// socket, executes a program, or signals another process.
+// socket, executes a program, starts a process (clone only with
+// CLONE_THREAD), signals another process, or changes limits or process
+// attributes (no prlimit64, prctl, setrlimit).
 var allowedSyscalls = []string{
 	// Memory.
 	"brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "mincore", "membarrier",
-	// Threads, futexes, scheduling.
-	"clone", "futex", "futex_waitv", "set_robust_list", "get_robust_list", "set_tid_address", "rseq",
-	"sched_yield", "sched_getaffinity", "gettid", "getpid", "getppid", "exit", "exit_group",
-	"restart_syscall", "arch_prctl", "prctl",
+	// Futexes, scheduling (threads: see threadSyscalls).
+	"futex", "futex_waitv", "set_robust_list", "get_robust_list", "set_tid_address", "rseq",
+	"sched_yield", "sched_getaffinity", "gettid", "getpid", "exit", "exit_group",
+	"restart_syscall",
 	// Signals (the runtime preempts goroutines with signals to its own threads).
 	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack",
 	// Time.
@@ -139,12 +141,16 @@ var allowedSyscalls = []string{
 	"read", "write", "readv", "writev", "pread64", "close", "fcntl", "fstat", "newfstatat", "lseek",
 	"epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2", "pipe2",
 	"ppoll", "poll",
-	// Facts about itself.
-	"getrandom", "getrlimit", "prlimit64", "getrusage", "uname", "getuid", "geteuid", "getgid", "getegid",
+	// Facts about itself. (Not prlimit64: it sets limits, of any process.)
+	"getrandom", "getrlimit", "getrusage", "uname", "getuid", "geteuid", "getgid", "getegid",
 }
 
 // signalSyscalls may only target this process's own threads.
 var signalSyscalls = []string{"tgkill"}
+
+// cloneThread is the flag clone must carry: a new thread, never a new
+// process.
+const cloneThread = unix.CLONE_THREAD
 
 // known returns the names that are system calls of this architecture.
 func known(info *arch.Info, names ...string) []string {
@@ -168,6 +174,8 @@ func loadFilter() error {
 	for _, n := range signalSyscalls {
 		signals = append(signals, seccomp.NameWithConditions{Name: n, Conditions: own})
 	}
+	threads := []seccomp.NameWithConditions{{Name: "clone", Conditions: seccomp.ArgumentConditions{
+		{Argument: 0, Operation: seccomp.BitsSet, Value: cloneThread}}}}
 	filter := seccomp.Filter{
 		NoNewPrivs: true,
 		Flag:       seccomp.FilterFlagTSync,
@@ -176,6 +184,7 @@ func loadFilter() error {
 			Syscalls: []seccomp.SyscallGroup{
 				{Action: seccomp.ActionAllow, Names: names},
 				{Action: seccomp.ActionAllow, NamesWithCondtions: signals},
+				{Action: seccomp.ActionAllow, NamesWithCondtions: threads},
 				// glibc's pthread_create tries clone3 first and falls back
 				// to clone only when the kernel says it has no clone3.
 				{Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS), Names: known(info, "clone3")},
@@ -189,4 +198,27 @@ func loadFilter() error {
 		return fmt.Errorf("seccomp: %w", err)
 	}
 	return nil
+}
+
+// killGroup kills the child's process group: the child, and anything it
+// could have started.
+func killGroup(p *os.Process) {
+	syscall.Kill(-p.Pid, syscall.SIGKILL)
+	p.Kill()
+}
+
+// socketPair returns the two ends of a new channel, close-on-exec.
+func socketPair() (host, child *os.File, err error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "sandbox-host"), os.NewFile(uintptr(fds[1]), "sandbox-child"), nil
+}
+
+// killedBySignal reports whether the child was killed by SIGKILL or
+// SIGXCPU (the kernel's ways of enforcing RLIMIT_CPU).
+func killedBySignal(st *os.ProcessState) bool {
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && (ws.Signal() == syscall.SIGKILL || ws.Signal() == syscall.SIGXCPU)
 }

@@ -4,6 +4,7 @@ package sandbox
 
 import (
 	"errors"
+	"os"
 	"syscall"
 )
 
@@ -21,3 +22,9 @@ func prepareChild() error { return errUnsupported }
 func applyLimits(l childLimits) error { return errUnsupported }
 
 var errUnsupported = errors.New("sandbox: child processes are supported on Linux only")
+
+func killGroup(p *os.Process) { p.Kill() }
+
+func socketPair() (host, child *os.File, err error) { return nil, nil, errUnsupported }
+
+func killedBySignal(st *os.ProcessState) bool { return false }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +22,11 @@ func TestMain(m *testing.M) {
 	Main()
 	os.Exit(m.Run())
 }
+
+// badErr's Error method panics on a nil receiver.
+type badErr struct{ msg string }
+
+func (e *badErr) Error() string { return e.msg }
 
 type item struct {
 	Name  string
@@ -46,6 +53,10 @@ func testExports() *interp.Exports {
 		}).
 		Func("shop/cache", "Panic", func() int { panic("boom") }).
 		Func("shop/cache", "Slow", func() int { time.Sleep(time.Hour); return 1 }).
+		Func("shop/cache", "TypedNil", func() error { var e *badErr; return e }).
+		Func("shop/cache", "Echo", func(s string) int { return len(s) }).
+		Func("shop/cache", "Avg", func() float64 { return math.NaN() }).
+		Func("shop/cache", "Bin", func() string { return "\xff\xfe" }).
 		Func("shop/billing", "Total", func() int { return 7 }).
 		Value("shop/cache", "Limit", 10)
 }
@@ -90,6 +101,13 @@ func TestEvalAndCalls(t *testing.T) {
 		{"cache.Panic()", "", "panicked: boom"},
 		{"cache.Slow()", "", "did not return within"},
 		{"billing.Total()", "", "undefined"},
+		{"cache.TypedNil()", "", "panicked"},
+		{`cache.Echo(strings.Repeat("\x01", 2<<20))`, "", "at most"},
+		{`cache.Echo("\xff")`, "", "not valid UTF-8"},
+		{"cache.Avg()", "", "NaN"},
+		{"cache.Bin()", "", "not valid UTF-8"},
+		{`panic(strings.Repeat("\x01", 2<<20))`, "", "bytes in all"},
+		{`cache.Echo("héllo")`, "6", ""},
 		{`fmt.Println("hi"); 5`, "5", ""},
 		{"x := 4", "", ""},
 		{"x * 2", "8", ""},
@@ -293,5 +311,72 @@ func waitStats(t *testing.T, p *Pool, ok func(Stats) bool) {
 			t.Fatalf("stats: %+v", p.Stats())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestMaxChildren: at MaxChildren running children, a new interpreter
+// takes the child of the one that has gone longest without a request,
+// which says why; only children in the middle of a request are never
+// taken (then Start says busy).
+func TestMaxChildren(t *testing.T) {
+	p := newPool(t, func(o *Options) { o.MaxChildren = 2; o.Interp.Timeout = 5 * time.Second })
+	a := start(t, p, Spec{})
+	b := start(t, p, Spec{})
+	a.Eval(context.Background(), "1", &bytes.Buffer{})
+	time.Sleep(10 * time.Millisecond) // b: used earlier than a
+	c := start(t, p, Spec{})
+	if why := b.Released(); !strings.Contains(why, "make room") {
+		t.Fatalf("b: Released %q; want it taken to make room", why)
+	}
+	if a.Released() != "" || c.Released() != "" {
+		t.Fatalf("a %q, c %q: want both usable", a.Released(), c.Released())
+	}
+	// Both children busy: no room.
+	for _, in := range []*Interpreter{a, c} {
+		go in.Eval(context.Background(), "time.Sleep(2 * time.Second)", &bytes.Buffer{})
+	}
+	for _, in := range []*Interpreter{a, c} {
+		waitFor(t, "an eval under way", func() bool {
+			if in.mu.TryLock() {
+				in.mu.Unlock()
+				return false
+			}
+			return true
+		})
+	}
+	if _, err := p.Start(Spec{}); !errors.Is(err, ErrBusy) {
+		t.Fatalf("with every child busy: got %v; want ErrBusy", err)
+	}
+}
+
+// TestRuntimeType: an export whose type was made at run time cannot cross
+// to a child; starting an interpreter with it says which export it is.
+func TestRuntimeType(t *testing.T) {
+	// A signature no code of the binary has: reflect makes its type.
+	exp := new(interp.Exports).Func("dyn/app", "Dyn", reflect.MakeFunc(
+		reflect.FuncOf([]reflect.Type{reflect.TypeFor[[3]int8]()}, []reflect.Type{reflect.TypeFor[[7]uint16]()}, false),
+		func(args []reflect.Value) []reflect.Value { return []reflect.Value{reflect.ValueOf([7]uint16{})} }).Interface())
+	if err := exp.Err(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Options{Exports: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	_, err = p.Start(Spec{Packages: []string{"dyn/app"}})
+	if err == nil || !strings.Contains(err.Error(), "dyn/app.Dyn") || !strings.Contains(err.Error(), "run time") {
+		t.Fatalf("got %v; want an error naming the export and saying its type was made at run time", err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

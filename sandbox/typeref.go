@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"reflect"
+	"runtime/debug"
 	"unsafe"
 )
 
@@ -39,9 +40,17 @@ func refOf(t reflect.Type) typeRef {
 }
 
 // typeOf returns the type ref names. It is called in the child only, on
-// references the host sent.
-func typeOf(ref typeRef) (reflect.Type, bool) {
-	t := anchor
+// references the host sent. A reference to a type the host made at run
+// time points at nothing in the child, or at something else: reading it
+// faults (turned into a panic here) or does not match the name and size.
+func typeOf(ref typeRef) (t reflect.Type, ok bool) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if recover() != nil {
+			t, ok = nil, false
+		}
+	}()
+	t = anchor
 	w := (*ifaceWords)(unsafe.Pointer(&t))
 	w.data = unsafe.Add(w.data, ref.Off)
 	if t.String() != ref.Name || t.Size() != ref.Size {
