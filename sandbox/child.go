@@ -237,14 +237,13 @@ func (c *child) eval(src string) bool {
 	w := &outWriter{c: c}
 	val, err := c.in.Eval(context.Background(), src, w)
 	w.flush()
-	for len(val) > 0 { // the value, in parts
-		n := min(len(val), outChunk)
-		if err := c.send(&message{Op: opValue, Data: []byte(val[:n])}); err != nil {
+	for len(val) > outChunk { // a long value, in parts; the rest with the result
+		if err := c.send(&message{Op: opValue, Data: []byte(val[:outChunk])}); err != nil {
 			return false
 		}
-		val = val[n:]
+		val = val[outChunk:]
 	}
-	res := &message{Op: opResult, Spent: c.in.Spent()}
+	res := &message{Op: opResult, Data: []byte(val), Spent: c.in.Spent()}
 	var ce *interp.CheckError
 	var ee *interp.EvalError
 	stopped := false

@@ -50,7 +50,7 @@ type Options struct {
 	// 10m.
 	MaxCPU time.Duration
 	// CallTimeout bounds one call of an exported function made from a
-	// child: the call's result is then an error in the child (the function
+	// child: past it the child is stopped and the eval fails (the function
 	// itself cannot be stopped, and is left to finish). Default: 5s.
 	CallTimeout time.Duration
 	// CallRate bounds the calls of exported functions one child may make
@@ -295,6 +295,10 @@ var (
 	errStopped   = errors.New("sandbox: eval stopped")
 	errProtocol  = errors.New("sandbox: protocol")
 	errNoAnswer  = errors.New("sandbox: no answer")
+	// errCallTimeout: an exported call ran past CallTimeout. The child is
+	// killed then: the eval's goroutine is inside the application's
+	// function, and nothing else can answer the child.
+	errCallTimeout = errors.New("sandbox: an exported call did not return in time")
 )
 
 // proc is one child process and the host's end of its channel.
@@ -468,6 +472,9 @@ const (
 	CauseIdle     Cause = "idle"
 	CauseClosed   Cause = "closed"
 	CauseNoAnswer Cause = "no answer"
+	// CauseCallTimeout: an exported function did not return within
+	// Options.CallTimeout.
+	CauseCallTimeout Cause = "exported call timeout"
 )
 
 // ExitError reports a child that ended during a request: killed by the
@@ -499,6 +506,8 @@ func (e *ExitError) Error() string {
 		return "the console is closing"
 	case CauseNoAnswer:
 		return "the interpreter process did not answer in time and was stopped"
+	case CauseCallTimeout:
+		return "an exported function did not return within " + e.Detail + "; the interpreter process was stopped (the function is left to finish)"
 	}
 	return "the interpreter process broke the channel and was stopped: " + e.Detail
 }
@@ -527,6 +536,8 @@ func (c *proc) exitError(chanErr error) *ExitError {
 		return &ExitError{Cause: CauseProtocol, Detail: errString(chanErr), err: cause}
 	case cause == errNoAnswer:
 		return &ExitError{Cause: CauseNoAnswer, err: cause}
+	case cause == errCallTimeout:
+		return &ExitError{Cause: CauseCallTimeout, Detail: opts.CallTimeout.String(), err: cause}
 	case cause != nil: // the request's own cancel cause
 		return &ExitError{Cause: CauseCanceled, err: cause}
 	}
@@ -769,53 +780,167 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { c.kill(context.Cause(ctx)) })
 	defer stop()
-	watchDone := make(chan struct{})
-	defer close(watchDone)
-	go c.watchMemory(watchDone)
+	watch := c.watchMemory()
+	defer watch.Stop()
 
+	r := &evalRun{in: in, ctx: ctx, out: &eventOut{w: out}}
 	if err := c.l.send(&message{Op: opEval, Src: src}); err != nil {
 		return "", in.died(err)
 	}
-	printed := 0
-	var value []byte
+	// Frames are handled here until the first call of an exported
+	// function. From there on the rest of the eval runs on a goroutine of
+	// its own, calls inline (no handoff per call), and this one waits for
+	// it, for a call that does not return in time, and for the context.
+	var m *message
 	for {
-		m, err := c.l.recv()
-		if err != nil {
+		var err error
+		if m, err = c.l.recv(); err != nil {
 			return "", in.died(err)
 		}
-		switch m.Op {
-		case opValue:
-			if len(value)+len(m.Data) > maxValue(in.pool.opts.Interp.MaxOutput) {
-				c.kill(errProtocol)
-				return "", in.died(fmt.Errorf("%w: a value past the limit", errProtocol))
-			}
-			value = append(value, m.Data...)
-		case opOut:
-			printed += len(m.Data)
-			if printed > in.pool.opts.Interp.MaxOutput+outChunk {
-				c.kill(errProtocol)
-				return "", in.died(fmt.Errorf("%w: output past the limit", errProtocol))
-			}
-			out.Write(m.Data)
-		case opCall:
-			if err := c.l.send(in.call(ctx, m)); err != nil {
-				return "", in.died(err)
-			}
-		case opResult:
-			if !stop() { // the kill for the deadline or cancel has begun
-				in.dead = true
-				c.reaped()
-				return "", c.exitError(nil)
-			}
-			if m.Kind == kindOK {
-				m.Data = value
-			}
-			return in.result(m)
-		default:
-			c.kill(errProtocol)
-			return "", in.died(fmt.Errorf("%w: unexpected %q", errProtocol, m.Op))
+		if m.Op == opCall {
+			break
+		}
+		if done, err := r.step(m); done || err != nil {
+			return in.finish(r, m, err, stop)
 		}
 	}
+	res := make(chan error, 1)
+	go func() { res <- r.rest(m) }()
+	select {
+	case err := <-res:
+		return in.finish(r, r.last, err, stop)
+	case <-r.stuck():
+		c.kill(errCallTimeout)
+	case <-ctx.Done():
+	}
+	// The eval's goroutine is in an exported function that has not
+	// returned (the child is being killed, so it ends when the function
+	// does): leave it, and what it would still print.
+	r.out.abandon()
+	select {
+	case err := <-res:
+		return in.finish(r, r.last, err, stop)
+	case <-time.After(100 * time.Millisecond):
+	}
+	in.dead = true
+	c.reaped()
+	return "", c.exitError(nil)
+}
+
+// evalRun is the state of one eval on the host side.
+type evalRun struct {
+	in      *Interpreter
+	ctx     context.Context
+	out     *eventOut
+	printed int
+	value   []byte
+	last    *message // the frame that ended the eval
+
+	mu      sync.Mutex
+	calling *time.Timer   // armed while an exported call runs
+	late    chan struct{} // closed when a call passes CallTimeout
+}
+
+// stuck returns a channel closed when an exported call runs past
+// CallTimeout.
+func (r *evalRun) stuck() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.late == nil {
+		r.late = make(chan struct{})
+	}
+	return r.late
+}
+
+// rest handles the eval's frames from m (a call) to its result.
+func (r *evalRun) rest(m *message) error {
+	for {
+		if done, err := r.step(m); done || err != nil {
+			r.last = m
+			return err
+		}
+		var err error
+		if m, err = r.in.c.l.recv(); err != nil {
+			return err
+		}
+	}
+}
+
+// step handles one frame of the eval; done is true for its result.
+func (r *evalRun) step(m *message) (done bool, err error) {
+	opts := r.in.pool.opts
+	switch m.Op {
+	case opValue:
+		if len(r.value)+len(m.Data) > maxValue(opts.Interp.MaxOutput) {
+			return false, fmt.Errorf("%w: a value past the limit", errProtocol)
+		}
+		r.value = append(r.value, m.Data...)
+	case opOut:
+		if r.printed += len(m.Data); r.printed > opts.Interp.MaxOutput+outChunk {
+			return false, fmt.Errorf("%w: output past the limit", errProtocol)
+		}
+		r.out.Write(m.Data)
+	case opCall:
+		r.mu.Lock()
+		stuck := r.late
+		if stuck == nil {
+			stuck = make(chan struct{})
+			r.late = stuck
+		}
+		r.mu.Unlock()
+		t := time.AfterFunc(opts.CallTimeout, func() { close(stuck) })
+		reply := r.in.call(r.ctx, m)
+		if !t.Stop() {
+			return false, errCallTimeout
+		}
+		return false, r.in.c.l.send(reply)
+	case opResult:
+		return true, nil
+	default:
+		return false, fmt.Errorf("%w: unexpected %q", errProtocol, m.Op)
+	}
+	return false, nil
+}
+
+// finish ends an eval whose last frame was m (its result, unless err).
+func (in *Interpreter) finish(r *evalRun, m *message, err error, stop func() bool) (string, error) {
+	if err != nil {
+		return "", in.died(err)
+	}
+	if !stop() { // the kill for the deadline or cancel has begun
+		in.dead = true
+		in.c.reaped()
+		return "", in.c.exitError(nil)
+	}
+	if m.Kind == kindOK && len(r.value) > 0 {
+		if len(r.value)+len(m.Data) > maxValue(in.pool.opts.Interp.MaxOutput) {
+			return "", in.died(fmt.Errorf("%w: a value past the limit", errProtocol))
+		}
+		m.Data = append(r.value, m.Data...)
+	}
+	return in.result(m)
+}
+
+// eventOut passes an eval's output on, until the eval is abandoned.
+type eventOut struct {
+	mu        sync.Mutex
+	w         io.Writer
+	abandoned bool
+}
+
+func (o *eventOut) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.abandoned {
+		return 0, io.ErrClosedPipe
+	}
+	return o.w.Write(p)
+}
+
+func (o *eventOut) abandon() {
+	o.mu.Lock()
+	o.abandoned = true
+	o.mu.Unlock()
 }
 
 func (in *Interpreter) died(err error) error {
@@ -852,26 +977,43 @@ func (in *Interpreter) result(m *message) (string, error) {
 	return "", err
 }
 
-// watchMemory kills the child when its resident set passes the cap,
-// until done. (The data limit in the child is the kernel's own cap; this
-// one also holds where that cannot apply.)
-func (c *proc) watchMemory(done <-chan struct{}) {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	pid := c.cmd.Process.Pid
-	for {
-		select {
-		case <-done:
+// watchMemory kills the child when its resident set passes the cap, as
+// long as the returned timer is not stopped: it looks every 10 ms. (The
+// data limit in the child is the kernel's own cap; this one also holds
+// where that cannot apply.) A timer, not a goroutine: an eval does not
+// pay for waking one.
+func (c *proc) watchMemory() *stoppable {
+	w := &stoppable{}
+	var check func()
+	check = func() {
+		if rss, ok := residentBytes(c.cmd.Process.Pid); ok && rss > c.pool.opts.MaxMemory {
+			c.kill(errMemoryCap)
 			return
-		case <-c.done:
-			return
-		case <-t.C:
-			if rss, ok := residentBytes(pid); ok && rss > c.pool.opts.MaxMemory {
-				c.kill(errMemoryCap)
-				return
-			}
 		}
+		w.mu.Lock()
+		if !w.stopped {
+			w.t.Reset(10 * time.Millisecond)
+		}
+		w.mu.Unlock()
 	}
+	w.mu.Lock()
+	w.t = time.AfterFunc(10*time.Millisecond, check)
+	w.mu.Unlock()
+	return w
+}
+
+// stoppable is a timer that re-arms itself until stopped.
+type stoppable struct {
+	mu      sync.Mutex
+	t       *time.Timer
+	stopped bool
+}
+
+func (w *stoppable) Stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.t.Stop()
+	w.mu.Unlock()
 }
 
 // call runs one exported function for the child: it must be in the
@@ -892,7 +1034,7 @@ func (in *Interpreter) call(ctx context.Context, m *message) *message {
 	if err := in.calls.Wait(ctx); err != nil {
 		return ret("%v", context.Cause(ctx))
 	}
-	results, err := in.pool.invoke(ctx, m.Pkg+"."+m.Name, sym, m.Values)
+	results, err := in.pool.invoke(m.Pkg+"."+m.Name, sym, m.Values)
 	if err != nil {
 		return ret("%v", err)
 	}
@@ -903,52 +1045,28 @@ func (in *Interpreter) call(ctx context.Context, m *message) *message {
 }
 
 // invoke decodes the arguments, calls an exported function and encodes
-// its results on a goroutine of its own, so that a function that does not
-// return in time leaves the eval, not the session, waiting; a panic
-// anywhere in that becomes an error.
-func (p *Pool) invoke(ctx context.Context, name string, sym interp.Symbol, raw json.RawMessage) (json.RawMessage, error) {
-	type outcome struct {
-		out   json.RawMessage
-		err   error
-		panic any
-		stack []byte
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		defer func() {
-			if r := recover(); r != nil {
-				done <- outcome{panic: r, stack: debug.Stack()}
-			}
-		}()
-		args, err := decodeValues(ins(sym.Type), raw, "argument")
-		if err != nil {
-			done <- outcome{err: err}
-			return
+// its results; a panic anywhere in that (the application's function, its
+// JSON or Error methods) becomes an error. It runs on the eval's own
+// goroutine, which the session leaves behind if the function does not
+// return within CallTimeout (see Eval).
+func (p *Pool) invoke(name string, sym interp.Symbol, raw json.RawMessage) (out json.RawMessage, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("sandbox: an exported function panicked", "func", name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			out, err = nil, fmt.Errorf("panicked: %v", r)
 		}
-		var res []reflect.Value
-		if sym.Type.IsVariadic() {
-			res = sym.Func.CallSlice(args)
-		} else {
-			res = sym.Func.Call(args)
-		}
-		out, err := encodeValues(res, "result")
-		done <- outcome{out: out, err: err}
 	}()
-	t := time.NewTimer(p.opts.CallTimeout)
-	defer t.Stop()
-	select {
-	case o := <-done:
-		if o.panic != nil {
-			p.log.Error("sandbox: an exported function panicked", "func", name, "panic", fmt.Sprint(o.panic), "stack", string(o.stack))
-			return nil, fmt.Errorf("panicked: %v", o.panic)
-		}
-		return o.out, o.err
-	case <-t.C:
-		p.log.Warn("sandbox: an exported function did not return in time; it is left to finish", "func", name, "timeout", p.opts.CallTimeout)
-		return nil, fmt.Errorf("did not return within %s", p.opts.CallTimeout)
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
+	args, err := decodeValues(ins(sym.Type), raw, "argument")
+	if err != nil {
+		return nil, err
 	}
+	var res []reflect.Value
+	if sym.Type.IsVariadic() {
+		res = sym.Func.CallSlice(args)
+	} else {
+		res = sym.Func.Call(args)
+	}
+	return encodeValues(res, "result")
 }
 
 // Complete returns completions of word, or nothing while an eval runs.
