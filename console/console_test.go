@@ -314,6 +314,20 @@ func TestRequests(t *testing.T) {
 		}
 	}
 	// Every request above has an audit record, denials included; no token.
+	// (An outcome record is written just after the request's final event.)
+	waitFor(t, "an outcome record for every intent", func() bool {
+		open := map[string]bool{}
+		for _, r := range auditRecords(t, f.audit.String()) {
+			key := fmt.Sprint(r.Session, r.Request)
+			switch r.Kind {
+			case audit.KindIntent:
+				open[key] = true
+			case audit.KindOutcome:
+				delete(open, key)
+			}
+		}
+		return len(open) == 0
+	})
 	recs := auditRecords(t, f.audit.String())
 	byLine := map[string]audit.Record{}
 	outcomes := map[string]audit.Record{}

@@ -224,7 +224,7 @@ func TestHostileHost(t *testing.T) {
 		t.Skip("run by TestHostile")
 	}
 	d, err := Start(context.Background(), Options{Dir: dir,
-		Interp:  interp.Options{Timeout: 2500 * time.Millisecond, MaxHeapGrowth: 64 << 20},
+		Interp:  interp.Options{Timeout: hostileTimeout, MaxHeapGrowth: 64 << 20},
 		Sandbox: sandbox.Options{MaxMemory: 512 << 20}})
 	if err != nil {
 		t.Fatal(err)

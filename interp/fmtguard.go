@@ -38,7 +38,7 @@ var fmtDropped = []string{
 // fmtSymbols returns package fmt for one interpreter, printing to stdout,
 // and the MapTypes entries that make yaegi wrap interpreted arguments of
 // its functions as fmt.Stringer.
-func fmtSymbols(stdout io.Writer, maxBytes uint64) (map[string]reflect.Value, map[reflect.Value][]reflect.Type) {
+func fmtSymbols(stdout io.Writer, trees *errTrees, maxBytes uint64) (map[string]reflect.Value, map[reflect.Value][]reflect.Type) {
 	m := map[string]reflect.Value{}
 	for name, v := range stdlib.Symbols["fmt/fmt"] {
 		m[name] = v
@@ -59,8 +59,11 @@ func fmtSymbols(stdout io.Writer, maxBytes uint64) (map[string]reflect.Value, ma
 		"Sprintf":  func(f string, a ...any) string { check(f, a); return fmt.Sprintf(f, a...) },
 		"Errorf": func(f string, a ...any) error {
 			check(f, a)
-			checkErrTree("fmt.Errorf", wrappedErrors(a), maxBytes)
-			return fmt.Errorf(f, a...)
+			s := trees.check("fmt.Errorf", wrappedErrors(a), maxBytes)
+			e := fmt.Errorf(f, a...)
+			s.bytes = float64(len(e.Error()))
+			trees.built(e, s)
+			return e
 		},
 		"Append":   func(b []byte, a ...any) []byte { check("", a); return fmt.Append(b, a...) },
 		"Appendln": func(b []byte, a ...any) []byte { check("", a); return fmt.Appendln(b, a...) },

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // safety is what a native function or method of the allowlist can do with
@@ -149,18 +150,36 @@ func wrapFloats(m map[string]reflect.Value) {
 // whose message is built on each Error call, more than maxBytes of text.
 const maxErrNodes = 10000
 
-// errTree counts the nodes of the error trees errs, stopping at the limit.
-func errTree(errs []error) (nodes int, bytes float64) {
+// errTrees sizes error trees, and remembers the size of the trees its
+// builders made, so that a chain built in a loop costs one step per link
+// instead of a walk of the whole chain. One per interpreter.
+type errTrees struct {
+	mu   sync.Mutex
+	seen map[error]errSize
+}
+
+type errSize struct {
+	nodes int
+	bytes float64 // of the message, as Error builds it
+}
+
+// size sizes the trees errs, stopping past maxErrNodes.
+func (t *errTrees) size(errs []error) (total errSize) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	stack := append([]error(nil), errs...)
-	for len(stack) > 0 {
+	for len(stack) > 0 && total.nodes <= maxErrNodes {
 		e := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if e == nil {
 			continue
 		}
-		if nodes++; nodes > maxErrNodes {
-			return nodes, bytes
+		if s, ok := t.lookup(e); ok {
+			total.nodes += s.nodes
+			total.bytes += s.bytes
+			continue
 		}
+		total.nodes++
 		switch u := e.(type) {
 		case interface{ Unwrap() []error }:
 			stack = append(stack, u.Unwrap()...)
@@ -170,9 +189,30 @@ func errTree(errs []error) (nodes int, bytes float64) {
 		case interface{ Unwrap() error }:
 			stack = append(stack, u.Unwrap())
 		}
-		bytes += float64(len(e.Error()))
+		total.bytes += float64(len(e.Error()))
 	}
-	return nodes, bytes
+	return total
+}
+
+func (t *errTrees) lookup(e error) (errSize, bool) {
+	if !reflect.TypeOf(e).Comparable() {
+		return errSize{}, false
+	}
+	s, ok := t.seen[e]
+	return s, ok
+}
+
+// built records the size of an error a builder made.
+func (t *errTrees) built(e error, s errSize) {
+	if e == nil || !reflect.TypeOf(e).Comparable() {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seen == nil || len(t.seen) > 1<<16 {
+		t.seen = map[error]errSize{} // forget, rather than grow
+	}
+	t.seen[e] = s
 }
 
 // isJoin reports whether e is errors.Join's: its message is made of its
@@ -181,21 +221,27 @@ func isJoin(e error) bool { return reflect.TypeOf(e) == joinType }
 
 var joinType = reflect.TypeOf(errors.Join(errors.New("")))
 
-func checkErrTree(fn string, errs []error, maxBytes uint64) {
-	nodes, bytes := errTree(errs)
-	if nodes > maxErrNodes {
+// check refuses a tree of parts errs, plus one node for the error about to
+// be built, that would pass the limits.
+func (t *errTrees) check(fn string, errs []error, maxBytes uint64) errSize {
+	s := t.size(errs)
+	s.nodes++
+	if s.nodes > maxErrNodes {
 		panic(fmt.Sprintf("%s: the errors would form a tree of more than %d errors", fn, maxErrNodes))
 	}
-	if bytes > float64(maxBytes) {
-		panic(fmt.Sprintf("%s: the error's message would be about %.0f bytes; the limit is %d", fn, bytes, maxBytes))
+	if s.bytes > float64(maxBytes) {
+		panic(fmt.Sprintf("%s: the error's message would be about %.0f bytes; the limit is %d", fn, s.bytes, maxBytes))
 	}
+	return s
 }
 
 // wrapErrors bounds errors.Join.
-func wrapErrors(m map[string]reflect.Value, maxBytes uint64) {
+func wrapErrors(m map[string]reflect.Value, trees *errTrees, maxBytes uint64) {
 	m["Join"] = reflect.ValueOf(func(errs ...error) error {
-		checkErrTree("errors.Join", errs, maxBytes)
-		return errors.Join(errs...)
+		s := trees.check("errors.Join", errs, maxBytes)
+		e := errors.Join(errs...)
+		trees.built(e, s)
+		return e
 	})
 }
 

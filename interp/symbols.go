@@ -68,7 +68,8 @@ func symbolTable(exp *Exports, pkgs []string, out *switchWriter, maxBytes uint64
 	if stdlib.Symbols["fmt/fmt"] == nil {
 		return nil, fmt.Errorf("interp: the yaegi standard library table has no fmt")
 	}
-	fmtSyms, mapTypes := fmtSymbols(out, maxBytes)
+	trees := new(errTrees)
+	fmtSyms, mapTypes := fmtSymbols(out, trees, maxBytes)
 	keepClassified("fmt", fmtSyms)
 	table[fmtKey] = fmtSyms
 	table["."] = map[string]reflect.Value{"MapTypes": reflect.ValueOf(mapTypes)}
@@ -85,7 +86,7 @@ func symbolTable(exp *Exports, pkgs []string, out *switchWriter, maxBytes uint64
 	wrapAmplifiers(table["strings/strings"], maxBytes)
 	wrapToValidUTF8(table["strings/strings"], maxBytes)
 	wrapFloats(table["strconv/strconv"])
-	wrapErrors(table["errors/errors"], maxBytes)
+	wrapErrors(table["errors/errors"], trees, maxBytes)
 	for _, p := range pkgs {
 		syms, ok := exp.pkgs[p]
 		if !ok {

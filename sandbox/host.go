@@ -775,8 +775,10 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 	defer in.lastUsed.Store(time.Now().UnixNano())
 	c := in.c
 	// The child stops itself at the eval's time limit; past a grace
-	// period it is killed.
-	ctx, cancel := context.WithTimeoutCause(ctx, in.pool.opts.Interp.Timeout+2*time.Second, errWall)
+	// period (checking the source comes first, and a busy machine is
+	// slow) it is killed.
+	limit := in.pool.opts.Interp.Timeout
+	ctx, cancel := context.WithTimeoutCause(ctx, limit+limit/2+2*time.Second, errWall)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { c.kill(context.Cause(ctx)) })
 	defer stop()
