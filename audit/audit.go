@@ -47,6 +47,11 @@ type Record struct {
 	// Line is the request as the operator sent it (a command line, or the
 	// full Go source of an eval), after redaction.
 	Line string `json:"line,omitempty"`
+	// LineBytes and LineSHA256, when set, say that Line holds only the
+	// start of the request's line, and describe the whole (before
+	// redaction): a refused request's record is kept short.
+	LineBytes  int64  `json:"line_bytes,omitempty"`
+	LineSHA256 string `json:"line_sha256,omitempty"`
 	// Object is the policy object the request was checked against.
 	Object string `json:"object,omitempty"`
 	// Decision is "allow" or "deny" for requests that reached the policy.
@@ -91,9 +96,14 @@ type Options struct {
 	// Default: 64 MiB.
 	MaxBytes int64
 	// Redact, if set, is applied to the free-text fields (Line, Message,
-	// Detail, Reason) after the built-in redaction of bearer tokens,
-	// Authorization values, 64-hex-digit secrets and password-like
-	// assignments. Default: built-in redaction only.
+	// Detail, Reason) after the built-in redaction. The built-in redaction
+	// goes by where text comes from: what the operator typed (Line,
+	// Reason) loses bearer tokens, Authorization values, runs of 64 or
+	// more hex digits and password-like assignments; in the text the
+	// console writes itself (Message, Detail) only those same values are
+	// replaced, wherever they are quoted, so that subjects, hashes and
+	// other values of the console's own stay as they are.
+	// Default: built-in redaction only.
 	Redact func(string) string
 }
 
@@ -118,9 +128,12 @@ type Log struct {
 var ErrClosed = errors.New("audit: log is closed")
 
 // Open opens the log at opts.Path, continuing the chain of the records
-// already there (or, when the file is missing or empty, of the newest
-// rotated file next to it). A final line left incomplete by a crash is
-// kept, and a recover record describing it is written after it. Open
+// already there, or of the rotated file next to it whose last record has
+// the highest seq (when a crash at a rotation left the live file missing,
+// empty, or holding only an incomplete line). A final line left
+// incomplete by a crash is kept, and a recover record describing it is
+// written after it; a final record that only lost its newline gets it
+// back. Open
 // fails when the last complete record is not a valid record: verify the
 // log, and move it aside to start a new chain.
 func Open(opts Options) (*Log, error) {
@@ -154,31 +167,24 @@ func Open(opts Options) (*Log, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if t.last == nil && t.tornBytes == 0 {
-		// A new file: continue the newest rotated one, if any.
-		if prev := newestRotated(opts.Path); prev != "" {
-			pf, err := os.Open(prev)
-			if err != nil {
-				return fail(err)
-			}
-			pst, err := pf.Stat()
-			var pt tailInfo
-			if err == nil {
-				pt, err = tail(pf, pst.Size())
-			}
-			pf.Close()
-			if err != nil {
-				return fail(fmt.Errorf("continuing %s: %w", prev, err))
-			}
-			t.last = pt.last
-		}
-	}
 	if t.last != nil {
 		r, ok := parseRecord(t.last)
 		if !ok {
 			return fail(errors.New("the last record is not a valid audit record; run ops-repl audit verify, and move the file aside to start a new log"))
 		}
 		l.seq, l.head = r.Seq, hashLine(t.last)
+	}
+	// The chain may end in a rotated file: a crash between a rotation's
+	// rename and the first complete record of the new file leaves the live
+	// file missing, empty, or holding only a torn line. The rotated file
+	// to continue is the one whose last record has the highest seq, whatever
+	// the names say (the clock may have stepped back).
+	seq, last, err := rotatedEnd(opts.Path)
+	if err != nil {
+		return fail(err)
+	}
+	if seq > l.seq {
+		l.seq, l.head = seq, hashLine(last)
 	}
 	if t.tornBytes > 0 {
 		if _, err := f.Write([]byte("\n")); err != nil {
@@ -222,10 +228,7 @@ func (l *Log) write(r Record, durable bool) error {
 		r.Time = time.Now()
 	}
 	r.Time = r.Time.UTC()
-	r.Line = l.redact(r.Line)
-	r.Message = l.redact(r.Message)
-	r.Detail = l.redact(r.Detail)
-	r.Reason = l.redact(r.Reason)
+	l.redactRecord(&r)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -302,8 +305,8 @@ func (l *Log) rotate() error {
 // rotateLayout names rotated files; it sorts in time order.
 const rotateLayout = "20060102T150405.000000000Z"
 
-// newestRotated returns the newest rotated file of path, or "".
-func newestRotated(path string) string {
+// rotatedFiles returns the rotated files of path.
+func rotatedFiles(path string) []string {
 	matches, _ := filepath.Glob(path + ".*")
 	var names []string
 	for _, m := range matches {
@@ -311,11 +314,35 @@ func newestRotated(path string) string {
 			names = append(names, m)
 		}
 	}
-	if len(names) == 0 {
-		return ""
-	}
 	sort.Strings(names)
-	return names[len(names)-1]
+	return names
+}
+
+// rotatedEnd returns the last record of the rotated files of path with
+// the highest seq (0 if there is none).
+func rotatedEnd(path string) (seq uint64, last []byte, err error) {
+	for _, name := range rotatedFiles(path) {
+		f, err := os.Open(name)
+		if err != nil {
+			return 0, nil, err
+		}
+		st, err := f.Stat()
+		var t tailInfo
+		if err == nil {
+			t, err = tail(f, st.Size())
+		}
+		f.Close()
+		if err != nil {
+			return 0, nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		if t.last == nil {
+			continue
+		}
+		if r, ok := parseRecord(t.last); ok && r.Seq > seq {
+			seq, last = r.Seq, t.last
+		}
+	}
+	return seq, last, nil
 }
 
 // Head returns the sequence number and hash of the last record written

@@ -393,3 +393,31 @@ func TestLargeTornTail(t *testing.T) {
 		t.Fatalf("got %+v (broken %v); want the huge torn line recovered", rep, rep.Broken)
 	}
 }
+
+// TestRedactionBySource: what the console writes itself keeps its own
+// values (a 64-hex subject, a hash), and loses only the secrets the
+// operator's input carried.
+func TestRedactionBySource(t *testing.T) {
+	subject := strings.Repeat("ab", 32) // a SHA-256 fingerprint as a machine identity
+	tok := strings.Repeat("3f", 32)
+	var buf bytes.Buffer
+	l := New(&buf)
+	l.Write(Record{Kind: KindIntent, Subject: subject, Line: "whoami", Message: subject + " may not run whoami",
+		LineBytes: 5000, LineSHA256: tok, Detail: "policy sha256 " + tok})
+	l.Write(Record{Kind: KindIntent, Line: "run " + tok, Message: `unknown command "run ` + tok + `"`})
+	var recs []Record
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var r Record
+		json.Unmarshal([]byte(line), &r)
+		recs = append(recs, r)
+	}
+	if got, want := recs[0].Message, subject+" may not run whoami"; got != want {
+		t.Errorf("the console's message about a 64-hex subject: got %q; want %q", got, want)
+	}
+	if recs[0].LineSHA256 != tok || recs[0].Detail != "policy sha256 "+tok {
+		t.Errorf("the console's own hashes were redacted: %+v", recs[0])
+	}
+	if strings.Contains(recs[1].Line, tok) || strings.Contains(recs[1].Message, tok) {
+		t.Errorf("a token typed by the operator and quoted by the console: %+v", recs[1])
+	}
+}

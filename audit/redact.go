@@ -1,6 +1,10 @@
 package audit
 
-import "regexp"
+import (
+	"regexp"
+	"slices"
+	"strings"
+)
 
 // Redacted replaces a secret in a record.
 const Redacted = "[REDACTED]"
@@ -17,18 +21,65 @@ var (
 	reAssign = regexp.MustCompile(`(?i)\b((?:password|passwd|secret|api[_-]?key|access[_-]?key|private[_-]?key)\w*["']?\s*(?::=|[:=])\s*)("[^"]*"|'[^']*'|\x60[^\x60]*\x60|[^\s,;)}]+)`)
 )
 
-// redact applies the built-in redaction, then Options.Redact.
-func (l *Log) redact(s string) string {
-	if s == "" {
-		return s
+// secretPatterns find secrets in what an operator typed, with what a
+// match becomes.
+var secretPatterns = []struct {
+	re   *regexp.Regexp
+	repl string
+}{
+	{reAuthorization, "${1}" + Redacted},
+	{reBearer, "${1}" + Redacted},
+	{reProtocol, "${1}" + Redacted},
+	{reHex64, Redacted},
+	{reAssign, "${1}" + Redacted},
+}
+
+// quoted is a secret as it appears in an operator's text (with what
+// introduces it: "api_key: k-456", "Bearer abc…"), and that text
+// redacted.
+type quoted struct{ match, redacted string }
+
+// findSecrets returns the secrets in s, in context.
+func findSecrets(s string) []quoted {
+	var out []quoted
+	for _, p := range secretPatterns {
+		for _, m := range p.re.FindAllStringSubmatchIndex(s, -1) {
+			match := s[m[0]:m[1]]
+			out = append(out, quoted{match, string(p.re.ExpandString(nil, p.repl, s, m))})
+		}
 	}
-	s = reAuthorization.ReplaceAllString(s, "${1}"+Redacted)
-	s = reBearer.ReplaceAllString(s, "${1}"+Redacted)
-	s = reProtocol.ReplaceAllString(s, "${1}"+Redacted)
-	s = reHex64.ReplaceAllString(s, Redacted)
-	s = reAssign.ReplaceAllString(s, "${1}"+Redacted)
-	if l.opts.Redact != nil {
-		s = l.opts.Redact(s)
+	return out
+}
+
+// redactInput removes every secret the patterns find.
+func redactInput(s string) string {
+	for _, p := range secretPatterns {
+		s = p.re.ReplaceAllString(s, p.repl)
 	}
 	return s
+}
+
+// redactRecord redacts r by where its text comes from: the operator's
+// input (Line, Reason) loses every secret the patterns find; the
+// console's own text (Message, Detail) loses those same secrets, in the
+// same context, wherever it quotes them, and nothing else: a subject or a
+// hash of the console's own is not a secret. Options.Redact then applies
+// to all four.
+func (l *Log) redactRecord(r *Record) {
+	found := append(findSecrets(r.Line), findSecrets(r.Reason)...)
+	slices.SortFunc(found, func(a, b quoted) int { return len(b.match) - len(a.match) }) // a match may contain a shorter one
+	r.Line = redactInput(r.Line)
+	r.Reason = redactInput(r.Reason)
+	for _, f := range []*string{&r.Message, &r.Detail} {
+		for _, q := range found {
+			*f = strings.ReplaceAll(*f, q.match, q.redacted)
+		}
+	}
+	if l.opts.Redact != nil {
+		for _, f := range []*string{&r.Line, &r.Reason, &r.Message, &r.Detail} {
+			if *f != "" {
+				*f = l.opts.Redact(*f)
+			}
+		}
+	}
 }

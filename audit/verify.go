@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"os"
 	"sort"
 )
@@ -66,9 +67,11 @@ type fileHead struct {
 }
 
 // Verify checks the chain across the given files, which may be given in
-// any order (they are ordered by the seq of their first record): every
-// record must carry the hash of the one before it and the next seq. It
-// returns an error only when a file cannot be read.
+// any order (they are ordered by the seq of their first record; a file
+// with no complete record, which a crash at a rotation can leave, comes
+// last, and an empty one is skipped): every record must carry the hash of
+// the one before it and the next seq. It returns an error only when a
+// file cannot be read.
 func Verify(opts VerifyOptions, paths ...string) (*Report, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("audit: no file to verify")
@@ -78,6 +81,12 @@ func Verify(opts VerifyOptions, paths ...string) (*Report, error) {
 		seq, err := firstSeq(p)
 		if err != nil {
 			return nil, err
+		}
+		if seq == 0 {
+			if st, err := os.Stat(p); err == nil && st.Size() == 0 && len(paths) > 1 {
+				continue // nothing to verify
+			}
+			seq = math.MaxUint64 // no record: a crash tail, after the records
 		}
 		heads = append(heads, fileHead{p, seq})
 	}

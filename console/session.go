@@ -291,7 +291,7 @@ func (s *session) refuse(req wire.Request, we *wire.Error) {
 	s.cast.input(s.subject, req.Line)
 	s.sendError(req.ID, we)
 	rec := s.record(req)
-	rec.Line = clipLine(rec.Line)
+	clipLine(&rec)
 	s.srv.auditWrite(rec)
 	s.srv.auditWrite(s.outcome(rec, string(we.Code), we.Message, nil, 0))
 }
@@ -300,17 +300,18 @@ func (s *session) refuse(req wire.Request, we *wire.Error) {
 const clipKeep = 4 << 10
 
 // clipLine shortens the line of a request that did not run (refused or
-// denied) to its start, its length and its SHA-256: a flood of large
-// refused lines cannot fill the audit log.
-func clipLine(line string) string {
-	if len(line) <= clipKeep {
-		return line
+// denied) to its start, and records its length and SHA-256: a flood of
+// large refused lines cannot fill the audit log.
+func clipLine(r *audit.Record) {
+	if len(r.Line) <= clipKeep {
+		return
 	}
 	cut := clipKeep
-	for cut > 0 && !utf8.RuneStart(line[cut]) {
+	for cut > 0 && !utf8.RuneStart(r.Line[cut]) {
 		cut--
 	}
-	return fmt.Sprintf("%s… [%d bytes, sha256 %s]", line[:cut], len(line), sha256Hex([]byte(line)))
+	r.LineBytes, r.LineSHA256 = int64(len(r.Line)), sha256Hex([]byte(r.Line))
+	r.Line = r.Line[:cut]
 }
 
 // record is the intent record of a request, before any decision.
@@ -512,7 +513,7 @@ func (s *session) decide(r *run, obj string, allowed bool, deny *wire.Error) err
 	r.rec.Object, r.rec.Decision = obj, "allow"
 	if !allowed {
 		r.rec.Decision, r.rec.Message = "deny", deny.Message
-		r.rec.Line = clipLine(r.rec.Line)
+		clipLine(&r.rec)
 	}
 	r.written = true
 	if err := s.intent(r.rec); err != nil {

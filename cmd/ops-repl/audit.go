@@ -268,6 +268,9 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 			if rs := []rune(what); len(rs) > 120 {
 				what = string(rs[:117]) + "…"
 			}
+			if r.LineBytes > 0 {
+				what += fmt.Sprintf(" [%d bytes in all, sha256 %.12s…]", r.LineBytes, r.LineSHA256)
+			}
 			if r.Reason != "" {
 				what += "  [reason: " + r.Reason + "]"
 			}
