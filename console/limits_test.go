@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -417,10 +419,21 @@ func newPKI(t *testing.T) *testPKI {
 
 func (p *testPKI) issue(t *testing.T, cn string, usage x509.ExtKeyUsage) tls.Certificate {
 	t.Helper()
+	return p.issueFull(t, cn, usage, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+}
+
+// issueAt issues a client certificate valid from notBefore to notAfter.
+func (p *testPKI) issueAt(t *testing.T, cn string, notBefore, notAfter time.Time) tls.Certificate {
+	t.Helper()
+	return p.issueFull(t, cn, x509.ExtKeyUsageClientAuth, notBefore, notAfter)
+}
+
+func (p *testPKI) issueFull(t *testing.T, cn string, usage x509.ExtKeyUsage, notBefore, notAfter time.Time) tls.Certificate {
+	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		NotBefore: notBefore, NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
@@ -453,16 +466,19 @@ func TestMutualTLS(t *testing.T) {
 			name    string
 			cert    *tls.Certificate
 			token   string
-			subject string // "" : refused
+			subject string // "" : refused with a 401 whose body says reason
+			reason  string
 		}{
 			{name: "certificate", cert: ptr(pki.issue(t, "admin", x509.ExtKeyUsageClientAuth)), subject: "admin"},
-			{name: "certificate wins over token", cert: ptr(pki.issue(t, "viewer", x509.ExtKeyUsageClientAuth)), token: testTokens["admin"], subject: "viewer"},
+			{name: "certificate and token together", cert: ptr(pki.issue(t, "viewer", x509.ExtKeyUsageClientAuth)), token: testTokens["admin"], reason: "both a client certificate and a bearer token"},
 			{name: "token only", token: testTokens["operator"], subject: map[bool]string{true: "operator"}[withTokens]},
-			{name: "other CA", cert: ptr(other.issue(t, "admin", x509.ExtKeyUsageClientAuth))},
-			{name: "server-auth certificate", cert: ptr(pki.issue(t, "admin", x509.ExtKeyUsageServerAuth))},
-			{name: "role as common name", cert: ptr(pki.issue(t, "role:admin", x509.ExtKeyUsageClientAuth))},
-			{name: "empty common name", cert: ptr(pki.issue(t, "", x509.ExtKeyUsageClientAuth))},
-			{name: "nothing"},
+			{name: "other CA", cert: ptr(other.issue(t, "admin", x509.ExtKeyUsageClientAuth)), reason: "unknown authority"},
+			{name: "server-auth certificate", cert: ptr(pki.issue(t, "admin", x509.ExtKeyUsageServerAuth)), reason: "not issued for client authentication"},
+			{name: "expired", cert: ptr(pki.issueAt(t, "admin", time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))), reason: "expired"},
+			{name: "not yet valid", cert: ptr(pki.issueAt(t, "admin", time.Now().Add(time.Hour), time.Now().Add(2*time.Hour))), reason: "not valid yet"},
+			{name: "role as common name", cert: ptr(pki.issue(t, "role:admin", x509.ExtKeyUsageClientAuth)), reason: "cannot name a subject"},
+			{name: "empty common name", cert: ptr(pki.issue(t, "", x509.ExtKeyUsageClientAuth)), reason: "Common Name"},
+			{name: "nothing", reason: map[bool]string{true: "credentials", false: "present a client certificate"}[withTokens]},
 		}
 		for _, tt := range tests {
 			t.Run(fmt.Sprintf("tokens=%v/%s", withTokens, tt.name), func(t *testing.T) {
@@ -481,8 +497,14 @@ func TestMutualTLS(t *testing.T) {
 						ws.Close()
 						t.Fatal("got a session; want a refusal")
 					}
-					if resp != nil && resp.StatusCode != http.StatusUnauthorized {
-						t.Fatalf("got %d; want 401 or a TLS failure", resp.StatusCode)
+					// The console, not the TLS layer, refuses: an HTTP 401
+					// that says why.
+					if resp == nil || resp.StatusCode != http.StatusUnauthorized {
+						t.Fatalf("got %v, %v; want an HTTP 401", resp, err)
+					}
+					body, _ := io.ReadAll(resp.Body)
+					if !strings.Contains(string(body), tt.reason) {
+						t.Fatalf("401 body %q; want it to say %q", body, tt.reason)
 					}
 					return
 				}
@@ -699,5 +721,93 @@ func TestTranscriptWriteFailure(t *testing.T) {
 	c.run("whoami")
 	if !strings.Contains(f.audit.String(), "the session recording stopped") || !strings.Contains(f.logs.String(), "session recording stopped") {
 		t.Fatalf("a broken recording is not audited and logged:\n%s", f.audit.String())
+	}
+}
+
+// TestTLSRefusalsAreTheConsoles: on the console's own listener, a flood of
+// certificates from another CA (presenting an admin's name) gets 401s that
+// say why, then 429s; the refusals are audited, aggregated; failed TLS
+// handshakes (an old protocol version, CBC suites) are logged through the
+// console's logger, never the process's default one. LegacyTLS lowers
+// the floor.
+func TestTLSRefusalsAreTheConsoles(t *testing.T) {
+	var stdlog lockedBuffer
+	log.SetOutput(&stdlog)
+	defer log.SetOutput(os.Stderr)
+
+	pki, other := newPKI(t), newPKI(t)
+	serverCert := pki.issue(t, "server", x509.ExtKeyUsageServerAuth)
+	serve := func(t *testing.T, legacy bool) (*fixture, string) {
+		f := newFixture(t, func(o *Options) {
+			o.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: pki.pool, MinVersion: tls.VersionTLS10,
+				CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}
+			o.LegacyTLS = legacy
+			o.RefusalInterval = time.Hour
+		})
+		f.hs.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		addrc := make(chan net.Addr, 1)
+		done := make(chan struct{})
+		go func() { f.srv.ListenAndServe(ctx, "127.0.0.1:0", func(a net.Addr) { addrc <- a }); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		return f, "wss://" + (<-addrc).String() + "/"
+	}
+
+	f, url := serve(t, false)
+	impostor := other.issue(t, "admin", x509.ExtKeyUsageClientAuth)
+	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol},
+		TLSClientConfig: &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{impostor}}}
+	codes := map[int]int{}
+	for i := 0; i < 30; i++ {
+		ws, resp, err := d.Dial(url, nil)
+		if err == nil {
+			ws.Close()
+			t.Fatal("an impostor's certificate got a session")
+		}
+		if resp == nil {
+			t.Fatalf("attempt %d: %v; want an HTTP refusal", i+1, err)
+		}
+		codes[resp.StatusCode]++
+	}
+	if codes[http.StatusUnauthorized] == 0 || codes[http.StatusTooManyRequests] == 0 {
+		t.Fatalf("status codes %v; want 401s, then 429s", codes)
+	}
+	f.srv.refused.close() // write the aggregated records now
+	var refused, counted int64
+	for _, r := range auditRecords(t, f.audit.String()) {
+		if r.Kind == audit.KindHandshake {
+			refused++
+			counted += max(r.Count, 1)
+		}
+	}
+	if counted != 30 || refused >= 30 {
+		t.Fatalf("audit: %d handshake records standing for %d attempts; want 30 attempts, aggregated", refused, counted)
+	}
+
+	for _, tt := range []struct {
+		name   string
+		client *tls.Config
+	}{
+		{"TLS 1.1", &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}},
+		{"CBC suite", &tls.Config{RootCAs: pki.pool, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}, TLSClientConfig: tt.client}
+			h := http.Header{"Authorization": {"Bearer " + testTokens["admin"]}}
+			if ws, _, err := d.Dial(url, h); err == nil {
+				ws.Close()
+				t.Fatal("connected below the floor")
+			}
+			_, legacyURL := serve(t, true)
+			ws, _, err := d.Dial(legacyURL, h)
+			if err != nil {
+				t.Fatalf("with LegacyTLS: %v", err)
+			}
+			ws.Close()
+		})
+	}
+	waitFor(t, "the failed handshakes in the console's log", func() bool { return strings.Contains(f.logs.String(), "TLS handshake error") })
+	if stdlog.String() != "" {
+		t.Fatalf("the process's default logger got: %s", stdlog.String())
 	}
 }

@@ -90,12 +90,24 @@ type Options struct {
 	// is the certificate's Subject Common Name, which must be 1 to 64
 	// letters, digits and . _ @ - (certificates and tokens share one
 	// subject namespace). A client without a certificate may still use a
-	// bearer token if Authenticator is set. ClientAuth, when left zero,
-	// becomes VerifyClientCertIfGiven (RequireAndVerifyClientCert without
-	// an Authenticator). When the console is mounted on the application's
-	// own TLS server, certificates are checked against these ClientCAs
-	// too. Default: none (plain HTTP, tokens only).
+	// bearer token if Authenticator is set; a certificate and a token
+	// together are refused as ambiguous. The console verifies
+	// certificates itself (ClientAuth becomes RequestClientCert), so a
+	// bad one is an HTTP 401 with its reason (unknown authority, expired,
+	// not yet valid, not for client authentication), counted against the
+	// source's failed authentications and audited. Mounted on the
+	// application's own TLS server, the console checks certificates
+	// against these ClientCAs the same way, provided that server asks for
+	// them without verifying them (tls.RequestClientCert); with
+	// VerifyClientCertIfGiven its TLS layer refuses bad ones first, and
+	// the console never sees them. The version floor is TLS 1.2, with
+	// only AEAD cipher suites for TLS 1.2, whatever the config says
+	// (see LegacyTLS). Default: none (plain HTTP, tokens only).
 	TLS *tls.Config
+	// LegacyTLS takes TLS.MinVersion and TLS.CipherSuites as given, below
+	// the console's floor (TLS 1.0 and 1.1, CBC suites): only for clients
+	// that cannot do better. Default: false.
+	LegacyTLS bool
 	// TranscriptDir, if set, keeps a recording of each session, everything
 	// its operator saw, as an asciicast v2 file named <session id>.cast
 	// (0600), which ops-repl replay and asciinema play. The session's
@@ -220,11 +232,14 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.TLS != nil {
 		opts.TLS = opts.TLS.Clone()
-		if certs && opts.TLS.ClientAuth == tls.NoClientCert {
-			opts.TLS.ClientAuth = tls.VerifyClientCertIfGiven
-			if opts.Authenticator == nil {
-				opts.TLS.ClientAuth = tls.RequireAndVerifyClientCert
-			}
+		if certs {
+			// The TLS layer asks for a certificate; the console verifies it
+			// (certSubject), so that a bad one is refused with a reason,
+			// counted against its source and audited like a bad token.
+			opts.TLS.ClientAuth = tls.RequestClientCert
+		}
+		if !opts.LegacyTLS {
+			tlsFloor(opts.TLS)
 		}
 	}
 	if opts.Authorizer == nil {
@@ -426,12 +441,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ClientCAs and one was presented, else by the Authenticator.
 func (s *Server) authenticate(r *http.Request) (string, error) {
 	if s.opts.TLS != nil && s.opts.TLS.ClientCAs != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		if hasToken(r) {
+			return "", errors.New("both a client certificate and a bearer token: present one")
+		}
 		return certSubject(r.TLS.PeerCertificates, s.opts.TLS.ClientCAs)
 	}
 	if s.opts.Authenticator == nil {
 		return "", errors.New("present a client certificate")
 	}
 	return s.opts.Authenticator.Authenticate(r)
+}
+
+// hasToken reports whether r carries a bearer token, in the header or a
+// subprotocol.
+func hasToken(r *http.Request) bool {
+	if len(r.Header.Values("Authorization")) > 0 {
+		return true
+	}
+	for _, p := range websocket.Subprotocols(r) {
+		if strings.HasPrefix(p, wire.BearerProtocolPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // certSubject verifies a client certificate chain against roots and
@@ -443,7 +475,7 @@ func certSubject(chain []*x509.Certificate, roots *x509.CertPool) (string, error
 		inter.AddCert(c)
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return "", errors.New("the client certificate does not verify")
+		return "", fmt.Errorf("the client certificate does not verify: %s", certProblem(leaf, err))
 	}
 	var cns []string
 	for _, n := range leaf.Subject.Names {
@@ -462,6 +494,56 @@ func certSubject(chain []*x509.Certificate, roots *x509.CertPool) (string, error
 }
 
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
+// certProblem says why a certificate did not verify, in words an operator
+// can act on.
+func certProblem(leaf *x509.Certificate, err error) string {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknown):
+		return "signed by an unknown authority"
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		if now := time.Now(); now.Before(leaf.NotBefore) {
+			return "not valid yet (from " + leaf.NotBefore.UTC().Format(time.RFC3339) + ")"
+		}
+		return "expired (" + leaf.NotAfter.UTC().Format(time.RFC3339) + ")"
+	case errors.As(err, &invalid) && invalid.Reason == x509.IncompatibleUsage:
+		return "not issued for client authentication"
+	}
+	return "invalid"
+}
+
+// tlsFloor raises c to TLS 1.2 at least, with only AEAD cipher suites for
+// TLS 1.2 (TLS 1.3's are all AEAD).
+func tlsFloor(c *tls.Config) {
+	if c.MinVersion < tls.VersionTLS12 {
+		c.MinVersion = tls.VersionTLS12
+	}
+	suites := c.CipherSuites
+	if suites == nil {
+		for _, cs := range tls.CipherSuites() {
+			suites = append(suites, cs.ID)
+		}
+	}
+	var aead []uint16
+	for _, id := range suites {
+		if aeadSuites[id] {
+			aead = append(aead, id)
+		}
+	}
+	c.CipherSuites = aead
+}
+
+// aeadSuites are the TLS 1.2 suites with ECDHE and an AEAD cipher.
+var aeadSuites = map[uint16]bool{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256:       true,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384:       true,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256: true,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256:         true,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384:         true,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256:   true,
+}
 
 // credentialsInURL reports whether the URL carries a query string. The
 // console takes no query parameters, so any query is refused: that rules
@@ -583,7 +665,10 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
+		// TLS handshakes that fail (an old protocol, garbage) are logged
+		// here, not on the process's default logger.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelInfo)}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
