@@ -9,7 +9,11 @@
 // error code, duration, size and SHA-256 of what was sent back). Sessions,
 // refused handshakes (aggregated per source), policy reloads and runtime
 // settings that revert are recorded too. Bearer tokens, Authorization
-// values and similar secrets are redacted before a record is written.
+// values and similar secrets are redacted before a record is written, by
+// where they come from: what the operator typed, and those same values
+// where the console quotes them (see Options.Redact). Open continues the
+// chain in every state a crash or a full disk can leave, at a rotation
+// too.
 //
 // Usage:
 //
