@@ -838,9 +838,8 @@ type evalRun struct {
 	value   []byte
 	last    *message // the frame that ended the eval
 
-	mu      sync.Mutex
-	calling *time.Timer   // armed while an exported call runs
-	late    chan struct{} // closed when a call passes CallTimeout
+	mu   sync.Mutex
+	late chan struct{} // closed when a call passes CallTimeout
 }
 
 // stuck returns a channel closed when an exported call runs past
@@ -985,30 +984,31 @@ func (in *Interpreter) result(m *message) (string, error) {
 // where that cannot apply.) A timer, not a goroutine: an eval does not
 // pay for waking one.
 func (c *proc) watchMemory() *stoppable {
-	w := &stoppable{}
-	var check func()
-	check = func() {
-		if rss, ok := residentBytes(c.cmd.Process.Pid); ok && rss > c.pool.opts.MaxMemory {
-			c.kill(errMemoryCap)
-			return
-		}
-		w.mu.Lock()
-		if !w.stopped {
-			w.t.Reset(10 * time.Millisecond)
-		}
-		w.mu.Unlock()
-	}
+	w := &stoppable{c: c}
 	w.mu.Lock()
-	w.t = time.AfterFunc(10*time.Millisecond, check)
+	w.t = time.AfterFunc(10*time.Millisecond, w.check)
 	w.mu.Unlock()
 	return w
 }
 
 // stoppable is a timer that re-arms itself until stopped.
 type stoppable struct {
+	c       *proc
 	mu      sync.Mutex
 	t       *time.Timer
 	stopped bool
+}
+
+func (w *stoppable) check() {
+	if rss, ok := residentBytes(w.c.cmd.Process.Pid); ok && rss > w.c.pool.opts.MaxMemory {
+		w.c.kill(errMemoryCap)
+		return
+	}
+	w.mu.Lock()
+	if !w.stopped {
+		w.t.Reset(10 * time.Millisecond)
+	}
+	w.mu.Unlock()
 }
 
 func (w *stoppable) Stop() {

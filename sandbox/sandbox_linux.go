@@ -112,7 +112,7 @@ func applyLimits(l childLimits) error {
 	if err := set("RLIMIT_NOFILE", unix.RLIMIT_NOFILE, 64); err != nil {
 		return err
 	}
-	time.Now().Zone() // load the local time zone while files can still be read
+	_ = time.Local.String() // load the local time zone while files can still be read
 	if l.Seccomp {
 		return loadFilter()
 	}
