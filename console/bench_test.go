@@ -2,10 +2,8 @@ package console
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -245,7 +243,7 @@ func BenchmarkSessionMemory(b *testing.B) {
 		f.srv.mu.Lock()
 		for _, s := range f.srv.sessions {
 			if in, ok := s.interp.(*sandbox.Interpreter); ok {
-				rss += residentBytes(b, in.PID())
+				rss += in.Resident()
 			}
 		}
 		f.srv.mu.Unlock()
@@ -256,17 +254,6 @@ func BenchmarkSessionMemory(b *testing.B) {
 			c.ws.Close()
 		}
 	}
-}
-
-// residentBytes returns the resident set of process pid.
-func residentBytes(b *testing.B, pid int) uint64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var size, resident uint64
-	fmt.Sscan(string(data), &size, &resident)
-	return resident * uint64(os.Getpagesize())
 }
 
 // BenchmarkAuditRoundTrip compares, interleaved in one run, the round trip

@@ -53,9 +53,7 @@ func BenchmarkExportedCall(b *testing.B) {
 	slices.Sort(gaps)
 	b.ReportMetric(float64(gaps[len(gaps)/2].Nanoseconds())/1e3, "call-p50-µs")
 	b.ReportMetric(float64(gaps[len(gaps)*99/100].Nanoseconds())/1e3, "call-p99-µs")
-	if rss, ok := residentBytes(in.PID()); ok {
-		b.ReportMetric(float64(rss)/(1<<20), "child-RSS-MiB")
-	}
+	b.ReportMetric(float64(in.Resident())/(1<<20), "child-RSS-MiB")
 }
 
 // BenchmarkEval compares, interleaved in one run, 1+2 evaluated by an

@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,7 +159,9 @@ func (c *child) init(im *initMsg) error {
 	// earlier evals keep counts, and make the collector keep garbage
 	// below the cap.
 	runtime.GC()
-	opts.MaxHeap = heapObjects() + sessionSlack + opts.WithDefaults().MaxHeapGrowth
+	var ms runtime.MemStats // (this process evaluates nothing yet: its pause is no one's)
+	runtime.ReadMemStats(&ms)
+	opts.MaxHeap = ms.HeapAlloc + sessionSlack + opts.WithDefaults().MaxHeapGrowth
 	if cur := debug.SetMemoryLimit(-1); cur > int64(opts.MaxHeap) {
 		debug.SetMemoryLimit(int64(opts.MaxHeap))
 	}
@@ -175,17 +176,6 @@ func (c *child) init(im *initMsg) error {
 // sessionSlack is room on top of the heap budget for the interpreter's
 // own tables.
 const sessionSlack = 16 << 20
-
-// heapObjects returns the bytes in heap objects, live or not yet
-// collected.
-func heapObjects() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
-}
 
 // stub returns a function of type ft whose calls run pkg.name in the
 // host: the arguments cross as JSON, the host checks the grant, calls the

@@ -1112,3 +1112,10 @@ func (in *Interpreter) Vars(w io.Writer) error {
 
 // PID returns the child's process id.
 func (in *Interpreter) PID() int { return in.c.cmd.Process.Pid }
+
+// Resident returns the child's resident set size, in bytes (0 where the
+// platform does not say).
+func (in *Interpreter) Resident() uint64 {
+	n, _ := residentBytes(in.PID())
+	return n
+}
