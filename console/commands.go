@@ -356,7 +356,7 @@ func runVars(ctx context.Context, c *Request) error {
 	if !c.s.allowed(objEval) {
 		return wire.Errorf(wire.CodeForbidden, "%s may not evaluate Go (policy object eval, action run)", c.s.subject)
 	}
-	in, err := c.s.interpreter(c.id)
+	in, err := c.s.interpreter(ctx, c.id)
 	if err != nil {
 		return err
 	}

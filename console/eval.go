@@ -75,12 +75,20 @@ func (s *session) evaluate(ctx context.Context, r *run, line, src string) (strin
 	if err := s.authorize(r, objEval, deny); err != nil {
 		return "", err
 	}
-	in, err := s.interpreter(r.req.ID)
+	in, err := s.interpreter(ctx, r.req.ID)
 	if err != nil {
 		return "", err
 	}
 	ew := &eventWriter{s: s, id: r.req.ID, tally: r.tally}
 	value, err := in.Eval(ctx, src, ew)
+	if errors.Is(err, interp.ErrReset) {
+		// Its process was released (idle, or to make room) between the
+		// check and the eval: nothing ran; start again, once.
+		if in, err = s.interpreter(ctx, r.req.ID); err != nil {
+			return "", err
+		}
+		value, err = in.Eval(ctx, src, ew)
+	}
 	ew.flush()
 	if err != nil && !errors.Is(err, interp.ErrIncomplete) && !isEvalError(err) {
 		// Stopped mid-run (yaegi may resume stopped code), or its process
@@ -119,7 +127,7 @@ func (s *session) dropInterp(id uint64, why string) {
 // with the exported packages this subject may import, and replacing it
 // (with a notice for request id) when the policy changed those packages or
 // it can serve no more evals. The worker holds imu.
-func (s *session) interpreter(id uint64) (evaluator, error) {
+func (s *session) interpreter(ctx context.Context, id uint64) (evaluator, error) {
 	if s.srv.evalOff != nil {
 		return nil, s.srv.evalOff
 	}
@@ -147,7 +155,7 @@ func (s *session) interpreter(id uint64) (evaluator, error) {
 		s.interp, s.interpPkgs = inProcess{in}, pkgs
 		return s.interp, nil
 	}
-	in, err := s.srv.pool.Start(sandbox.Spec{Packages: pkgs, Allow: func(pkg string) bool {
+	in, err := s.srv.pool.Start(ctx, sandbox.Spec{Packages: pkgs, Allow: func(pkg string) bool {
 		// Every exported call is checked against the policy in force now.
 		return s.allowed(pkgPrefix + pkg)
 	}})
@@ -163,14 +171,17 @@ func (s *session) interpreter(id uint64) (evaluator, error) {
 }
 
 // completeGo completes a Go identifier or pkg.Member: from the session's
-// interpreter when it has one, else from the packages it would have. The
-// worker's imu is held.
+// interpreter when it has one and no request is running, else from the
+// packages it would have. It never waits for the worker.
 func (s *session) completeGo(word string) []string {
 	if s.srv.evalOff != nil {
 		return nil
 	}
-	if s.interp != nil && s.interp.Released() == "" {
-		return s.interp.Complete(word)
+	if s.imu.TryLock() {
+		defer s.imu.Unlock()
+		if s.interp != nil && s.interp.Released() == "" {
+			return s.interp.Complete(word)
+		}
 	}
 	return interp.Completions(s.srv.opts.Exports, s.grantedPackages(), word)
 }

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -669,6 +670,10 @@ func TestCompleteWhileEvalRuns(t *testing.T) {
 	evs, _ := c.read(cid)
 	if last := evs[len(evs)-1]; last.Type != wire.EventCompletions || time.Since(start) > 2*time.Second {
 		t.Fatalf("completion during an eval: got %+v after %s", last, time.Since(start))
+	}
+	// What the packages offer is known without the interpreter.
+	if items := evs[len(evs)-1].Items; !slices.Contains(items, "strings") {
+		t.Fatalf("completion of str during an eval: %v; want the package names", items)
 	}
 	c.send(wire.Request{Type: wire.TypeCancel, Target: id})
 	if evs, _ := c.read(id); evs[len(evs)-1].Code != wire.CodeCanceled {

@@ -598,16 +598,18 @@ func (s *session) classify(ctx context.Context, err error) *wire.Error {
 		return wire.Errorf(wire.CodeLimit, "output passed the %d-byte limit; stopped", s.srv.opts.Interp.MaxOutput)
 	case errors.Is(err, interp.ErrMemoryLimit):
 		return wire.Errorf(wire.CodeLimit, "the interpreter's heap passed its limit (%d bytes in one eval, or what the session keeps); stopped", s.srv.opts.Interp.MaxHeapGrowth)
+	case s.ctx.Err() != nil:
+		return wire.Errorf(wire.CodeUnavailable, "session closing")
 	case errors.As(err, &xe):
 		switch xe.Cause {
 		case sandbox.CauseMemory, sandbox.CauseCPU:
 			return wire.Errorf(wire.CodeLimit, "%s", xe.Error())
 		case sandbox.CauseClosed:
 			return wire.Errorf(wire.CodeUnavailable, "session closing")
+		case sandbox.CauseCallTimeout:
+			return wire.Errorf(wire.CodeTimeout, "%s", xe.Error())
 		}
 		return wire.Errorf(wire.CodeEval, "%s", xe.Error())
-	case s.ctx.Err() != nil:
-		return wire.Errorf(wire.CodeUnavailable, "session closing")
 	case errors.As(err, &ce):
 		return wire.Errorf(wire.CodeEval, "%s", ce.Msg)
 	case errors.As(err, &ee):
@@ -727,14 +729,9 @@ func (s *session) complete(req wire.Request) {
 			i--
 		}
 		if word := prefix[i:]; word != "" && !(word[0] >= '0' && word[0] <= '9') {
-			// Only while no request runs: the interpreter belongs to
-			// the worker, and a completion must never wait for it. A
-			// session without one gets the packages' names: a completion
-			// starts no interpreter.
-			if s.imu.TryLock() {
-				items, start = s.completeGo(word), i
-				s.imu.Unlock()
-			}
+			// A completion never waits for the worker, and starts no
+			// interpreter (see completeGo).
+			items, start = s.completeGo(word), i
 		}
 	}
 	s.sendEvent(wire.Event{Type: wire.EventCompletions, ID: req.ID, Items: items, Start: start})

@@ -29,12 +29,12 @@ func BenchmarkExportedCall(b *testing.B) {
 		mu.Unlock()
 		return n + 1
 	})
-	p, err := New(Options{Exports: exp, CallRate: 1 << 30})
+	p, err := New(Options{Exports: exp, CallRate: 1 << 30, CallShare: 1}) // the channel, not the limits
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer p.Close()
-	in, err := p.Start(Spec{Packages: []string{"bench/app"}})
+	in, err := p.Start(context.Background(), Spec{Packages: []string{"bench/app"}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func BenchmarkEval(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer p.Close()
-	child, err := p.Start(Spec{})
+	child, err := p.Start(context.Background(), Spec{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,7 +17,7 @@ func Example() {
 		panic(err)
 	}
 	defer pool.Close()
-	in, err := pool.Start(sandbox.Spec{Packages: []string{"shop/cache"}})
+	in, err := pool.Start(context.Background(), sandbox.Spec{Packages: []string{"shop/cache"}})
 	if err != nil {
 		panic(err)
 	}

@@ -54,9 +54,14 @@ type Options struct {
 	// itself cannot be stopped, and is left to finish). Default: 5s.
 	CallTimeout time.Duration
 	// CallRate bounds the calls of exported functions one child may make
-	// per second (bursts of as many): past it a call waits. A loop of
-	// calls then costs this process little. Default: 1000.
+	// per second (bursts of as many): past it a call waits. Default: 1000.
 	CallRate int
+	// CallShare bounds the share of one core's time that a child's calls
+	// of exported functions may take in this process, on average: after a
+	// call that took d, the child's next call waits d×(1/CallShare − 1).
+	// A loop of calls then costs this process little, whatever each call
+	// costs. Default: 0.1.
+	CallShare float64
 	// Spares is how many started children wait for a session's first
 	// eval, so that it does not wait for a process to start. Default: 1.
 	Spares int
@@ -81,12 +86,18 @@ type Pool struct {
 	mu       sync.Mutex
 	changed  *sync.Cond // a spare was started, or failed to
 	spares   []*proc
-	starting int // spares being started
+	starting int // spares being started (counted in spawning too)
 	spawning int // children being started (places held under MaxChildren)
 	live     map[*proc]bool
 	users    map[*Interpreter]bool // interpreters in use, for reclaim
 	closed   bool
+	running  atomic.Int32 // exported calls under way (a stuck one stays)
 }
+
+// maxRunning bounds the exported calls under way at once from a pool's
+// children: past it (functions that do not return, each left behind with
+// its goroutine) calls are refused.
+const maxRunning = 16
 
 // Errors of New.
 var (
@@ -125,6 +136,9 @@ func New(opts Options) (*Pool, error) {
 	setDefault(&opts.IdleTimeout, 10*time.Minute)
 	if opts.CallRate <= 0 {
 		opts.CallRate = 1000
+	}
+	if opts.CallShare <= 0 || opts.CallShare > 1 {
+		opts.CallShare = 0.1
 	}
 	if opts.Spares == 0 {
 		opts.Spares = 1
@@ -167,13 +181,14 @@ func (p *Pool) Warm() {
 	need := 0
 	if !p.closed {
 		need = max(p.opts.Spares-len(p.spares)-p.starting, 0)
-		need = min(need, max(p.opts.MaxChildren-len(p.live)-p.spawning-p.starting, 0))
+		need = min(need, max(p.opts.MaxChildren-len(p.live)-p.spawning, 0))
 		p.starting += need
+		p.spawning += need // their places are held
 	}
 	p.mu.Unlock()
 	for range need {
 		go func() {
-			c, err := p.spawn()
+			c, err := p.spawnHeld()
 			p.mu.Lock()
 			p.starting--
 			if err == nil && !p.closed {
@@ -195,9 +210,16 @@ func (p *Pool) Warm() {
 }
 
 // take returns a started child: a spare if one is ready, else a new one.
-// When every place is held and a spare is on its way, it waits for the
-// spare.
-func (p *Pool) take() (*proc, error) {
+// When every place is held, it takes the child of the least recently used
+// interpreter; when none can be taken (all in the middle of a request, or
+// still starting), it waits for a place, up to maxWait or the end of ctx.
+func (p *Pool) take(ctx context.Context) (*proc, error) {
+	const maxWait = 2 * time.Second
+	deadline := time.Now().Add(maxWait)
+	wake := context.AfterFunc(ctx, func() { p.mu.Lock(); p.changed.Broadcast(); p.mu.Unlock() })
+	defer wake()
+	timer := time.AfterFunc(maxWait, func() { p.mu.Lock(); p.changed.Broadcast(); p.mu.Unlock() })
+	defer timer.Stop()
 	p.mu.Lock()
 	for {
 		if p.closed {
@@ -211,6 +233,7 @@ func (p *Pool) take() (*proc, error) {
 			p.Warm()
 			select {
 			case <-c.done: // died while it waited
+				c.kill(errClosed)
 				p.mu.Lock()
 				continue
 			default:
@@ -218,21 +241,26 @@ func (p *Pool) take() (*proc, error) {
 			}
 		}
 		if len(p.live)+p.spawning < p.opts.MaxChildren {
+			p.spawning++ // the place is this call's
 			break
 		}
-		if p.starting > 0 {
-			p.changed.Wait() // a spare is on its way
-			continue
+		if p.starting == 0 {
+			p.mu.Unlock()
+			if p.reclaim() {
+				p.mu.Lock()
+				continue
+			}
+			p.mu.Lock()
 		}
-		p.mu.Unlock()
-		if !p.reclaim() {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			p.mu.Unlock()
 			return nil, ErrBusy
 		}
-		p.mu.Lock()
+		p.changed.Wait() // a spare on its way, a child reaped, an eval ended
 	}
 	p.mu.Unlock()
 	p.Warm()
-	return p.spawn()
+	return p.spawnHeld()
 }
 
 // reclaim makes room: it stops the child of the interpreter that has gone
@@ -258,7 +286,8 @@ func (p *Pool) reclaim() bool {
 			in.why = fmt.Sprintf("the interpreter process was stopped to make room for another session (%d may run at once)", p.opts.MaxChildren)
 		}
 		in.mu.Unlock()
-		if ok && in.c.reaped() {
+		if ok {
+			in.c.reaped() // its place is free once it is reaped
 			return true
 		}
 	}
@@ -328,11 +357,17 @@ func (p *Pool) spawn() (*proc, error) {
 	}
 	p.spawning++ // a place is held until the child is live, or failed
 	p.mu.Unlock()
+	return p.spawnHeld()
+}
+
+// spawnHeld is spawn for a caller that holds a place (p.spawning).
+func (p *Pool) spawnHeld() (*proc, error) {
 	started := false
 	defer func() {
 		if !started {
 			p.mu.Lock()
 			p.spawning--
+			p.changed.Broadcast()
 			p.mu.Unlock()
 		}
 	}()
@@ -373,12 +408,15 @@ func (p *Pool) spawn() (*proc, error) {
 	p.mu.Unlock()
 	started = true
 	go func() {
+		// The channel stays open past the exit: the frames the child sent
+		// last (its output, a stopped eval's result) are still to be read,
+		// and the reader then sees the end. kill and Close close it.
 		c.cmd.Wait()
-		conn.Close()
-		close(c.done)
 		p.mu.Lock()
 		delete(p.live, c)
+		p.changed.Broadcast() // a place is free
 		p.mu.Unlock()
+		close(c.done)
 	}()
 	if closed { // Close did not see it
 		c.kill(errClosed)
@@ -679,11 +717,12 @@ type Interpreter struct {
 	lastUsed atomic.Int64 // unix nanoseconds of the last request's end
 	idle     *time.Timer
 	calls    *rate.Limiter
+	callFree time.Time // the earliest start of the next exported call (CallShare); the eval's goroutine's
 }
 
 // Start gives a session an interpreter: a spare child (or a new one) is
 // loaded with the exports of spec.Packages.
-func (p *Pool) Start(spec Spec) (*Interpreter, error) {
+func (p *Pool) Start(ctx context.Context, spec Spec) (*Interpreter, error) {
 	descs := make([]exportDesc, 0, 8)
 	pkgs := map[string]bool{}
 	for _, pkg := range spec.Packages {
@@ -697,7 +736,7 @@ func (p *Pool) Start(spec Spec) (*Interpreter, error) {
 			descs = append(descs, exportDesc{Pkg: pkg, Name: name, Type: refOf(sym.Type), Func: sym.Func.IsValid(), Value: sym.Snapshot})
 		}
 	}
-	c, err := p.take()
+	c, err := p.take(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -712,6 +751,15 @@ func (p *Pool) Start(spec Spec) (*Interpreter, error) {
 	p.users[in] = true
 	p.mu.Unlock()
 	return in, nil
+}
+
+// evalEnded notes that in is free again: it may be reclaimed, and a
+// session waiting for a place may take it.
+func (p *Pool) evalEnded(in *Interpreter) {
+	in.lastUsed.Store(time.Now().UnixNano())
+	p.mu.Lock()
+	p.changed.Broadcast()
+	p.mu.Unlock()
 }
 
 // release stops an idle child; the session's next eval gets a new one.
@@ -772,7 +820,7 @@ func (in *Interpreter) Eval(ctx context.Context, src string, out io.Writer) (str
 		return "", interp.ErrReset
 	}
 	in.idle.Reset(in.pool.opts.IdleTimeout)
-	defer in.lastUsed.Store(time.Now().UnixNano())
+	defer in.pool.evalEnded(in)
 	c := in.c
 	// The child stops itself at the eval's time limit; past a grace
 	// period (checking the source comes first, and a busy machine is
@@ -946,6 +994,9 @@ func (o *eventOut) abandon() {
 
 func (in *Interpreter) died(err error) error {
 	in.dead = true
+	if errors.Is(err, errCallTimeout) {
+		in.c.kill(errCallTimeout)
+	}
 	return in.c.fail(err)
 }
 
@@ -1036,7 +1087,22 @@ func (in *Interpreter) call(ctx context.Context, m *message) *message {
 	if err := in.calls.Wait(ctx); err != nil {
 		return ret("%v", context.Cause(ctx))
 	}
+	if wait := time.Until(in.callFree); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ret("%v", context.Cause(ctx))
+		}
+	}
+	if n := in.pool.running.Load(); n >= maxRunning {
+		return ret("%d exported calls made from interpreters have not returned; try again later", n)
+	}
+	start := time.Now()
 	results, err := in.pool.invoke(m.Pkg+"."+m.Name, sym, m.Values)
+	d := time.Since(start)
+	in.callFree = time.Now().Add(time.Duration(float64(d) * (1/in.pool.opts.CallShare - 1)))
 	if err != nil {
 		return ret("%v", err)
 	}
@@ -1052,6 +1118,8 @@ func (in *Interpreter) call(ctx context.Context, m *message) *message {
 // goroutine, which the session leaves behind if the function does not
 // return within CallTimeout (see Eval).
 func (p *Pool) invoke(name string, sym interp.Symbol, raw json.RawMessage) (out json.RawMessage, err error) {
+	p.running.Add(1)
+	defer p.running.Add(-1)
 	defer func() {
 		if r := recover(); r != nil {
 			p.log.Error("sandbox: an exported function panicked", "func", name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
@@ -1080,6 +1148,7 @@ func (in *Interpreter) Complete(word string) []string {
 	if in.dead {
 		return nil
 	}
+	in.idle.Reset(in.pool.opts.IdleTimeout)
 	r, err := in.c.exchange(&message{Op: opComplete, Src: word}, opItems, 5*time.Second)
 	if err != nil {
 		in.dead = true
@@ -1101,6 +1170,7 @@ func (in *Interpreter) Vars(w io.Writer) error {
 	if in.dead {
 		return interp.ErrReset
 	}
+	in.idle.Reset(in.pool.opts.IdleTimeout)
 	r, err := in.c.exchange(&message{Op: opVars}, opItems, 5*time.Second)
 	if err != nil {
 		in.dead = true

@@ -77,7 +77,7 @@ func newPool(t *testing.T, mod func(*Options)) *Pool {
 
 func start(t *testing.T, p *Pool, spec Spec) *Interpreter {
 	t.Helper()
-	in, err := p.Start(spec)
+	in, err := p.Start(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func TestSpares(t *testing.T) {
 	if _, alive := residentBytes(pid); alive {
 		t.Fatalf("child %d runs after Close", pid)
 	}
-	if _, err := p.Start(Spec{}); err == nil {
+	if _, err := p.Start(context.Background(), Spec{}); err == nil {
 		t.Fatal("Start after Close: no error")
 	}
 }
@@ -333,7 +333,7 @@ func TestMaxChildren(t *testing.T) {
 	}
 	// Both children busy: no room.
 	for _, in := range []*Interpreter{a, c} {
-		go in.Eval(context.Background(), "time.Sleep(2 * time.Second)", &bytes.Buffer{})
+		go in.Eval(context.Background(), "time.Sleep(4 * time.Second)", &bytes.Buffer{})
 	}
 	for _, in := range []*Interpreter{a, c} {
 		waitFor(t, "an eval under way", func() bool {
@@ -344,7 +344,9 @@ func TestMaxChildren(t *testing.T) {
 			return true
 		})
 	}
-	if _, err := p.Start(Spec{}); !errors.Is(err, ErrBusy) {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := p.Start(ctx, Spec{}); !errors.Is(err, ErrBusy) {
 		t.Fatalf("with every child busy: got %v; want ErrBusy", err)
 	}
 }
@@ -364,7 +366,7 @@ func TestRuntimeType(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	_, err = p.Start(Spec{Packages: []string{"dyn/app"}})
+	_, err = p.Start(context.Background(), Spec{Packages: []string{"dyn/app"}})
 	if err == nil || !strings.Contains(err.Error(), "dyn/app.Dyn") || !strings.Contains(err.Error(), "run time") {
 		t.Fatalf("got %v; want an error naming the export and saying its type was made at run time", err)
 	}
@@ -378,5 +380,69 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestStoppedResultNotLost: a child that stops an eval sends its last
+// output and its result, then exits; the host reads them all, however
+// slowly it passes the output on, and reports the limit, not a crash.
+func TestStoppedResultNotLost(t *testing.T) {
+	p := newPool(t, func(o *Options) { o.Interp.MaxOutput = 4 << 10 })
+	for i := 0; i < 10; i++ {
+		in := start(t, p, Spec{})
+		_, err := in.Eval(context.Background(), `for { fmt.Print(strings.Repeat("x", 1000)) }`, slowWriter{})
+		if !errors.Is(err, interp.ErrOutputLimit) {
+			t.Fatalf("run %d: got %v; want the output limit", i, err)
+		}
+	}
+}
+
+type slowWriter struct{}
+
+func (slowWriter) Write(p []byte) (int, error) { time.Sleep(2 * time.Millisecond); return len(p), nil }
+
+// TestCallShare: a loop of calls to an export that takes 5 ms makes about
+// CallShare × the time / 5 ms calls, so the host spends about CallShare of
+// a core on them.
+func TestCallShare(t *testing.T) {
+	var calls atomic.Int32
+	exp := new(interp.Exports).Func("app/slow", "Work", func() int { calls.Add(1); time.Sleep(5 * time.Millisecond); return 1 })
+	p, err := New(Options{Exports: exp, CallShare: 0.1, Interp: interp.Options{Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	in, err := p.Start(context.Background(), Spec{Packages: []string{"app/slow"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	in.Eval(context.Background(), "for { slow.Work() }", &bytes.Buffer{})
+	// 1 s × 0.1 / 5 ms = 20 calls; without the share, about 200.
+	if n := calls.Load(); n > 30 {
+		t.Fatalf("%d calls of 5 ms in 1 s; want about 20 at a 10%% share", n)
+	}
+}
+
+// TestConcurrentStarts: more sessions than places start at once; each
+// waits for a place (an interpreter that finished its eval is taken) and
+// none is refused.
+func TestConcurrentStarts(t *testing.T) {
+	p := newPool(t, func(o *Options) { o.MaxChildren = 2 })
+	errs := make(chan error, 6)
+	for i := 0; i < 6; i++ {
+		go func() {
+			in, err := p.Start(context.Background(), Spec{})
+			if err == nil {
+				defer in.Close()
+				_, err = in.Eval(context.Background(), "1+2", &bytes.Buffer{})
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 6; i++ {
+		if err := <-errs; err != nil && !errors.Is(err, interp.ErrReset) {
+			t.Fatalf("start %d: %v", i, err)
+		}
 	}
 }
