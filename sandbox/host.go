@@ -41,8 +41,9 @@ type Options struct {
 	// that sessions cannot take more than MaxChildren × MaxMemory between
 	// them. At the cap, a session that needs a child gets the one of the
 	// session that has gone longest without a request (that session gets
-	// a new one, with a notice, at its next eval); only when every child
-	// is in the middle of a request is it refused (ErrBusy). Default: 8.
+	// a new one, with a notice, at its next eval), waiting for one at most
+	// an eval's time limit; only when every child stays in the middle of a
+	// request is it refused (ErrBusy). Default: 8.
 	MaxChildren int
 	// MaxCPU caps the CPU time a child may use over its life (RLIMIT_CPU);
 	// a child is replaced at its session's next eval once it has used it.
@@ -212,9 +213,10 @@ func (p *Pool) Warm() {
 // take returns a started child: a spare if one is ready, else a new one.
 // When every place is held, it takes the child of the least recently used
 // interpreter; when none can be taken (all in the middle of a request, or
-// still starting), it waits for a place, up to maxWait or the end of ctx.
+// still starting), it waits for a place: at most an eval's time limit (by
+// then one has ended), or until ctx ends.
 func (p *Pool) take(ctx context.Context) (*proc, error) {
-	const maxWait = 2 * time.Second
+	maxWait := p.opts.Interp.Timeout
 	deadline := time.Now().Add(maxWait)
 	wake := context.AfterFunc(ctx, func() { p.mu.Lock(); p.changed.Broadcast(); p.mu.Unlock() })
 	defer wake()

@@ -17,9 +17,6 @@ import (
 // supported reports whether children can be started on this platform.
 const supported = true
 
-// childNice is the scheduling priority of a child's threads.
-const childNice = 10
-
 // exePath is how a child is started: the running executable itself, even
 // if its file has since been replaced or removed.
 const exePath = "/proc/self/exe"
@@ -77,16 +74,7 @@ func prepareChild() error {
 	if err := os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0); err != nil {
 		return fmt.Errorf("oom_score_adj: %w", err)
 	}
-	// A lower priority for every thread (a thread's priority is its own on
-	// Linux; threads started later take their starter's): under load the
-	// service's own threads come first.
-	if tasks, err := os.ReadDir("/proc/self/task"); err == nil {
-		for _, task := range tasks {
-			if tid, err := strconv.Atoi(task.Name()); err == nil {
-				unix.Setpriority(unix.PRIO_PROCESS, tid, childNice)
-			}
-		}
-	}
+
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("undumpable: %w", err)
 	}
