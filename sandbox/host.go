@@ -189,7 +189,7 @@ func (p *Pool) Warm() {
 	p.mu.Unlock()
 	for range need {
 		go func() {
-			c, err := p.spawnHeld()
+			c, err := p.spawn()
 			p.mu.Lock()
 			p.starting--
 			if err == nil && !p.closed {
@@ -262,7 +262,7 @@ func (p *Pool) take(ctx context.Context) (*proc, error) {
 	}
 	p.mu.Unlock()
 	p.Warm()
-	return p.spawnHeld()
+	return p.spawn()
 }
 
 // reclaim makes room: it stops the child of the interpreter that has gone
@@ -350,20 +350,9 @@ type proc struct {
 var childEnv = []string{"GOTRACEBACK=single", "GOMAXPROCS=1"}
 
 // spawn starts a child, waits for it to apply its limits, and registers
-// it as live.
+// it as live. The caller holds a place for it (p.spawning), which spawn
+// gives up when the child is live, or failed.
 func (p *Pool) spawn() (*proc, error) {
-	p.mu.Lock()
-	if len(p.live)+p.spawning >= p.opts.MaxChildren {
-		p.mu.Unlock()
-		return nil, ErrBusy
-	}
-	p.spawning++ // a place is held until the child is live, or failed
-	p.mu.Unlock()
-	return p.spawnHeld()
-}
-
-// spawnHeld is spawn for a caller that holds a place (p.spawning).
-func (p *Pool) spawnHeld() (*proc, error) {
 	started := false
 	defer func() {
 		if !started {
