@@ -158,10 +158,11 @@ var benchLineM, benchLineV = "memstats", "1+2"
 //
 //	go test -run '^$' -bench FirstEval -benchtime 100x ./console/
 func BenchmarkFirstEval(b *testing.B) {
-	f := newFixture(&testing.T{}, nil)
+	many := func(o *Options) { o.HandshakeRate = Rate{PerSecond: 1e6, Burst: 1e6} } // not what is measured
+	f := newFixture(&testing.T{}, many)
 	defer f.srv.Close()
 	defer f.hs.Close()
-	fin := newFixture(&testing.T{}, func(o *Options) { o.InProcessEval = true })
+	fin := newFixture(&testing.T{}, func(o *Options) { many(o); o.InProcessEval = true })
 	defer fin.srv.Close()
 	defer fin.hs.Close()
 	first := func(f *fixture) time.Duration {
@@ -214,7 +215,11 @@ func waitBench(b *testing.B, cond func() bool) {
 //	go test -run '^$' -bench SessionMemory -benchtime 1x ./console/
 func BenchmarkSessionMemory(b *testing.B) {
 	const n = 8
-	f := newFixture(&testing.T{}, func(o *Options) { o.Sandbox.MaxChildren = n + 1 })
+	f := newFixture(&testing.T{}, func(o *Options) {
+		o.Sandbox.MaxChildren = n + 1
+		o.HandshakeRate = Rate{PerSecond: 1e6, Burst: 1e6}
+		o.MaxSessionsPerSubject = 1000 // closed sessions end asynchronously
+	})
 	defer f.srv.Close()
 	defer f.hs.Close()
 	heap := func() uint64 {
