@@ -656,15 +656,38 @@ func TestCloseEndsSessions(t *testing.T) {
 	}
 }
 
+// TestMaxSessions: lower roles fill MaxSessions less the reserve; the
+// reserve stays for whoever may use ReservedFor (admins), up to the
+// limit.
 func TestMaxSessions(t *testing.T) {
-	f := newFixture(t, func(o *Options) { o.MaxSessions = 2 })
+	f := newFixture(t, func(o *Options) { o.MaxSessions = 4; o.ReservedSessions = 2 })
 	f.dial(t, "viewer")
-	f.dial(t, "viewer")
+	f.dial(t, "operator")
 	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
 	_, resp, _ := d.Dial(f.url, http.Header{"Authorization": {"Bearer " + testTokens["viewer"]}})
 	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("third session: got %v; want 503", resp)
+		t.Fatalf("a third low-role session: got %v; want 503", resp)
 	}
+	f.dial(t, "admin")
+	f.dial(t, "admin")
+	_, resp, _ = d.Dial(f.url, http.Header{"Authorization": {"Bearer " + testTokens["admin"]}})
+	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("past MaxSessions: got %v; want 503", resp)
+	}
+}
+
+// TestNoGrantNoSession: a subject the policy grants nothing gets no
+// session (403), and the refusal is audited.
+func TestNoGrantNoSession(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.Authenticator = AuthenticatorFunc(func(r *http.Request) (string, error) { return "nobody", nil })
+	})
+	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
+	_, resp, _ := d.Dial(f.url, http.Header{"Authorization": {"Bearer x"}})
+	if resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a subject with no grant: got %v; want 403", resp)
+	}
+	waitFor(t, "the refusal's audit record", func() bool { return strings.Contains(f.audit.String(), `"subject":"nobody"`) })
 }
 
 func TestQueueLimit(t *testing.T) {

@@ -16,11 +16,13 @@
 //	defer srv.Close()
 //	go srv.ListenAndServe(ctx, "", nil) // 127.0.0.1:7227
 //
-// One guard pipeline runs in ServeHTTP, in order: shutting down, the
-// handshake rate of the source address, the session count, no credentials
-// in the URL, authentication (bearer token or client certificate, with a
-// failed-authentication rate per source), the subject's session count,
-// same-origin check, subprotocol, upgrade. Nothing but a bounded
+// One guard pipeline runs in ServeHTTP, in order: shutting down, no
+// credentials in the URL, authentication (bearer token or client
+// certificate; failures rate-limited per source address, so a flood never
+// refuses a valid credential), the subject's handshake rate, a policy that
+// grants the subject something, the session count (with sessions reserved
+// for admins), the subject's session count, same-origin check,
+// subprotocol, upgrade. Nothing but a bounded
 // per-source rate bucket is kept for a request that fails a guard. Each
 // request then runs: parse the line, authorize (cmd:<name> or eval, and
 // whether the policy wants a reason first), write the intent record to

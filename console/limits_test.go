@@ -49,7 +49,9 @@ func (f *fixture) handshake(t *testing.T, token string) (int, *http.Response) {
 	return resp.StatusCode, resp
 }
 
-func TestHandshakeRatePerSource(t *testing.T) {
+// TestHandshakeRatePerSubject: one subject's connection attempts are
+// limited; another's, from the same address, are not.
+func TestHandshakeRatePerSubject(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.HandshakeRate = Rate{PerSecond: 0.001, Burst: 3} })
 	for i := 0; i < 3; i++ {
 		if got, _ := f.handshake(t, testTokens["viewer"]); got != 101 {
@@ -59,6 +61,9 @@ func TestHandshakeRatePerSource(t *testing.T) {
 	got, resp := f.handshake(t, testTokens["viewer"])
 	if got != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("past the burst: got %d (Retry-After %q); want 429 with Retry-After", got, resp.Header.Get("Retry-After"))
+	}
+	if got, _ := f.handshake(t, testTokens["admin"]); got != 101 {
+		t.Fatalf("another subject from the same address: got %d; want 101", got)
 	}
 	// The accepted handshakes' sessions end as their connections close;
 	// the refused one never had one.

@@ -146,20 +146,28 @@ type Options struct {
 	// MaxSessions caps concurrent sessions (HTTP 503, code limit).
 	// Default: 64.
 	MaxSessions int
+	// ReservedSessions of MaxSessions are kept for the subjects the
+	// policy lets use ReservedFor, so that whoever must get in during an
+	// incident can while lower roles fill theirs. Default: 4.
+	ReservedSessions int
+	// ReservedFor is the policy object (action run) that entitles a
+	// subject to the reserved sessions. Default: eval (admins, with the
+	// shipped policy).
+	ReservedFor string
 	// MaxSessionsPerSubject caps one subject's concurrent sessions (HTTP
 	// 429, code limit). Default: 8.
 	MaxSessionsPerSubject int
-	// HandshakeRate limits connection attempts per source address (an
-	// IPv4 address, or an IPv6 /64), checked before anything else: past
-	// it, HTTP 429 with code throttled and Retry-After. Default: 10 per
-	// second, bursts of 20.
+	// HandshakeRate limits the connection attempts of one authenticated
+	// subject: past it, HTTP 429 with code throttled and Retry-After.
+	// Default: 10 per second, bursts of 20.
 	HandshakeRate Rate
-	// FailedAuthRate limits failed authentications per source: past it,
-	// bad credentials get HTTP 429 (code throttled) instead of 401, and
-	// their audit records are aggregated. Valid credentials are never
-	// refused by it, so it bounds the cost of bad credentials rather than
-	// guessing (HandshakeRate bounds attempts; a 256-bit token is not
-	// guessed). Default: 1 per second, bursts of 10.
+	// FailedAuthRate limits failed authentications per source address (an
+	// IPv4 address, or an IPv6 /64): past it, bad credentials get HTTP 429
+	// (code throttled) instead of 401, and their audit records are
+	// aggregated. Credentials are checked first (a hash and a
+	// constant-time compare), so a valid one is never refused because
+	// others failed from the same address. Default: 1 per second, bursts
+	// of 10.
 	FailedAuthRate Rate
 	// RefusalInterval is the window over which refused handshakes are
 	// aggregated in the audit log: per source and code, the first is
@@ -251,6 +259,13 @@ func New(opts Options) (*Server, error) {
 	opts.Interp = opts.Interp.WithDefaults()
 	setDefault(&opts.MaxMessageBytes, 1<<20)
 	setDefault(&opts.MaxSessions, 64)
+	if opts.ReservedSessions == 0 {
+		opts.ReservedSessions = 4
+	}
+	opts.ReservedSessions = min(max(opts.ReservedSessions, 0), opts.MaxSessions-1)
+	if opts.ReservedFor == "" {
+		opts.ReservedFor = objEval
+	}
 	setDefault(&opts.MaxSessionsPerSubject, 8)
 	setDefault(&opts.MaxQueued, 16)
 	setDefault(&opts.MaxOutputBytes, 16<<20)
@@ -338,10 +353,11 @@ func (s *Server) CheckObjects(objects []string) error {
 	return nil
 }
 
-// ServeHTTP runs the guard pipeline, in this order: limits (handshake
-// rate per source, session count), credentials (never from the URL),
-// authentication (with a failed-authentication rate per source), the
-// subject's session count, origin, subprotocol, upgrade. Nothing but a
+// ServeHTTP runs the guard pipeline, in this order: shutting down,
+// credentials (never from the URL), authentication (failures limited per
+// source), the subject's handshake rate, a policy that grants it
+// something, the session counts (with the reserve), origin, subprotocol,
+// upgrade. Nothing but a
 // per-source rate bucket is kept for a request that fails a guard.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -362,26 +378,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, string(code)+": "+strings.TrimPrefix(msg, string(code)+": "), status)
 	}
 
-	// 1. Limits.
+	// 1. Shutting down; credentials never in the URL (no query string at
+	// all).
 	if s.isClosed() {
 		refuse(http.StatusServiceUnavailable, wire.CodeUnavailable, "the console is shutting down", "", 5*time.Second)
 		return
 	}
-	if ok, wait := s.handshakes.allow(source); !ok {
-		refuse(http.StatusTooManyRequests, wire.CodeThrottled, fmt.Sprintf("too many connection attempts from %s (limit %g per second); retry later", source, s.opts.HandshakeRate.PerSecond), "", wait)
-		return
-	}
-	if s.sessionCount() >= s.opts.MaxSessions {
-		refuse(http.StatusServiceUnavailable, wire.CodeLimit, fmt.Sprintf("too many sessions (limit %d)", s.opts.MaxSessions), "", 5*time.Second)
-		return
-	}
-	// 2. Credentials never travel in the URL: no query string at all.
 	if credentialsInURL(r.URL) {
 		refuse(http.StatusBadRequest, wire.CodeBadRequest, "the console takes no query parameters, and credentials never travel in URLs; send the header \"Authorization: Bearer TOKEN\"", "", 0)
 		return
 	}
-	// 3. Authenticate. Failures are rate limited per source; a valid
-	// credential is never refused by that limit.
+	// 2. Authenticate first (a hash and a constant-time compare, or a
+	// certificate check): failures are limited per source address, so
+	// that a flood from an address (on loopback, everyone's) never refuses
+	// a valid credential; a subject's own attempts are limited per
+	// subject.
 	subject, err := s.authenticate(r)
 	if err != nil || subject == "" {
 		msg := "no valid credentials"
@@ -393,6 +404,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		refuse(http.StatusUnauthorized, wire.CodeUnauthenticated, msg, "", 0)
+		return
+	}
+	if ok, wait := s.handshakes.allow(subject); !ok {
+		refuse(http.StatusTooManyRequests, wire.CodeThrottled, fmt.Sprintf("too many connection attempts by %s (limit %g per second); retry later", subject, s.opts.HandshakeRate.PerSecond), subject, wait)
+		return
+	}
+	// 3. A subject the policy grants nothing gets no session; the session
+	// limits keep ReservedSessions for those who may use ReservedFor.
+	if !s.grantsAnything(subject) {
+		refuse(http.StatusForbidden, wire.CodeForbidden, fmt.Sprintf("%s may do nothing here: the policy grants it no command", subject), subject, 0)
+		return
+	}
+	if limit := s.sessionLimit(subject); s.sessionCount() >= limit {
+		refuse(http.StatusServiceUnavailable, wire.CodeLimit, fmt.Sprintf("too many sessions (limit %d for %s)", limit, subject), subject, 5*time.Second)
 		return
 	}
 	if s.subjectCount(subject) >= s.opts.MaxSessionsPerSubject {
@@ -422,6 +447,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := newSession(s, conn, subject, r.RemoteAddr)
+	sess.limit = s.sessionLimit(subject)
 	if ok, why := s.register(sess); !ok {
 		code, outcome := websocket.CloseTryAgainLater, wire.CodeLimit
 		if why == "" {
@@ -435,6 +461,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess.serve()
+}
+
+// grantsAnything reports whether the policy lets subject run any command
+// (the ones everyone may run aside) or evaluate Go.
+func (s *Server) grantsAnything(subject string) bool {
+	probe := &session{srv: s, subject: subject}
+	for _, name := range s.names {
+		if cmd := s.commands[name]; !cmd.open && probe.allowed(cmd.object()) {
+			return true
+		}
+	}
+	return probe.allowed(objEval)
+}
+
+// sessionLimit is how many sessions there may be in all when subject
+// opens one: MaxSessions for those the policy lets use ReservedFor,
+// ReservedSessions fewer for everyone else.
+func (s *Server) sessionLimit(subject string) int {
+	probe := &session{srv: s, subject: subject}
+	if probe.allowed(s.opts.ReservedFor) {
+		return s.opts.MaxSessions
+	}
+	return s.opts.MaxSessions - s.opts.ReservedSessions
 }
 
 // authenticate identifies the client: by its certificate when TLS has
@@ -601,8 +650,8 @@ func (s *Server) register(sess *session) (ok bool, why string) {
 	switch {
 	case s.closed:
 		return false, ""
-	case len(s.sessions) >= s.opts.MaxSessions:
-		return false, fmt.Sprintf("too many sessions (limit %d)", s.opts.MaxSessions)
+	case len(s.sessions) >= sess.limit:
+		return false, fmt.Sprintf("too many sessions (limit %d for %s)", sess.limit, sess.subject)
 	case s.bySubject[sess.subject] >= s.opts.MaxSessionsPerSubject:
 		return false, fmt.Sprintf("%s has too many sessions open (limit %d)", sess.subject, s.opts.MaxSessionsPerSubject)
 	}

@@ -63,6 +63,7 @@ type session struct {
 	roles   []string
 	remote  string
 	start   time.Time
+	limit   int // the session count it may open within (MaxSessions, less the reserve for others)
 
 	ctx       context.Context
 	cancel    context.CancelFunc
