@@ -982,3 +982,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestCloseBoundedWithStalledReader: a client that stops reading while
+// the server streams to it (its socket buffers full, a write blocked)
+// holds Close no longer than the close grace, plus scheduling.
+func TestCloseBoundedWithStalledReader(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Interp.MaxOutput = 256 << 20; o.MaxOutputBytes = 256 << 20 })
+	c := f.dial(t, "admin")
+	c.send(wire.Request{Type: wire.TypeRun, Line: `for { fmt.Print(strings.Repeat("x", 1<<20)) }`})
+	time.Sleep(time.Second) // the writer fills the socket; the client reads nothing
+	start := time.Now()
+	f.srv.Close()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Close took %s with a client that stopped reading; want about %s", d, closeGrace)
+	}
+}

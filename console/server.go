@@ -674,7 +674,11 @@ func (s *Server) unregister(sess *session) {
 }
 
 // Close ends every session (each client gets WebSocket status 1001) and
-// refuses new ones. It waits for sessions to finish and is idempotent.
+// refuses new ones. It waits for sessions to finish, about a second when
+// a client has stopped reading (its blocked write is cut short), and for
+// requests to stop (Go evaluation and the built-in commands stop at once;
+// an application command that ignores its context holds Close until it
+// returns). It is idempotent.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true

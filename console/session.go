@@ -196,13 +196,17 @@ func (s *session) checkIdle() {
 	s.shutdown(websocket.CloseNormalClosure, fmt.Sprintf("idle timeout (%s without a request)", timeout))
 }
 
-// shutdown ends the session from the server side with a close frame.
+// shutdown ends the session from the server side with a close frame. A
+// write blocked on a client that stopped reading is cut short after
+// closeGrace, so that no client holds a closing session (or Server.Close)
+// longer.
 func (s *session) shutdown(code int, text string) {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closeCode, s.closeText = code, text
 		s.mu.Unlock()
 		s.cancel() // the writer sends the close frame, then closes
+		s.conn.NetConn().SetWriteDeadline(time.Now().Add(closeGrace))
 	})
 }
 
@@ -402,6 +406,13 @@ func (s *session) writer(readerDone <-chan struct{}) {
 	for {
 		select {
 		case f := <-s.out:
+			if s.ctx.Err() != nil { // closing: no more frames, only the close
+				if f.pooled {
+					b := f.data[:cap(f.data)]
+					chunkPool.Put(&b)
+				}
+				continue
+			}
 			s.conn.SetWriteDeadline(time.Now().Add(wt))
 			err := s.conn.WriteMessage(f.typ, f.data)
 			if f.pooled {
