@@ -821,3 +821,51 @@ func TestTLSRefusalsAreTheConsoles(t *testing.T) {
 		t.Fatalf("the process's default logger got: %s", stdlog.String())
 	}
 }
+
+// TestEveryRefusalAudited: frames refused before they could run (a line
+// over the limit, malformed JSON with a readable id, a binary frame) are
+// audited, clipped, and a refused or denied line is clipped in the
+// transcript too.
+func TestEveryRefusalAudited(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, func(o *Options) { o.TranscriptDir = dir })
+	c := f.dial(t, "viewer")
+	big := strings.Repeat("y", 600<<10)
+	frames := []struct {
+		typ  int
+		data string
+	}{
+		{websocket.TextMessage, `{"type":"run","id":1,"line":"` + big + `"}`},
+		{websocket.TextMessage, `{"type":"run","id":2,"line":"whoami","extra":true}`},
+		{websocket.BinaryMessage, "\x00\x01"},
+		{websocket.TextMessage, `{"type":"run","id":3,"line":"heapdump ` + strings.Repeat("z", 300<<10) + `"}`}, // denied
+	}
+	for _, fr := range frames {
+		if err := c.ws.WriteMessage(fr.typ, []byte(fr.data)); err != nil {
+			t.Fatal(err)
+		}
+		c.read(0)
+	}
+	c.ws.Close()
+	waitFor(t, "four refusals in the audit", func() bool {
+		n := 0
+		for _, r := range auditRecords(t, f.audit.String()) {
+			if r.Kind == audit.KindOutcome && r.Outcome != "ok" {
+				n++
+			}
+		}
+		return n >= 4
+	})
+	for _, r := range auditRecords(t, f.audit.String()) {
+		if len(r.Line) > clipKeep+100 {
+			t.Fatalf("a refused line of %d bytes is in the audit whole", len(r.Line))
+		}
+	}
+	waitFor(t, "the session's end", func() bool { return f.srv.sessionCount() == 0 })
+	casts, _ := filepath.Glob(filepath.Join(dir, "*.cast"))
+	for _, p := range casts {
+		if st, _ := os.Stat(p); st.Size() > 64<<10 {
+			t.Fatalf("transcript %s is %d bytes: refused lines were recorded whole", p, st.Size())
+		}
+	}
+}

@@ -232,23 +232,32 @@ func (s *session) reader() {
 			return
 		}
 		s.conn.SetReadDeadline(time.Now().Add(wait))
-		if typ != websocket.TextMessage {
-			s.sendError(0, wire.Errorf(wire.CodeBadRequest, "binary frames are not accepted from clients; send JSON text frames"))
-			continue
-		}
 		req, err := wire.DecodeRequest(msg)
+		if typ != websocket.TextMessage {
+			req, err = wire.Request{}, wire.Errorf(wire.CodeBadRequest, "binary frames are not accepted from clients; send JSON text frames")
+		}
 		if err != nil {
-			s.sendError(req.ID, err)
-			continue
+			// Refused before it could run: audited like any refusal (the
+			// frame as its line, clipped), within the session's request
+			// rate like any request.
+			if req.Line == "" {
+				req.Line = string(msg)
+			}
+			req.Type = wire.TypeRun
+			if s.limiter.Allow() {
+				s.flushThrottled()
+				s.refuse(req, publicError(err))
+				continue
+			}
 		}
 		if req.Type == wire.TypeRun || req.Type == wire.TypeComplete {
 			s.lastActive.Store(time.Now().UnixNano())
-			if !s.limiter.Allow() {
+			if err != nil || !s.limiter.Allow() {
 				we := wire.Errorf(wire.CodeThrottled, "more than %g requests per second in this session (bursts of %d); slow down", s.srv.opts.RequestRate.PerSecond, s.srv.opts.RequestRate.Burst)
 				if req.Type == wire.TypeRun && s.throttled == 0 {
 					s.refuse(req, we) // the first of a run of refusals is audited in full
 				} else {
-					s.cast.input(s.subject, req.Line)
+					s.cast.input(s.subject, clipText(req.Line))
 					s.sendError(req.ID, we)
 				}
 				s.throttled++
@@ -293,7 +302,7 @@ func (s *session) enqueue(req wire.Request) {
 // refuse answers a run request that was not queued, and audits it: its
 // intent (never run) and its outcome.
 func (s *session) refuse(req wire.Request, we *wire.Error) {
-	s.cast.input(s.subject, req.Line)
+	s.cast.input(s.subject, clipText(req.Line))
 	s.sendError(req.ID, we)
 	rec := s.record(req)
 	clipLine(&rec)
@@ -317,6 +326,19 @@ func clipLine(r *audit.Record) {
 	}
 	r.LineBytes, r.LineSHA256 = int64(len(r.Line)), sha256Hex([]byte(r.Line))
 	r.Line = r.Line[:cut]
+}
+
+// clipText is a refused line as a transcript keeps it: its start, then
+// its length (the audit record has its hash).
+func clipText(line string) string {
+	if len(line) <= clipKeep {
+		return line
+	}
+	cut := clipKeep
+	for cut > 0 && !utf8.RuneStart(line[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… [%d bytes in all]", line[:cut], len(line))
 }
 
 // record is the intent record of a request, before any decision.
@@ -523,8 +545,11 @@ type run struct {
 // write.
 func (s *session) decide(r *run, obj string, allowed bool, deny *wire.Error) error {
 	r.rec.Object, r.rec.Decision = obj, "allow"
-	if !allowed {
+	if allowed {
+		s.cast.input(s.subject, r.req.Line) // before anything it prints
+	} else {
 		r.rec.Decision, r.rec.Message = "deny", deny.Message
+		s.cast.input(s.subject, clipText(r.req.Line))
 		clipLine(&r.rec)
 	}
 	r.written = true
@@ -556,9 +581,6 @@ func (s *session) handle(ctx context.Context, req wire.Request) {
 	start := time.Now()
 	r := &run{req: req, rec: s.record(req), tally: newTally()}
 	r.rec.Time = start
-	if strings.TrimSpace(req.Line) != "" {
-		s.cast.input(s.subject, req.Line)
-	}
 	var value string
 	err := context.Cause(ctx) // cancelled while it waited
 	if err == nil {
@@ -589,6 +611,7 @@ func (s *session) handle(ctx context.Context, req wire.Request) {
 		return
 	}
 	if !r.written { // ended before any decision (cancelled, bad arguments)
+		s.cast.input(s.subject, clipText(req.Line))
 		s.srv.auditWrite(r.rec)
 	}
 	s.srv.auditWrite(s.outcome(r.rec, code, msg, r.tally, time.Since(start)))
