@@ -869,3 +869,38 @@ func TestEveryRefusalAudited(t *testing.T) {
 		}
 	}
 }
+
+// TestTranscriptBudgets: past a subject's transcript budget, or into the
+// disk space kept for the audit log, recording stops with a note in the
+// file and an audit record; the session goes on, and other subjects'
+// recordings are not touched by one subject's budget.
+func TestTranscriptBudgets(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Options)
+		why  string
+	}{
+		{"subject budget", func(o *Options) { o.MaxTranscriptBytesPerSubject = 8 << 10 }, "budget"},
+		{"disk reserve", func(o *Options) { o.DiskReserve = 1 << 62 }, "kept for the audit log"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			f := newFixture(t, func(o *Options) { o.TranscriptDir = dir; tt.mod(o) })
+			c := f.dial(t, "viewer")
+			for i := 0; i < 5; i++ {
+				if final, _, _, _ := c.run("goroutines"); final.Type != wire.EventResult {
+					t.Fatalf("the session after its recording stopped: %+v", final)
+				}
+			}
+			waitFor(t, "an audit record of the stop", func() bool {
+				return strings.Contains(f.audit.String(), "the session recording stopped") && strings.Contains(f.audit.String(), tt.why)
+			})
+			casts, _ := filepath.Glob(filepath.Join(dir, "*.cast"))
+			b, _ := os.ReadFile(casts[0])
+			if !strings.Contains(string(b), "transcript stopped") || len(b) > 12<<10 {
+				t.Fatalf("transcript of %d bytes, note %v", len(b), strings.Contains(string(b), "transcript stopped"))
+			}
+		})
+	}
+}

@@ -114,8 +114,19 @@ type Options struct {
 	// audit records name the file. Default: none (no recording).
 	TranscriptDir string
 	// MaxTranscriptBytes caps one recording; past it, recording stops with
-	// a note in the file. Default: 64 MiB.
+	// a note in the file and an audit record, and the session goes on.
+	// Default: 64 MiB.
 	MaxTranscriptBytes int64
+	// MaxTranscriptBytesPerSubject caps what one subject's recordings
+	// write in all, over the console's life. Default: 256 MiB.
+	MaxTranscriptBytesPerSubject int64
+	// MaxTranscriptBytesTotal caps what all recordings write, over the
+	// console's life. Default: 1 GiB.
+	MaxTranscriptBytesTotal int64
+	// DiskReserve is the free space recordings leave on TranscriptDir's
+	// file system, for the audit log: below it, they stop. Default:
+	// 256 MiB.
+	DiskReserve int64
 
 	// Sandbox holds the limits of the child processes Go evaluation runs
 	// in, one per session: memory (MaxMemory, default 1 GiB), CPU over a
@@ -218,8 +229,9 @@ type Server struct {
 	names    []string // sorted command names
 	upgrader websocket.Upgrader
 
-	pool    *sandbox.Pool // where sessions' Go runs; nil in process or off
-	evalOff *wire.Error   // why Go evaluation is off, if it is
+	castBudget *castBudget   // what the transcripts may write
+	pool       *sandbox.Pool // where sessions' Go runs; nil in process or off
+	evalOff    *wire.Error   // why Go evaluation is off, if it is
 
 	handshakes *sourceLimiter // per source, every attempt
 	failedAuth *sourceLimiter // per source, failed authentications
@@ -270,6 +282,9 @@ func New(opts Options) (*Server, error) {
 	setDefault(&opts.MaxQueued, 16)
 	setDefault(&opts.MaxOutputBytes, 16<<20)
 	setDefault(&opts.MaxTranscriptBytes, 64<<20)
+	setDefault(&opts.MaxTranscriptBytesPerSubject, 256<<20)
+	setDefault(&opts.MaxTranscriptBytesTotal, 1<<30)
+	setDefault(&opts.DiskReserve, 256<<20)
 	setDefault(&opts.IdleTimeout, 30*time.Minute)
 	setDefault(&opts.RefusalInterval, 10*time.Second)
 	opts.HandshakeRate = opts.HandshakeRate.withDefault(Rate{PerSecond: 10, Burst: 20})
@@ -313,6 +328,8 @@ func New(opts Options) (*Server, error) {
 	}
 	sort.Strings(s.names)
 	s.refused = refusals{srv: s, interval: opts.RefusalInterval}
+	s.castBudget = &castBudget{dir: opts.TranscriptDir, maxSubject: opts.MaxTranscriptBytesPerSubject,
+		maxTotal: opts.MaxTranscriptBytesTotal, reserve: uint64(opts.DiskReserve), bySubject: map[string]int64{}}
 	if err := s.checkPolicy(); err != nil {
 		return nil, err
 	}

@@ -111,7 +111,7 @@ func (s *session) serve() {
 	defer s.srv.unregister(s)
 	open := audit.Record{Kind: audit.KindSession, Session: s.id, Subject: s.subject, Remote: s.remote, Outcome: "open"}
 	if dir := s.srv.opts.TranscriptDir; dir != "" {
-		cast, err := openTranscript(dir, s.id, s.subject, s.remote, s.srv.opts.MaxTranscriptBytes)
+		cast, err := openTranscript(dir, s.id, s.subject, s.remote, s.srv.opts.MaxTranscriptBytes, s.srv.castBudget)
 		if err != nil {
 			// The session was to be recorded: without its recording it
 			// does not start.
@@ -124,6 +124,12 @@ func (s *session) serve() {
 			return
 		}
 		s.cast, open.Transcript = cast, cast.path
+		cast.onStop = func(why string) {
+			// A budget stopped the recording; the session goes on.
+			s.srv.log.Warn("console: session recording stopped", "session", s.id, "why", why)
+			s.srv.auditWrite(audit.Record{Kind: audit.KindNote, Session: s.id, Subject: s.subject, Remote: s.remote,
+				Outcome: string(wire.CodeLimit), Transcript: cast.path, Message: "the session recording stopped: " + why})
+		}
 		cast.onFail = func(err error) {
 			// The recording broke mid-session: say so where it is looked for.
 			s.srv.log.Error("console: session recording stopped", "session", s.id, "err", err)
