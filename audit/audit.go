@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -199,7 +200,7 @@ func Open(opts Options) (*Log, error) {
 			// after it, in the same file (no rotation in between).
 			l.holdRotation = true
 			err := l.Write(Record{Kind: KindRecover, Outcome: "ok", TornBytes: t.tornBytes, TornSHA256: t.tornSHA,
-				Message: "the previous line is an incomplete record left by a crash; the chain continues from the record before it"})
+				Message: "the previous line is an incomplete record left by a write that did not finish (a crash, a power loss or a full disk); the chain continues from the record before it"})
 			l.holdRotation = false
 			if err != nil {
 				return fail(err)
@@ -255,7 +256,10 @@ func (l *Log) write(r Record, durable bool) error {
 	n, err := l.w.Write(b)
 	l.size += int64(n)
 	if err != nil {
-		l.err = fmt.Errorf("audit: write: %w", err)
+		l.err = fmt.Errorf("audit: write failed: %w", err)
+		if errors.Is(err, syscall.ENOSPC) {
+			l.err = fmt.Errorf("audit: write failed (no space left on the device; %d bytes of a record written): %w", n, err)
+		}
 		return l.err
 	}
 	l.seq, l.head = r.Seq, hashLine(b[:len(b)-1])

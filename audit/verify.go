@@ -164,7 +164,7 @@ func (v *verifier) file(path string, last bool) error {
 			terminated := len(raw) > 0 && raw[len(raw)-1] == '\n'
 			if !terminated {
 				// The last bytes of the file, without a newline.
-				p := &Problem{File: path, Line: v.line, Reason: fmt.Sprintf("incomplete final line (%d bytes): a write cut short by a crash, not tampering", n)}
+				p := &Problem{File: path, Line: v.line, Reason: fmt.Sprintf("incomplete final line (%d bytes): a write that did not finish (a crash, a power loss or a full disk), not tampering", n)}
 				if last && v.pending == nil {
 					v.rep.Torn = p
 				} else {
@@ -220,7 +220,7 @@ func (v *verifier) record(path string, b []byte) {
 			return
 		}
 		p := *v.pending
-		p.Reason = fmt.Sprintf("an incomplete record (%d bytes) left by a crash, closed by the recover record after it", v.tornLen)
+		p.Reason = fmt.Sprintf("an incomplete record (%d bytes) left by a write that did not finish, closed by the recover record after it", v.tornLen)
 		v.rep.Recovered = append(v.rep.Recovered, p)
 		v.pending = nil
 	}

@@ -9,7 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"os/signal"
 	"syscall"
 
@@ -24,8 +26,10 @@ func sandboxMain() { sandbox.Main() }
 const demoUsage = `Usage:
   ops-repl demo [--listen ADDR] [--dir DIR] [--leak]
       start the demo service and open an interactive session as admin
+      (the service logs to DIR/demo.log)
   ops-repl demo --serve [--listen ADDR] [--dir DIR] [--leak]
-      run the demo headless; once ready, print one JSON line on stdout:
+      run the demo headless, logging to stderr; once ready, print one JSON
+      line on stdout:
       {"url":…,"app":…,"audit":…,"policy":…,"tokens":{"viewer":…,"operator":…,"admin":…}}
       then serve until SIGINT or SIGTERM, and exit 0
 
@@ -63,7 +67,28 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	if fs.NArg() > 0 {
 		return exitf(exitUsage, "demo: unexpected argument %q (see ops-repl demo --help)", fs.Arg(0))
 	}
-	d, err := demo.Start(ctx, demo.Options{Listen: *listen, Dir: *dir, Leak: *leak})
+	// The demo's log: stderr with --serve; otherwise DIR/demo.log, so that
+	// it does not write over the interactive session.
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	if !*serve {
+		if *dir == "" {
+			tmp, err := os.MkdirTemp("", "ops-repl-demo-")
+			if err != nil {
+				return exitf(exitFailed, "demo: %v", err)
+			}
+			*dir = tmp
+		}
+		if err := os.MkdirAll(*dir, 0o700); err != nil {
+			return exitf(exitFailed, "demo: %v", err)
+		}
+		lf, err := os.OpenFile(filepath.Join(*dir, "demo.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return exitf(exitFailed, "demo: %v", err)
+		}
+		defer lf.Close()
+		logger = slog.New(slog.NewTextHandler(lf, nil))
+	}
+	d, err := demo.Start(ctx, demo.Options{Listen: *listen, Dir: *dir, Leak: *leak, Logger: logger})
 	if err != nil {
 		return exitf(exitFailed, "%v", err)
 	}
@@ -86,10 +111,11 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
   console  %s
   state    %s (tokens: token-viewer, token-operator, token-admin)
   audit    %s
+  log      %s/demo.log
 Try other roles from a second terminal:
   go run ./cmd/ops-repl --url %s --token-file %s/token-viewer
 
-`, d.AppURL, d.ConsoleURL, d.Dir, d.AuditPath, d.ConsoleURL, d.Dir)
+`, d.AppURL, d.ConsoleURL, d.Dir, d.AuditPath, d.Dir, d.ConsoleURL, d.Dir)
 	err = run(ctx, []string{"--url", d.ConsoleURL, "--token-file", d.Dir + "/token-admin"}, getenv, stdin, stdout, stderr)
 	fmt.Fprintf(stderr, "demo stopped; its tokens, policy and audit log stay in %s\n", d.Dir)
 	return err
