@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -26,6 +27,7 @@ const (
 	KindRevert    = "revert"    // a runtime setting went back when its TTL ended
 	KindPolicy    = "policy"    // the policy file changed: reloaded or rejected
 	KindRecover   = "recover"   // the log was reopened after a crash left a torn line
+	KindReopen    = "reopen"    // the live file was renamed, removed or replaced; a new one continues the chain
 	KindNote      = "note"      // anything else the embedding application records
 )
 
@@ -106,6 +108,10 @@ type Options struct {
 	// other values of the console's own stay as they are.
 	// Default: built-in redaction only.
 	Redact func(string) string
+	// Logger receives a line when the live file is found renamed, removed
+	// or replaced (the log then continues in a new file at Path, starting
+	// with a reopen record). Default: none.
+	Logger *slog.Logger
 }
 
 // Log appends hash-chained records. It is safe for concurrent use; one
@@ -123,6 +129,7 @@ type Log struct {
 	closed bool
 	// holdRotation keeps the next record in the current file.
 	holdRotation bool
+	checked      time.Time // when the path was last checked (checkPath)
 }
 
 // ErrClosed is returned by Write after Close.
@@ -239,6 +246,18 @@ func (l *Log) write(r Record, durable bool) error {
 	if l.err != nil {
 		return l.err
 	}
+	if l.f != nil && time.Since(l.checked) >= pathCheckEvery {
+		l.checked = time.Now()
+		if err := l.checkPath(); err != nil {
+			l.err = fmt.Errorf("audit: %w", err)
+			return l.err
+		}
+	}
+	return l.append(r, durable)
+}
+
+// append writes r as the next record. Called with l.mu held.
+func (l *Log) append(r Record, durable bool) error {
 	r.Seq, r.Prev = l.seq+1, l.head
 	var enc bytes.Buffer
 	je := json.NewEncoder(&enc)
@@ -272,6 +291,51 @@ func (l *Log) write(r Record, durable bool) error {
 		}
 	}
 	return nil
+}
+
+// pathCheckEvery is how often a write looks whether the log's path still
+// names the file being written.
+var pathCheckEvery = 500 * time.Millisecond
+
+// checkPath notices that the live file was renamed, removed or replaced
+// (sed -i and most editors write a new file and rename it over the old):
+// the log would go on writing to a file no one sees. It puts a new file at
+// the path (keeping a replacement aside, as PATH.replaced-<time>) and
+// continues the chain there, starting with a record that says what
+// happened. Called with l.mu held.
+func (l *Log) checkPath() error {
+	cur, err := l.f.Stat()
+	if err != nil {
+		return err
+	}
+	there, err := os.Stat(l.opts.Path)
+	if err == nil && os.SameFile(cur, there) {
+		return nil
+	}
+	what := "the live file was removed or renamed; the records before this one are in that file"
+	if err == nil {
+		aside := l.opts.Path + ".replaced-" + time.Now().UTC().Format(rotateLayout)
+		if err := os.Rename(l.opts.Path, aside); err != nil {
+			return fmt.Errorf("moving a replaced log aside: %w", err)
+		}
+		what = "the live file was replaced by another file, kept as " + aside + "; the records before this one are in the file that was replaced"
+	}
+	f, err := os.OpenFile(l.opts.Path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("reopening: %w", err)
+	}
+	unlock, err := lockFile(f)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("reopening: %w", err)
+	}
+	l.unlock()
+	l.f.Close()
+	l.f, l.w, l.unlock, l.size = f, f, unlock, 0
+	if l.opts.Logger != nil {
+		l.opts.Logger.Error("audit: the log file changed under the process; a new file continues the chain", "path", l.opts.Path, "what", what)
+	}
+	return l.append(Record{Time: time.Now().UTC(), Kind: KindReopen, Outcome: "ok", Message: what}, true)
 }
 
 // rotate renames the full file aside and starts a new one. Called with

@@ -2,11 +2,14 @@ package audit
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -170,4 +173,64 @@ func TestFullDisk(t *testing.T) {
 	if !rep.OK() || len(rep.Recovered) != 1 || rep.Records != n+2 {
 		t.Fatalf("after a full disk: %d records (want %d), recovered %v, broken %v", rep.Records, n+2, rep.Recovered, rep.Broken)
 	}
+}
+
+// TestLiveFileReplaced: when the live file is replaced (as sed -i does)
+// or removed, the log notices at its next write, puts a new file at the
+// path, continues the chain there with a reopen record, keeps a
+// replacement aside, and says so to its logger. An edit in the
+// replacement shows in verify as tampering.
+func TestLiveFileReplaced(t *testing.T) {
+	defer func(d time.Duration) { pathCheckEvery = d }(pathCheckEvery)
+	pathCheckEvery = 0
+	for _, how := range []string{"replaced", "removed"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "a.jsonl")
+			var logged bytes.Buffer
+			l := openLog(t, path, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logged, nil)) })
+			writeN(t, l, 5)
+			b, _ := os.ReadFile(path)
+			switch how {
+			case "replaced": // sed -i 's/memstats 1/memstats 9/': a new file renamed over
+				tmp := filepath.Join(dir, "sedXYZ")
+				os.WriteFile(tmp, bytes.Replace(b, []byte("memstats 1"), []byte("memstats 9"), 1), 0o644)
+				os.Rename(tmp, path)
+			case "removed":
+				os.Remove(path)
+			}
+			writeN(t, l, 2)
+			seq, _ := l.Head()
+			l.Close()
+			if seq != 8 {
+				t.Fatalf("head seq %d; want 8 (5, a reopen record, 2)", seq)
+			}
+			var first Record
+			json.Unmarshal(bytes.SplitN(mustRead(t, path), []byte("\n"), 2)[0], &first)
+			if first.Kind != KindReopen || first.Seq != 6 || !strings.Contains(logged.String(), "changed under the process") {
+				t.Fatalf("the new file starts with %+v; log %q", first, logged.String())
+			}
+			if how == "replaced" {
+				aside, _ := filepath.Glob(path + ".replaced-*")
+				if len(aside) != 1 {
+					t.Fatalf("the replacement was not kept aside: %v", aside)
+				}
+				rep := verify(t, VerifyOptions{}, aside[0], path)
+				if rep.OK() {
+					t.Fatal("the edited replacement verified; want the edit reported")
+				}
+			} else if rep := verify(t, VerifyOptions{Partial: true}, path); !rep.OK() {
+				t.Fatalf("the new file alone, as a partial chain: %v", rep.Broken)
+			}
+		})
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

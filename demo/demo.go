@@ -105,7 +105,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	if d.audit, err = audit.Open(audit.Options{Path: d.AuditPath}); err != nil {
+	if d.audit, err = audit.Open(audit.Options{Path: d.AuditPath, Logger: d.log}); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	d.app = newApp()
