@@ -356,15 +356,20 @@ func (s *Server) checkPolicy() error {
 	return s.CheckObjects(lister.Objects())
 }
 
-// CheckObjects returns an error naming the first cmd: object that matches
-// no command (a typo there would silently never match). Pass it as the
-// validator of a policy reload (policy.WatchOptions.Validate) so that a
-// new policy is checked like the one New was given.
+// CheckObjects returns an error naming the first object the console
+// would never ask about: a cmd: object that matches no command, or an
+// object that is none of cmd:NAME, eval, pkg:PATH (a typo there would
+// silently never match). Pass it as the validator of a policy reload
+// (policy.WatchOptions.Validate) so that a new policy is checked like the
+// one New was given.
 func (s *Server) CheckObjects(objects []string) error {
 	for _, obj := range objects {
 		name, isCmd := strings.CutPrefix(obj, cmdPrefix)
-		if isCmd && !strings.ContainsAny(name, "*?{}") && s.commands[name] == nil && obj != objHeapdumpFull {
+		switch {
+		case isCmd && !strings.ContainsAny(name, "*?{}") && s.commands[name] == nil && obj != objHeapdumpFull:
 			return fmt.Errorf("console: the policy names %s, but there is no command %q (commands: %s)", obj, name, strings.Join(s.names, ", "))
+		case !isCmd && obj != objEval && obj != "*" && !strings.HasPrefix(obj, pkgPrefix):
+			return fmt.Errorf("console: the policy names the object %q, which the console never asks about (objects are cmd:NAME, eval and pkg:IMPORT/PATH)", obj)
 		}
 	}
 	return nil

@@ -204,6 +204,9 @@ func (p *Enforcer) apply(b []byte, readErr error, validate func(objects []string
 		return ch, false
 	}
 	l, err := p.load(string(b))
+	if err == nil {
+		err = Whole(b)
+	}
 	if err == nil && validate != nil {
 		err = validate(objects(l.rules))
 	}
@@ -216,14 +219,29 @@ func (p *Enforcer) apply(b []byte, readErr error, validate func(objects []string
 	return ch, true
 }
 
+// Whole reports, as an error, a policy file that may be cut off: one whose
+// last line has no newline. A file being written (a writer that paused
+// at the end of a line aside) ends that way.
+func Whole(b []byte) error {
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		return errors.New("its last line does not end with a newline: it may be cut off (write the file whole, or rename a complete one into place)")
+	}
+	return nil
+}
+
 // WatchOptions configures Watch.
 type WatchOptions struct {
-	// Interval is how often the file is read. A change takes effect once
-	// the same new content has been read twice in a row, an interval
-	// apart (so a file caught half-written is not loaded): within two
-	// intervals. Replace the file by renaming a complete new one over it
-	// to rule out a torn read altogether. Default: 1s.
+	// Interval is how often the file is read. Default: 500ms.
 	Interval time.Duration
+	// Quiet is how long new content must stay unchanged before it is
+	// taken, so that a writer that pauses between lines does not get its
+	// first half loaded; a file whose last line has no newline is never
+	// taken. A change is in force within Quiet plus an Interval. Writers
+	// should still rename a complete file into place (as Kubernetes
+	// ConfigMap volumes do): a writer that pauses longer than Quiet at
+	// the end of a line is not told apart from a finished file.
+	// Default: 3s.
+	Quiet time.Duration
 	// Validate checks the objects a new policy names before it is swapped
 	// in (console.Server.CheckObjects). Default: none.
 	Validate func(objects []string) error
@@ -232,17 +250,22 @@ type WatchOptions struct {
 	OnChange func(Change)
 }
 
-// Watch reloads the policy file whenever its content changes, until ctx
-// is done. A version that fails validation (a parse error, an empty file,
-// an unknown command) is rejected and reported through OnChange once;
-// the policy in force stays.
+// Watch reloads the policy file whenever its content changes and then
+// stays the same for WatchOptions.Quiet, until ctx is done. A version that
+// fails validation (a parse error, an empty file, a last line without a
+// newline, an unknown command) is rejected and reported through OnChange
+// once; the policy in force stays.
 func (p *Enforcer) Watch(ctx context.Context, opts WatchOptions) {
 	if opts.Interval <= 0 {
-		opts.Interval = time.Second
+		opts.Interval = 500 * time.Millisecond
+	}
+	if opts.Quiet <= 0 {
+		opts.Quiet = 3 * time.Second
 	}
 	t := time.NewTimer(opts.Interval)
 	defer t.Stop()
 	var seen, settled string // last content read; last content acted on
+	var since time.Time      // when seen was first read
 	settled = p.cur.Load().hash
 	for {
 		select {
@@ -259,14 +282,14 @@ func (p *Enforcer) Watch(ctx context.Context, opts WatchOptions) {
 		// this one, whatever this one cost.
 		t.Reset(opts.Interval)
 		if h != seen {
-			seen = h // wait for the same content on the next read
+			seen, since = h, time.Now() // wait for the content to stay
 			continue
 		}
-		if h == settled {
+		if h == settled || time.Since(since) < opts.Quiet {
 			continue
 		}
 		settled = h
-		// Load exactly the bytes read twice, not a third read.
+		// Load exactly the bytes read last, not another read.
 		ch, changed := p.apply(b, err, opts.Validate)
 		if changed && opts.OnChange != nil {
 			opts.OnChange(ch)

@@ -136,7 +136,7 @@ func TestWatch(t *testing.T) {
 	changes := make(chan Change, 10)
 	done := make(chan struct{})
 	go func() {
-		e.Watch(ctx, WatchOptions{Interval: 20 * time.Millisecond, OnChange: func(ch Change) { changes <- ch }})
+		e.Watch(ctx, WatchOptions{Interval: 20 * time.Millisecond, Quiet: 100 * time.Millisecond, OnChange: func(ch Change) { changes <- ch }})
 		close(done)
 	}()
 	wait := func() Change {
@@ -192,5 +192,57 @@ func TestExplain(t *testing.T) {
 		if err != nil || ok != tt.allowed || (tt.line == 0) != (rule == nil) || rule != nil && rule.Line != tt.line {
 			t.Fatalf("%s %s: got %v %+v %v; want %v line %d", tt.sub, tt.obj, ok, rule, err, tt.allowed, tt.line)
 		}
+	}
+}
+
+// TestWatchPausedWriter: a writer that pauses at the end of a line (less
+// than Quiet) does not get its first half taken; a last line without a
+// newline is never taken.
+func TestWatchPausedWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.csv")
+	os.WriteFile(path, []byte(basePolicy), 0o600)
+	e, err := New(Options{PolicyPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changes := make(chan Change, 10)
+	go e.Watch(ctx, WatchOptions{Interval: 20 * time.Millisecond, Quiet: 2 * time.Second, OnChange: func(ch Change) { changes <- ch }})
+
+	// The finished file grants bob gc and denies him memstats; its first
+	// half only grants gc.
+	first := basePolicy + "p, bob, cmd:gc, run, allow\n"
+	f, _ := os.OpenFile(path, os.O_TRUNC|os.O_WRONLY, 0)
+	f.WriteString(first)
+	deadline := time.Now().Add(time.Second) // the writer's pause
+	for time.Now().Before(deadline) {
+		if ok, _ := e.Authorize("bob", "cmd:gc", "run"); ok {
+			t.Fatal("the first half of a file being written was taken")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.WriteString("p, bob, cmd:memstats, run, deny\n")
+	f.Close()
+	select {
+	case ch := <-changes:
+		if ch.Err != nil {
+			t.Fatal(ch.Err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the finished file was not taken")
+	}
+	if ok, _ := e.Authorize("bob", "cmd:gc", "run"); !ok {
+		t.Fatal("the finished file is not in force")
+	}
+
+	os.WriteFile(path, []byte(first+"p, bob, cmd:gc, run, deny"), 0o600) // cut off before its newline
+	select {
+	case ch := <-changes:
+		if ch.Err == nil || !strings.Contains(ch.Err.Error(), "newline") {
+			t.Fatalf("a cut-off last line: got %v; want it rejected", ch.Err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cut-off file was not reported")
 	}
 }

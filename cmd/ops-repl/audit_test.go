@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -134,16 +135,25 @@ func TestLivePolicy(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	os.WriteFile(d.PolicyPath, nil, 0o600)
-	time.Sleep(3 * time.Second)
+	// Wait for the emptied file's rejection to be audited, then check the
+	// decisions did not change.
+	deadline = time.Now().Add(15 * time.Second)
+	var r result
+	for {
+		r = runCLI(t, nil, "", "audit", "show", d.AuditPath)
+		if strings.Contains(r.stdout, "rejected") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(r.stdout, "reloaded") || !strings.Contains(r.stdout, "rejected") || !strings.Contains(r.stdout, "policy has no rule") {
+		t.Fatalf("policy changes not audited:\n%s", r.stdout)
+	}
 	if r := runCLI(t, as(d, "viewer"), "", "-c", "gc"); r.code != 0 {
 		t.Fatalf("after emptying the file: got %d %s", r.code, r.stderr)
 	}
 	if r := runCLI(t, as(d, "viewer"), "", "-c", "eval 1"); r.code != exitDenied {
 		t.Fatalf("after emptying the file, viewer eval: got %d", r.code)
-	}
-	r := runCLI(t, nil, "", "audit", "show", d.AuditPath)
-	if !strings.Contains(r.stdout, "reloaded") || !strings.Contains(r.stdout, "rejected") || !strings.Contains(r.stdout, "policy has no rule") {
-		t.Fatalf("policy changes not audited:\n%s", r.stdout)
 	}
 }
 
@@ -241,6 +251,14 @@ func TestReplay(t *testing.T) {
 }
 
 func TestPolicyCheck(t *testing.T) {
+	dir := t.TempDir()
+	n := 0
+	bad := func(text string) string { // a policy file
+		n++
+		p := filepath.Join(dir, strconv.Itoa(n)+".csv")
+		os.WriteFile(p, []byte(text), 0o600)
+		return p
+	}
 	pol := filepath.Join(t.TempDir(), "p.csv")
 	os.WriteFile(pol, []byte("p, role:ops, cmd:*, run, allow\np, bob, cmd:gc, run, deny\ng, bob, role:ops\n"), 0o600)
 	tests := []struct {
@@ -255,6 +273,13 @@ func TestPolicyCheck(t *testing.T) {
 		{[]string{"--policy", pol, "bob", "cmd:gc", "require-reason"}, exitFailed, "no rule matches"},
 		{[]string{"bob"}, exitUsage, ""},
 		{[]string{"--policy", filepath.Join(t.TempDir(), "none"), "bob", "eval"}, exitUsage, ""},
+		// Policies a console refuses are refused here too.
+		{[]string{"--policy", bad("p, bob, cmd:gcc, run, allow\n"), "bob", "cmd:gcc"}, exitUsage, ""},
+		{[]string{"--policy", bad("p, bob, evl, run, allow\n"), "bob", "evl"}, exitUsage, ""},
+		{[]string{"--policy", bad("p, bob, cmd:gc, run, allow"), "bob", "cmd:gc"}, exitUsage, ""},
+		{[]string{"--policy", bad("# nothing\n"), "bob", "cmd:gc"}, exitUsage, ""},
+		{[]string{"--policy", bad("p, bob, cmd:cache-stats, run, allow\n"), "bob", "cmd:cache-stats"}, exitUsage, ""},
+		{[]string{"--command", "cache-stats", "--policy", bad("p, bob, cmd:cache-stats, run, allow\n"), "bob", "cmd:cache-stats"}, 0, "allow"},
 	}
 	for _, tt := range tests {
 		r := runCLI(t, nil, "", append([]string{"policy", "check"}, tt.args...)...)
