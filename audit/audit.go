@@ -26,6 +26,7 @@ const (
 	KindSession   = "session"   // a session opened or closed
 	KindRevert    = "revert"    // a runtime setting went back when its TTL ended
 	KindPolicy    = "policy"    // the policy file changed: reloaded or rejected
+	KindTokens    = "tokens"    // the token file changed: reloaded (and who was revoked) or rejected
 	KindRecover   = "recover"   // the log was reopened after a crash left a torn line
 	KindReopen    = "reopen"    // the live file was renamed, removed or replaced; a new one continues the chain
 	KindNote      = "note"      // anything else the embedding application records

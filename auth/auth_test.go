@@ -1,11 +1,16 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNewTokenRoundTrip(t *testing.T) {
@@ -129,4 +134,53 @@ func ExampleNewToken() {
 	subject, ok := tokens.Lookup(tok)
 	fmt.Println(subject, ok, len(strings.Fields(line)[1]))
 	// Output: alice true 64
+}
+
+// TestWatchRevokes: a token removed from the file stops working once the
+// file has settled; the subject is reported revoked and the revocation
+// callbacks run; a cut-off or empty file is refused and the tokens stay.
+func TestWatchRevokes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	alice, aliceLine, _ := NewToken("alice")
+	bob, bobLine, _ := NewToken("bob")
+	os.WriteFile(path, []byte(aliceLine+"\n"+bobLine+"\n"), 0o600)
+	tokens, err := LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := make(chan []string, 4)
+	tokens.OnRevoke(func(s []string) { revoked <- s })
+	changes := make(chan Change, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tokens.Watch(ctx, WatchOptions{Interval: 10 * time.Millisecond, Quiet: 50 * time.Millisecond, OnChange: func(c Change) { changes <- c }})
+
+	next := func() Change {
+		select {
+		case c := <-changes:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("no change reported")
+		}
+		return Change{}
+	}
+	os.WriteFile(path, []byte(aliceLine+"\n"), 0o600)
+	if c := next(); c.Err != nil || !slices.Equal(c.Revoked, []string{"bob"}) || c.Tokens != 1 || c.OldHash == c.NewHash {
+		t.Fatalf("bob's line removed: %+v", c)
+	}
+	if got := <-revoked; !slices.Equal(got, []string{"bob"}) {
+		t.Fatalf("revoked: %v", got)
+	}
+	if _, ok := tokens.Lookup(bob); ok {
+		t.Fatal("a removed token still works")
+	}
+	for _, content := range []string{"", aliceLine} { // empty; cut off before its newline
+		os.WriteFile(path, []byte(content), 0o600)
+		if c := next(); c.Err == nil {
+			t.Fatalf("%q: got no rejection", content)
+		}
+		if _, ok := tokens.Lookup(alice); !ok {
+			t.Fatalf("%q: the tokens in force changed", content)
+		}
+	}
 }

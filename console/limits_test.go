@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/opsrepl/opsrepl/auth"
 	"io"
 	"log"
 	"math/big"
@@ -903,4 +904,46 @@ func TestTranscriptBudgets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRevokedTokenEndsSessions: when the token file loses a subject's
+// token, its open sessions end with a notice and status 1008, audited;
+// other subjects' sessions stay.
+func TestRevokedTokenEndsSessions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	var lines string
+	for _, sub := range []string{"viewer", "admin"} {
+		lines += sub + " " + auth.Hash(testTokens[sub]) + "\n"
+	}
+	os.WriteFile(path, []byte(lines), 0o600)
+	tokens, err := auth.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *Options) { o.Authenticator = tokens })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tokens.Watch(ctx, auth.WatchOptions{Interval: 10 * time.Millisecond, Quiet: 50 * time.Millisecond})
+	viewer, admin := f.dial(t, "viewer"), f.dial(t, "admin")
+
+	os.WriteFile(path, []byte("admin "+auth.Hash(testTokens["admin"])+"\n"), 0o600)
+	viewer.ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+	var notice bool
+	for {
+		_, msg, err := viewer.ws.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || !notice {
+				t.Fatalf("the revoked subject's session: %v (notice %v); want a notice, then status 1008", err, notice)
+			}
+			break
+		}
+		if ev, _ := wire.DecodeEvent(msg); ev.Type == wire.EventNotice && strings.Contains(ev.Message, "revoked") {
+			notice = true
+		}
+	}
+	if final, _, _, _ := admin.run("whoami"); final.Type != wire.EventResult {
+		t.Fatalf("another subject's session: %+v", final)
+	}
+	waitFor(t, "the revocation's audit record", func() bool { return strings.Contains(f.audit.String(), `"outcome":"revoked"`) })
 }

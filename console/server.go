@@ -58,7 +58,12 @@ func (f AuthorizerFunc) Authorize(subject, object, action string) (bool, error) 
 // Options configures New.
 type Options struct {
 	// Authenticator identifies clients by their credentials (a bearer
-	// token). Required, unless TLS has ClientCAs (certificates only).
+	// token). Required, unless TLS has ClientCAs (certificates only). If it
+	// has a method OnRevoke(func(subjects []string)), as *auth.Tokens does,
+	// New registers the console's own: when credentials are revoked (a
+	// token file reloaded without a subject's token), that subject's open
+	// sessions end, with a notice and an audit record. A subject with
+	// several tokens that loses one has all its sessions closed.
 	Authenticator Authenticator
 	// Authorizer decides every command, eval and package import. Required.
 	Authorizer Authorizer
@@ -334,6 +339,9 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.newEvaluators()
+	if r, ok := opts.Authenticator.(interface{ OnRevoke(func(subjects []string)) }); ok {
+		r.OnRevoke(s.revoke) // a revoked token's sessions end (auth.Tokens.Watch)
+	}
 	if opts.Audit == nil {
 		s.log.Warn("console: no audit log configured; requests will not be audited")
 	}
@@ -719,6 +727,30 @@ func (s *Server) Close() error {
 	s.tuning.revertAll(s)
 	s.refused.close()
 	return nil
+}
+
+// revoke ends the sessions of subjects whose credentials were revoked:
+// each gets a notice and WebSocket status 1008, and an audit record.
+func (s *Server) revoke(subjects []string) {
+	gone := map[string]bool{}
+	for _, sub := range subjects {
+		gone[sub] = true
+	}
+	s.mu.Lock()
+	var ended []*session
+	for _, sess := range s.sessions {
+		if gone[sess.subject] {
+			ended = append(ended, sess)
+		}
+	}
+	s.mu.Unlock()
+	for _, sess := range ended {
+		s.log.Info("console: closing a session whose credentials were revoked", "session", sess.id, "subject", sess.subject)
+		s.auditWrite(audit.Record{Kind: audit.KindSession, Session: sess.id, Subject: sess.subject, Remote: sess.remote,
+			Outcome: "revoked", Message: "the subject's credentials were revoked (token file reloaded); the session is closed"})
+		sess.sendEvent(wire.Event{Type: wire.EventNotice, Message: "your credentials were revoked: this session ends"})
+		sess.shutdown(websocket.ClosePolicyViolation, "credentials revoked")
+	}
 }
 
 // DefaultAddr is the address ListenAndServe uses when given "".

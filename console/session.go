@@ -72,6 +72,7 @@ type session struct {
 	closeOnce sync.Once
 	closeCode int
 	closeText string
+	closeBy   time.Time // guarded by mu
 
 	mu      sync.Mutex
 	pending map[uint64]context.CancelCauseFunc // queued or running requests
@@ -210,9 +211,10 @@ func (s *session) shutdown(code int, text string) {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closeCode, s.closeText = code, text
+		s.closeBy = time.Now().Add(closeGrace)
 		s.mu.Unlock()
 		s.cancel() // the writer sends the close frame, then closes
-		s.conn.NetConn().SetWriteDeadline(time.Now().Add(closeGrace))
+		s.conn.NetConn().SetWriteDeadline(s.closeBy)
 	})
 }
 
@@ -431,23 +433,25 @@ func (s *session) writer(readerDone <-chan struct{}) {
 	ping := time.NewTicker(s.srv.opts.PingInterval)
 	defer ping.Stop()
 	wt := s.srv.opts.WriteTimeout
+	// write sends one frame by deadline; it reports false when the
+	// connection failed.
+	write := func(f frame, deadline time.Time) bool {
+		s.conn.SetWriteDeadline(deadline)
+		err := s.conn.WriteMessage(f.typ, f.data)
+		if f.pooled {
+			b := f.data[:cap(f.data)]
+			chunkPool.Put(&b)
+		}
+		return err == nil
+	}
 	for {
 		select {
 		case f := <-s.out:
-			if s.ctx.Err() != nil { // closing: no more frames, only the close
-				if f.pooled {
-					b := f.data[:cap(f.data)]
-					chunkPool.Put(&b)
-				}
-				continue
+			deadline := time.Now().Add(wt)
+			if s.ctx.Err() != nil {
+				deadline = s.closeDeadline() // closing: frames only until the grace ends
 			}
-			s.conn.SetWriteDeadline(time.Now().Add(wt))
-			err := s.conn.WriteMessage(f.typ, f.data)
-			if f.pooled {
-				b := f.data[:cap(f.data)]
-				chunkPool.Put(&b)
-			}
-			if err != nil {
+			if !write(f, deadline) {
 				s.cancel()
 				s.conn.Close()
 				return
@@ -459,10 +463,24 @@ func (s *session) writer(readerDone <-chan struct{}) {
 				return
 			}
 		case <-s.ctx.Done():
+			// What was queued before the close (a last notice) goes
+			// first, within the grace; then the close frame.
+			deadline := s.closeDeadline()
+		drain:
+			for {
+				select {
+				case f := <-s.out:
+					if !write(f, deadline) {
+						break drain
+					}
+				default:
+					break drain
+				}
+			}
 			s.mu.Lock()
 			code, text := s.closeCode, s.closeText
 			s.mu.Unlock()
-			s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(closeGrace))
+			s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), deadline.Add(closeGrace/2))
 			select {
 			case <-readerDone:
 			case <-time.After(closeGrace):
@@ -488,6 +506,17 @@ func (s *session) send(f frame) bool {
 func (s *session) sendEvent(e wire.Event) bool {
 	s.cast.event(e)
 	return s.send(event(e))
+}
+
+// closeDeadline is when a closing session stops writing: closeGrace
+// after shutdown (or now, when the session ended otherwise).
+func (s *session) closeDeadline() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeBy.IsZero() {
+		s.closeBy = time.Now().Add(closeGrace)
+	}
+	return s.closeBy
 }
 
 // stopRequest cancels request id with cause.

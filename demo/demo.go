@@ -166,11 +166,17 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 	wctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); d.app.churn(wctx) }()
 	go func() {
 		defer wg.Done()
 		enf.Watch(wctx, policy.WatchOptions{Validate: d.console.CheckObjects, OnChange: d.policyChanged})
+	}()
+	go func() {
+		defer wg.Done()
+		// A token removed from the file ends its subject's sessions (the
+		// console registered itself with the tokens).
+		tokens.Watch(wctx, auth.WatchOptions{OnChange: d.tokensChanged})
 	}()
 	if opts.Leak {
 		wg.Add(1)
@@ -235,6 +241,21 @@ func (d *Demo) policyChanged(ch policy.Change) {
 		d.log.Error("demo: policy change rejected; the old policy stays in force", "err", ch.Err, "old", ch.OldHash, "new", ch.NewHash)
 	} else {
 		d.log.Info("demo: policy reloaded", "path", ch.Path, "rules", ch.Rules, "old", ch.OldHash, "new", ch.NewHash)
+	}
+	if err := d.audit.Write(rec); err != nil {
+		d.log.Error("demo: audit write failed", "err", err)
+	}
+}
+
+// tokensChanged audits and logs a reload of the token file.
+func (d *Demo) tokensChanged(ch auth.Change) {
+	rec := audit.Record{Kind: audit.KindTokens, Outcome: "reloaded", OldHash: ch.OldHash, NewHash: ch.NewHash,
+		Detail: fmt.Sprintf("%s: %d tokens in force; revoked: %s", ch.Path, ch.Tokens, strings.Join(ch.Revoked, ", "))}
+	if ch.Err != nil {
+		rec.Outcome, rec.Message, rec.Detail = "rejected", ch.Err.Error(), ""
+		d.log.Error("demo: token file change rejected; the tokens in force stay", "err", ch.Err)
+	} else {
+		d.log.Info("demo: token file reloaded", "tokens", ch.Tokens, "revoked", ch.Revoked)
 	}
 	if err := d.audit.Write(rec); err != nil {
 		d.log.Error("demo: audit write failed", "err", err)

@@ -3,9 +3,7 @@ package policy
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/csv"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +17,8 @@ import (
 	"github.com/casbin/casbin/v2"
 	"github.com/casbin/casbin/v2/model"
 	"github.com/casbin/casbin/v2/persist"
+
+	"github.com/opsrepl/opsrepl/internal/watchfile"
 
 	opsrepl "github.com/opsrepl/opsrepl"
 )
@@ -101,10 +101,7 @@ func (p *Enforcer) load(text string) (*loaded, error) {
 }
 
 // Hash returns the hex SHA-256 of a policy text, the form Change reports.
-func Hash(text []byte) string {
-	sum := sha256.Sum256(text)
-	return hex.EncodeToString(sum[:])
-}
+func Hash(text []byte) string { return watchfile.Hash(text) }
 
 // Authorize reports whether subject may perform action on object. An error
 // means no decision could be made; callers must treat it as a denial.
@@ -256,45 +253,13 @@ type WatchOptions struct {
 // newline, an unknown command) is rejected and reported through OnChange
 // once; the policy in force stays.
 func (p *Enforcer) Watch(ctx context.Context, opts WatchOptions) {
-	if opts.Interval <= 0 {
-		opts.Interval = 500 * time.Millisecond
-	}
-	if opts.Quiet <= 0 {
-		opts.Quiet = 3 * time.Second
-	}
-	t := time.NewTimer(opts.Interval)
-	defer t.Stop()
-	var seen, settled string // last content read; last content acted on
-	var since time.Time      // when seen was first read
-	settled = p.cur.Load().hash
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		b, err := os.ReadFile(p.path)
-		h := "unreadable"
-		if err == nil {
-			h = Hash(b)
-		}
-		// A timer, not a ticker: the next read is a full interval after
-		// this one, whatever this one cost.
-		t.Reset(opts.Interval)
-		if h != seen {
-			seen, since = h, time.Now() // wait for the content to stay
-			continue
-		}
-		if h == settled || time.Since(since) < opts.Quiet {
-			continue
-		}
-		settled = h
-		// Load exactly the bytes read last, not another read.
-		ch, changed := p.apply(b, err, opts.Validate)
-		if changed && opts.OnChange != nil {
-			opts.OnChange(ch)
-		}
-	}
+	watchfile.Watch(ctx, watchfile.Options{Path: p.path, Interval: opts.Interval, Quiet: opts.Quiet}, p.cur.Load().hash,
+		func(b []byte, err error) {
+			ch, changed := p.apply(b, err, opts.Validate)
+			if changed && opts.OnChange != nil {
+				opts.OnChange(ch)
+			}
+		})
 }
 
 // Rule is one parsed policy line: its type ("p" or "g"), its fields and the
