@@ -113,7 +113,7 @@ func main() {
 	clients := flag.Int("clients", 4, "concurrent HTTP clients, each in a closed loop")
 	floodConc := flag.Int("flood-conc", 8, "concurrent flood workers, each in a closed loop")
 	floodRate := flag.Float64("flood-rate", 0, "flood handshake attempts per second across all workers (0: unbounded closed loop)")
-	sessions := flag.Int("sessions", 64, "idle sessions held open, round-robin over admin, operator and viewer")
+	sessions := flag.Int("sessions", 60, "idle sessions held open, round-robin over admin, operator and viewer (the demo allows 64, 4 of them kept for admins)")
 	control := flag.Bool("control", true, "add a control phase C to each round: the same flood aimed at a bare HTTP 429 server instead of the console")
 	asJSON := flag.Bool("json", false, "print the report as one JSON object")
 	flag.Parse()
