@@ -44,7 +44,7 @@ func Watch(ctx context.Context, opts Options, current string, settled func(conte
 	}
 	t := time.NewTimer(opts.Interval)
 	defer t.Stop()
-	var seen string      // last content read
+	var seen string     // last content read
 	var since time.Time // when seen was first read
 	for {
 		select {
