@@ -1,7 +1,3 @@
-// Package watchfile watches a file that an operator edits by hand (a
-// policy, a token file) and hands over its content once it has settled:
-// changed, then unchanged for a quiet interval. A writer that pauses
-// between lines is not taken halfway.
 package watchfile
 
 import (
