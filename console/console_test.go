@@ -997,3 +997,30 @@ func TestCloseBoundedWithStalledReader(t *testing.T) {
 		t.Fatalf("Close took %s with a client that stopped reading; want about %s", d, closeGrace)
 	}
 }
+
+// TestShutdownFinalEvents: on server shutdown, the request under way and
+// the ones waiting each get their final event before the close frame.
+func TestShutdownFinalEvents(t *testing.T) {
+	f := newFixture(t, nil)
+	c := f.dial(t, "admin")
+	running := c.send(wire.Request{Type: wire.TypeRun, Line: "gcwatch"})
+	waiting := c.send(wire.Request{Type: wire.TypeRun, Line: "whoami"})
+	time.Sleep(100 * time.Millisecond) // gcwatch runs until cancelled; whoami waits behind it
+	go f.srv.Close()
+	finals := map[uint64]wire.Event{}
+	c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, msg, err := c.ws.ReadMessage()
+		if err != nil {
+			break
+		}
+		if ev, _ := wire.DecodeEvent(msg); ev.Final() {
+			finals[ev.ID] = ev
+		}
+	}
+	for _, id := range []uint64{running, waiting} {
+		if ev, ok := finals[id]; !ok || ev.Type != wire.EventError || ev.Code != wire.CodeUnavailable {
+			t.Errorf("request %d: final %+v (present %v); want unavailable", id, ev, ok)
+		}
+	}
+}

@@ -65,14 +65,16 @@ type session struct {
 	start   time.Time
 	limit   int // the session count it may open within (MaxSessions, less the reserve for others)
 
-	ctx       context.Context
-	cancel    context.CancelFunc
-	out       chan frame
-	queue     chan queued
-	closeOnce sync.Once
-	closeCode int
-	closeText string
-	closeBy   time.Time // guarded by mu
+	ctx        context.Context
+	cancel     context.CancelFunc
+	out        chan frame
+	writerDone chan struct{} // closed when the writer has returned
+	workerDone chan struct{} // closed when the worker has returned
+	queue      chan queued
+	closeOnce  sync.Once
+	closeCode  int
+	closeText  string
+	closeBy    time.Time // guarded by mu
 
 	mu      sync.Mutex
 	pending map[uint64]context.CancelCauseFunc // queued or running requests
@@ -94,11 +96,13 @@ func newSession(srv *Server, conn *websocket.Conn, subject, remote string) *sess
 	s := &session{
 		srv: srv, conn: conn, id: newID(), subject: subject, remote: remote, start: time.Now(),
 		ctx: ctx, cancel: cancel,
-		out:       make(chan frame, outQueue),
-		queue:     make(chan queued, srv.opts.MaxQueued),
-		pending:   map[uint64]context.CancelCauseFunc{},
-		closeCode: websocket.CloseNormalClosure,
-		limiter:   srv.opts.RequestRate.limiter(),
+		out:        make(chan frame, outQueue),
+		writerDone: make(chan struct{}),
+		workerDone: make(chan struct{}),
+		queue:      make(chan queued, srv.opts.MaxQueued),
+		pending:    map[uint64]context.CancelCauseFunc{},
+		closeCode:  websocket.CloseNormalClosure,
+		limiter:    srv.opts.RequestRate.limiter(),
 	}
 	s.lastActive.Store(s.start.UnixNano())
 	if rl, ok := srv.opts.Authorizer.(interface{ Roles(string) []string }); ok {
@@ -151,8 +155,8 @@ func (s *session) serve() {
 	var wg sync.WaitGroup
 	readerDone := make(chan struct{})
 	wg.Add(2)
-	go func() { defer wg.Done(); s.writer(readerDone) }()
-	go func() { defer wg.Done(); s.worker() }()
+	go func() { defer wg.Done(); defer close(s.writerDone); s.writer(readerDone) }()
+	go func() { defer wg.Done(); defer close(s.workerDone); s.worker() }()
 
 	s.sendEvent(wire.Event{Type: wire.EventHello, Session: s.id, Subject: s.subject, Roles: s.roles, Server: wire.Subprotocol})
 	s.reader()
@@ -412,7 +416,16 @@ func (s *session) worker() {
 	for {
 		select {
 		case <-s.ctx.Done():
-			return
+			// Every request still waiting gets its final event too.
+			for {
+				select {
+				case q := <-s.queue:
+					s.finish(q.req.ID)
+					s.refuse(q.req, wire.Errorf(wire.CodeUnavailable, "session closing: the request did not run"))
+				default:
+					return
+				}
+			}
 		case q := <-s.queue:
 			s.imu.Lock()
 			s.handle(q.ctx, q.req)
@@ -463,9 +476,11 @@ func (s *session) writer(readerDone <-chan struct{}) {
 				return
 			}
 		case <-s.ctx.Done():
-			// What was queued before the close (a last notice) goes
-			// first, within the grace; then the close frame.
+			// What is queued, and the final events of the requests under
+			// way (the worker stops them), go first, within the grace;
+			// then the close frame.
 			deadline := s.closeDeadline()
+			grace := time.NewTimer(time.Until(deadline))
 		drain:
 			for {
 				select {
@@ -473,10 +488,22 @@ func (s *session) writer(readerDone <-chan struct{}) {
 					if !write(f, deadline) {
 						break drain
 					}
-				default:
+				case <-s.workerDone: // its last frames are queued: send them, then close
+					for {
+						select {
+						case f := <-s.out:
+							if !write(f, deadline) {
+								break drain
+							}
+						default:
+							break drain
+						}
+					}
+				case <-grace.C:
 					break drain
 				}
 			}
+			grace.Stop()
 			s.mu.Lock()
 			code, text := s.closeCode, s.closeText
 			s.mu.Unlock()
@@ -492,12 +519,14 @@ func (s *session) writer(readerDone <-chan struct{}) {
 }
 
 // send queues a frame for the writer; it blocks while the queue is full
-// and gives up when the session ends.
+// and gives up once the writer is gone. A closing session's writer still
+// takes frames until its worker is done or the close grace ends, so the
+// requests under way get their final events.
 func (s *session) send(f frame) bool {
 	select {
 	case s.out <- f:
 		return true
-	case <-s.ctx.Done():
+	case <-s.writerDone:
 		return false
 	}
 }
