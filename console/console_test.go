@@ -1024,3 +1024,38 @@ func TestShutdownFinalEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepaliveTimeoutCloseCode: a client silent past two ping intervals
+// is closed with 1001 and a reason that says why, not a normal close.
+func TestKeepaliveTimeoutCloseCode(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.PingInterval = 100 * time.Millisecond })
+	c := f.dial(t, "viewer")
+	c.ws.SetPingHandler(func(string) error { return nil }) // a client that never answers pings
+	c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, _, err := c.ws.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway || !strings.Contains(ce.Text, "keepalive") {
+			t.Fatalf("got %v; want close 1001 saying keepalive timeout", err)
+		}
+		return
+	}
+}
+
+// TestPlainGET: a browser or curl GET without the upgrade learns what the
+// endpoint is.
+func TestPlainGET(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, err := http.Get(f.hs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "WebSocket endpoint") {
+		t.Fatalf("got %d %q; want 400 saying what the endpoint is", resp.StatusCode, body)
+	}
+}

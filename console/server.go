@@ -418,6 +418,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, wire.CodeBadRequest, "the console takes no query parameters, and credentials never travel in URLs; send the header \"Authorization: Bearer TOKEN\"", "", 0)
 		return
 	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		refuse(http.StatusBadRequest, wire.CodeBadRequest, "this is the ops-repl console, a WebSocket endpoint: connect with the ops-repl client (ops-repl --url URL), or a WebSocket client offering the subprotocol "+wire.Subprotocol+" (see PROTOCOL.md)", "", 0)
+		return
+	}
 	// 2. Authenticate first (a hash and a constant-time compare, or a
 	// certificate check): failures are limited per source address, so
 	// that a flood from an address (on loopback, everyone's) never refuses
@@ -464,10 +468,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, wire.CodeBadRequest, "offer the WebSocket subprotocol "+wire.Subprotocol, subject, 0)
 		return
 	}
-	if !websocket.IsWebSocketUpgrade(r) {
-		refuse(http.StatusBadRequest, wire.CodeBadRequest, "this endpoint speaks WebSocket only", subject, 0)
-		return
-	}
+
 	// 6. Upgrade. The response never echoes a bearer subprotocol.
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil { // gorilla has answered the client

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -235,8 +236,12 @@ func (s *session) reader() {
 	for {
 		typ, msg, err := s.conn.ReadMessage()
 		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
+			var ne net.Error
+			switch {
+			case errors.Is(err, websocket.ErrReadLimit):
 				s.srv.log.Info("console: frame over the size limit", "session", s.id, "limit", s.srv.opts.MaxMessageBytes)
+			case errors.As(err, &ne) && ne.Timeout():
+				s.shutdown(websocket.CloseGoingAway, fmt.Sprintf("keepalive timeout: nothing from the client for %s", wait))
 			}
 			return
 		}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -117,21 +119,97 @@ func Errorf(code Code, format string, args ...any) *Error {
 // that is too long or not UTF-8 are errors (*Error with CodeBadRequest or
 // CodeLimit). The returned request is always safe to act on.
 func DecodeRequest(b []byte) (Request, error) {
-	var r Request
+	r, err := decodeRequest(b)
+	if err != nil && r.ID == 0 {
+		// The error event answers the request's id when it can be read,
+		// so that a client waiting for that request's final event gets it.
+		r = Request{ID: readableID(b)}
+	}
+	return r, err
+}
+
+// MaxID is the largest request id: 2^53−1, the largest integer every JSON
+// library (JavaScript's numbers included) reads exactly.
+const MaxID = 1<<53 - 1
+
+// rawRequest is a request with its numbers as written: 3 and 3.0 are the
+// same id (JSON does not tell integers from floats, and some libraries
+// write every number with a fraction).
+type rawRequest struct {
+	Type   string          `json:"type"`
+	ID     json.RawMessage `json:"id"`
+	Line   string          `json:"line"`
+	Pos    json.RawMessage `json:"pos"`
+	Target json.RawMessage `json:"target"`
+}
+
+// whole reads the JSON value n as a whole number from 0 to MaxID; absent
+// or null is 0.
+func whole(n json.RawMessage, field string) (uint64, error) {
+	if len(n) == 0 || string(n) == "null" {
+		return 0, nil
+	}
+	if n[0] != '-' && (n[0] < '0' || n[0] > '9') {
+		return 0, Errorf(CodeBadRequest, "malformed request: %q must be a number", field)
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	switch {
+	case err != nil || f != math.Trunc(f) || f < 0:
+		return 0, Errorf(CodeBadRequest, "malformed request: %q must be a whole number; got %s", field, n)
+	case f > MaxID:
+		return 0, Errorf(CodeBadRequest, "malformed request: %q is above %d (2^53−1, the largest integer every JSON library reads exactly)", field, uint64(MaxID))
+	}
+	return uint64(f), nil
+}
+
+// readableID is the id of a frame that failed to decode, if it has a
+// whole one, else 0.
+func readableID(b []byte) uint64 {
+	var r struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(b, &r) != nil {
+		return 0
+	}
+	id, err := whole(r.ID, "id")
+	if err != nil {
+		return 0
+	}
+	return id
+}
+
+func decodeRequest(b []byte) (Request, error) {
 	if !utf8.Valid(b) {
 		// encoding/json would quietly turn bad bytes into U+FFFD.
 		return Request{}, Errorf(CodeBadRequest, "malformed request: text frames must be valid UTF-8")
 	}
+	var raw rawRequest
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := dec.Decode(&raw); err != nil {
 		return Request{}, Errorf(CodeBadRequest, "malformed request: %s", describeJSONError(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Request{}, Errorf(CodeBadRequest, "malformed request: data after the JSON object")
 	}
+	r := Request{Type: raw.Type, Line: raw.Line}
+	var err error
+	if r.ID, err = whole(raw.ID, "id"); err != nil {
+		return Request{}, err
+	}
 	if r.ID == 0 {
 		return Request{}, Errorf(CodeBadRequest, "request needs a positive \"id\"")
+	}
+	if r.Target, err = whole(raw.Target, "target"); err != nil {
+		return r, err
+	}
+	if len(raw.Pos) > 0 && string(raw.Pos) != "null" {
+		p, err := whole(raw.Pos, "pos")
+		if err != nil {
+			return r, err
+		}
+		pos := int(min(p, uint64(len(r.Line))+1))
+		r.Pos = &pos
 	}
 	if len(r.Line) > MaxLine {
 		return r, Errorf(CodeLimit, "line is %d bytes; the limit is %d", len(r.Line), MaxLine)

@@ -12,7 +12,17 @@ var decodeTests = []struct {
 	in   string
 	code Code // "" means valid
 	want Request
+	id   uint64 // for an error: the id its error event answers, if readable
+	noID bool   // for an error: no id can be read, so it answers id 0
 }{
+	{name: "whole float id", in: `{"type":"run","id":3.0,"line":"x"}`, want: Request{Type: TypeRun, ID: 3, Line: "x"}},
+	{name: "exponent id", in: `{"type":"run","id":4e0,"line":"x"}`, want: Request{Type: TypeRun, ID: 4, Line: "x"}},
+	{name: "whole float pos", in: `{"type":"complete","id":5,"line":"he","pos":2.0}`, want: Request{Type: TypeComplete, ID: 5, Line: "he"}},
+	{name: "largest id", in: `{"type":"run","id":9007199254740991,"line":"x"}`, want: Request{Type: TypeRun, ID: MaxID, Line: "x"}},
+	{name: "id past 2^53-1", in: `{"type":"run","id":9007199254740992,"line":"x"}`, code: CodeBadRequest, noID: true},
+	{name: "unknown field, readable id", in: `{"type":"run","id":11,"line":"whoami","extra":true}`, code: CodeBadRequest, id: 11},
+	{name: "fractional pos, readable id", in: `{"type":"complete","id":12,"line":"he","pos":1.5}`, code: CodeBadRequest, id: 12},
+	{name: "unknown type, readable id", in: `{"type":"exec","id":13,"line":"x"}`, code: CodeBadRequest, id: 13},
 	{name: "run", in: `{"type":"run","id":1,"line":"memstats"}`, want: Request{Type: TypeRun, ID: 1, Line: "memstats"}},
 	{name: "complete", in: `{"type":"complete","id":2,"line":"he","pos":2}`, want: Request{Type: TypeComplete, ID: 2, Line: "he"}},
 	{name: "cancel", in: `{"type":"cancel","id":3,"target":1}`, want: Request{Type: TypeCancel, ID: 3, Target: 1}},
@@ -22,12 +32,12 @@ var decodeTests = []struct {
 	{name: "truncated", in: `{"type":"run","id":1`, code: CodeBadRequest},
 	{name: "trailing data", in: `{"type":"run","id":1,"line":"x"} {"type":"run"}`, code: CodeBadRequest},
 	{name: "unknown field", in: `{"type":"run","id":1,"line":"x","token":"s3cret"}`, code: CodeBadRequest},
-	{name: "no id", in: `{"type":"run","line":"x"}`, code: CodeBadRequest},
-	{name: "zero id", in: `{"type":"run","id":0,"line":"x"}`, code: CodeBadRequest},
-	{name: "negative id", in: `{"type":"run","id":-1,"line":"x"}`, code: CodeBadRequest},
-	{name: "float id", in: `{"type":"run","id":1.5,"line":"x"}`, code: CodeBadRequest},
-	{name: "string id", in: `{"type":"run","id":"1","line":"x"}`, code: CodeBadRequest},
-	{name: "huge id", in: `{"type":"run","id":1e30,"line":"x"}`, code: CodeBadRequest},
+	{name: "no id", in: `{"type":"run","line":"x"}`, code: CodeBadRequest, noID: true},
+	{name: "zero id", in: `{"type":"run","id":0,"line":"x"}`, code: CodeBadRequest, noID: true},
+	{name: "negative id", in: `{"type":"run","id":-1,"line":"x"}`, code: CodeBadRequest, noID: true},
+	{name: "float id", in: `{"type":"run","id":1.5,"line":"x"}`, code: CodeBadRequest, noID: true},
+	{name: "string id", in: `{"type":"run","id":"1","line":"x"}`, code: CodeBadRequest, noID: true},
+	{name: "huge id", in: `{"type":"run","id":1e30,"line":"x"}`, code: CodeBadRequest, noID: true},
 	{name: "no type", in: `{"id":1,"line":"x"}`, code: CodeBadRequest},
 	{name: "unknown type", in: `{"type":"exec","id":1,"line":"x"}`, code: CodeBadRequest},
 	{name: "html type", in: `{"type":"<script>alert(1)</script>","id":1}`, code: CodeBadRequest},
@@ -62,6 +72,9 @@ func TestDecodeRequest(t *testing.T) {
 			}
 			if we.Code != tt.code {
 				t.Fatalf("DecodeRequest: got code %q (%s); want %q", we.Code, we.Message, tt.code)
+			}
+			if (tt.id != 0 || tt.noID) && got.ID != tt.id {
+				t.Fatalf("DecodeRequest: the error answers id %d; want %d", got.ID, tt.id)
 			}
 			if strings.Contains(we.Message, "s3cret") {
 				t.Fatalf("error message echoes a field value: %q", we.Message)
