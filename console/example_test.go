@@ -2,18 +2,15 @@ package console_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 
-	"github.com/gorilla/websocket"
-
 	opsrepl "github.com/opsrepl/opsrepl"
 	"github.com/opsrepl/opsrepl/auth"
+	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console"
-	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/interp"
 	"github.com/opsrepl/opsrepl/policy"
 )
@@ -34,25 +31,17 @@ func Example() {
 	hs := httptest.NewServer(mux)
 	defer hs.Close()
 
-	// A client: any WebSocket library; see PROTOCOL.md.
-	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
-	conn, _, err := d.DialContext(context.Background(), "ws"+strings.TrimPrefix(hs.URL, "http")+"/debug/ops-repl",
-		http.Header{"Authorization": {"Bearer alice-secret-token-0123456789"}})
+	// The Go client (any WebSocket library will do; see PROTOCOL.md).
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/debug/ops-repl"
+	c, err := client.Dial(context.Background(), url, client.Options{Token: "alice-secret-token-0123456789"})
 	if err != nil {
 		panic(err)
 	}
-	defer conn.Close()
-	conn.WriteJSON(wire.Request{Type: wire.TypeRun, ID: 1, Line: "orders.Pending() * 2"})
-	for {
-		var ev wire.Event
-		if err := conn.ReadJSON(&ev); err != nil {
-			panic(err)
-		}
-		b, _ := json.Marshal(map[string]any{"type": ev.Type, "value": ev.Value})
-		if ev.ID == 1 && ev.Final() {
-			fmt.Println(string(b))
-			return
-		}
+	defer c.Close()
+	final, err := c.Run(context.Background(), "orders.Pending() * 2", client.Handler{})
+	if err != nil {
+		panic(err)
 	}
-	// Output: {"type":"result","value":"6"}
+	fmt.Println(final.Type, final.Value)
+	// Output: result 6
 }

@@ -14,11 +14,14 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/opsrepl/opsrepl/auth"
+	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console/wire"
 )
 
@@ -151,7 +154,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		tokenFile = fs.String("token-file", "", "")
 		file      = fs.String("f", "", "")
 		jsonOut   = fs.Bool("json", false, "")
-		outDir    = fs.String("out", ".", "")
+		outDir    = fs.String("out", "", "")
+		showVer   = fs.Bool("version", false, "")
 		certFile  = fs.String("cert", "", "")
 		keyFile   = fs.String("key", "", "")
 		caFile    = fs.String("ca", "", "")
@@ -166,6 +170,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		return exitf(exitUsage, "%v (see ops-repl --help)", err)
 	}
+	if *showVer {
+		fmt.Fprintf(stdout, "ops-repl %s (protocol %s, %s)\n", version(), wire.Subprotocol, runtime.Version())
+		return nil
+	}
 	if fs.NArg() > 0 {
 		return exitf(exitUsage, "unexpected argument %q (see ops-repl --help)", fs.Arg(0))
 	}
@@ -177,7 +185,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
-	if pu, err := parseURL(u); err == nil && pu.Scheme == "ws" && !isLoopback(pu.Host) && tok != "" {
+	if pu, err := client.ParseURL(u); err == nil && pu.Scheme == "ws" && !isLoopback(pu.Host) && tok != "" {
 		fmt.Fprintf(stderr, "ops-repl: warning: sending credentials to %s without TLS (ws://); use wss://\n", pu.Host)
 	}
 	tlsConf, err := clientTLS(u, *certFile, *keyFile, *caFile)
@@ -187,26 +195,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if strings.ContainsAny(*reason, "\r\n") || len(*reason) > 1000 {
 		return exitf(exitUsage, "--reason: one line of at most 1000 bytes")
 	}
-	c, err := dial(ctx, u, tok, tlsConf)
+	p := &printer{stdout: stdout, stderr: stderr, json: *jsonOut, dir: *outDir, lastNL: true}
+	if p.dir == "" {
+		p.dir, p.dirErr = defaultOutDir(getenv) // reported if a file arrives
+	}
+	if isTerminal(stderr) {
+		p.progress = stderr
+	}
+	c, err := dial(ctx, u, tok, tlsConf, p.notice)
 	if err != nil {
 		if tok == "" && exitCode(err) == exitDenied {
 			return fmt.Errorf("%w (no token given: use --token-file, --token or OPS_REPL_TOKEN)", err)
 		}
 		return err
 	}
-	defer c.close()
+	defer c.Close()
 	if r := strings.TrimSpace(*reason); r != "" {
-		quiet := handlerFunc(func(wire.Event) error { return nil })
-		if _, err := c.do(ctx, wire.Request{Type: wire.TypeRun, Line: "reason " + r}, quiet, nil); err != nil {
+		if _, err := c.Run(ctx, "reason "+r, client.Handler{}); err != nil {
 			return fmt.Errorf("--reason: %w", err)
 		}
 	}
-	p := &printer{stdout: stdout, stderr: stderr, json: *jsonOut, dir: *outDir, lastNL: true}
-	if isTerminal(stderr) {
-		p.progress = stderr
-	}
 	if *jsonOut {
-		p.emit(c.hello)
+		p.emit(c.Hello())
 	}
 	switch {
 	case len(cmds) > 0:
@@ -275,7 +285,7 @@ func readLines(r io.Reader) ([]string, error) {
 
 // runLines runs lines in order and stops at the first failure. With join,
 // a line that leaves Go source incomplete is continued by the next ones.
-func runLines(ctx context.Context, c *conn, p *printer, ls []string, join bool, stderr io.Writer) error {
+func runLines(ctx context.Context, c *client.Conn, p *printer, ls []string, join bool, stderr io.Writer) error {
 	intr := interrupts(ctx)
 	pending := ""
 	for i, line := range ls {
@@ -286,20 +296,8 @@ func runLines(ctx context.Context, c *conn, p *printer, ls []string, join bool, 
 			continue
 		}
 		src := pending + line
-		p.retrying = true
-		_, err := c.do(ctx, wire.Request{Type: wire.TypeRun, Line: src}, p, intr)
-		for try := 0; isThrottled(err) && try < 100 && ctx.Err() == nil; try++ {
-			// The session's request rate: wait for the bucket, run it again.
-			time.Sleep(100 * time.Millisecond)
-			_, err = c.do(ctx, wire.Request{Type: wire.TypeRun, Line: src}, p, intr)
-		}
-		p.retrying = false
-		if isThrottled(err) {
-			var re *remoteError
-			errors.As(err, &re)
-			p.event(re.ev)
-		}
-		if errors.Is(err, errIncomplete) && join && i < len(ls)-1 {
+		_, err := runOne(ctx, c, src, p, intr)
+		if errors.Is(err, client.ErrIncomplete) && join && i < len(ls)-1 {
 			pending = src + "\n"
 			continue
 		}
@@ -308,11 +306,10 @@ func runLines(ctx context.Context, c *conn, p *printer, ls []string, join bool, 
 			if rest := len(ls) - i - 1; rest > 0 {
 				fmt.Fprintf(stderr, "ops-repl: stopped; %d remaining line(s) not run\n", rest)
 			}
-			var re *remoteError
-			if errors.As(err, &re) {
+			if isReported(err) {
 				return &reportedError{err: err} // the printer showed it
 			}
-			if errors.Is(err, errIncomplete) {
+			if errors.Is(err, client.ErrIncomplete) {
 				return exitf(exitFailed, "line %d: Go source is incomplete (the block was never closed)", i+1)
 			}
 			return err
@@ -364,7 +361,7 @@ func clientTLS(rawURL, certFile, keyFile, caFile string) (*tls.Config, error) {
 	if (certFile == "") != (keyFile == "") {
 		return nil, exitf(exitUsage, "--cert and --key go together")
 	}
-	if u, err := parseURL(rawURL); err == nil && u.Scheme != "wss" {
+	if u, err := client.ParseURL(rawURL); err == nil && u.Scheme != "wss" {
 		return nil, exitf(exitUsage, "--cert, --key and --ca need a wss:// (TLS) URL; got %s://", u.Scheme)
 	}
 	conf := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -389,8 +386,41 @@ func clientTLS(rawURL, certFile, keyFile, caFile string) (*tls.Config, error) {
 	return conf, nil
 }
 
-// isThrottled reports whether err is the server's request-rate refusal.
-func isThrottled(err error) bool {
-	var re *remoteError
-	return errors.As(err, &re) && re.ev.Code == wire.CodeThrottled
+// version is the module's version as the build recorded it: a tag, a
+// pseudo-version from the commit, or "devel".
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		return "devel-" + rev[:12] + dirty
+	}
+	return "devel"
+}
+
+// defaultOutDir is where downloads go without --out:
+// $XDG_DATA_HOME/ops-repl/downloads, or ~/.local/share/ops-repl/downloads.
+func defaultOutDir(getenv func(string) string) (string, error) {
+	if d := getenv("XDG_DATA_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "ops-repl", "downloads"), nil
+	}
+	if h := getenv("HOME"); filepath.IsAbs(h) {
+		return filepath.Join(h, ".local", "share", "ops-repl", "downloads"), nil
+	}
+	return "", errors.New("no folder for downloads (neither HOME nor XDG_DATA_HOME is set): give one with --out DIR")
 }

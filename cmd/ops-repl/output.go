@@ -1,40 +1,39 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"hash"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console/wire"
 )
 
 // printer shows the events of requests: text for people, or with --json
-// one JSON object per event. It saves file transfers under dir.
+// one JSON object per event. It saves file transfers under dir. Its
+// methods may be called from the connection's reading goroutine too
+// (notices, saved files), so they lock.
 type printer struct {
+	mu             sync.Mutex
 	stdout, stderr io.Writer
 	json           bool
 	dir            string
-	dl             *download
+	dirErr         error // no folder for downloads
 	lastNL         bool      // the last output ended with a newline
 	progress       io.Writer // where transfer progress goes (a terminal), or nil
-	retrying       bool      // a throttled request will be sent again: do not show its error
+	saved          string    // the path of the file just saved
+	savedSize      int64
 }
 
 func (p *printer) event(ev wire.Event) error {
-	if ev.Type == wire.EventError && ev.Code == wire.CodeThrottled && p.retrying {
-		return nil // runLines waits and sends it again
-	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.json && ev.Type != wire.EventFileEnd {
-		p.emit(ev)
+		p.emit(ev) // file_end: a "saved" object says where it went
 	}
 	switch ev.Type {
 	case wire.EventOutput:
@@ -47,54 +46,56 @@ func (p *printer) event(ev wire.Event) error {
 			p.newline()
 			fmt.Fprintln(p.stdout, safeText(ev.Value))
 		}
-		p.abort()
 	case wire.EventError:
-		p.abort()
 		if !p.json {
 			p.newline()
-			fmt.Fprintf(p.stderr, "error: %s: %s\n", safeText(string(ev.Code)), safeText(ev.Message))
+			switch {
+			case ev.Code == wire.CodeCanceled && (ev.Message == "" || ev.Message == "canceled"):
+				fmt.Fprintln(p.stderr, "canceled")
+			default:
+				fmt.Fprintf(p.stderr, "error: %s: %s\n", safeText(string(ev.Code)), safeText(ev.Message))
+			}
 		}
 	case wire.EventNotice:
 		if !p.json {
 			p.newline()
 			fmt.Fprintf(p.stderr, "notice: %s\n", safeText(ev.Message))
 		}
-	case wire.EventFile:
-		p.abort()
-		dl, err := startDownload(p.dir, ev)
-		if err != nil {
-			return err
-		}
-		if !p.json && ev.Size >= 1<<20 {
-			dl.progress = p.progress
-		}
-		p.dl = dl
 	case wire.EventFileEnd:
-		if p.dl == nil {
-			return exitf(exitConnect, "protocol error: file_end without a file")
-		}
-		path, err := p.dl.finish()
-		p.dl = nil
-		if err != nil {
-			return err
-		}
-		if p.json {
-			p.emit(map[string]any{"type": "saved", "id": ev.ID, "path": path, "size": ev.Size})
-		} else {
+		path, size := p.saved, p.savedSize
+		p.saved = ""
+		switch {
+		case path == "":
+			// Not kept: Run returns why.
+		case p.json:
+			p.emit(map[string]any{"type": "saved", "id": ev.ID, "path": path, "size": size})
+		default:
 			fmt.Fprintf(p.stdout, "saved %s\n", path)
 		}
 	}
 	return nil
 }
 
-// done drops a transfer the request did not finish.
-func (p *printer) done() { p.abort() }
+// notice shows an event that answers no request.
+func (p *printer) notice(ev wire.Event) { p.event(ev) }
 
-func (p *printer) chunk(data []byte) error {
-	if p.dl == nil {
-		return exitf(exitConnect, "protocol error: binary frame outside a file transfer")
+// files saves transfers under p.dir, with a progress line for large ones.
+func (p *printer) files() client.FileFunc {
+	save := client.Save(p.dir, func(f *client.File) {
+		p.mu.Lock()
+		p.saved, p.savedSize = f.Path(), f.Size()
+		p.mu.Unlock()
+	})
+	return func(ev wire.Event) (client.Sink, error) {
+		if p.dirErr != nil {
+			return nil, p.dirErr
+		}
+		s, err := save(ev)
+		if err != nil || p.json || p.progress == nil || ev.Size < 1<<20 {
+			return s, err
+		}
+		return &progressSink{Sink: s, w: p.progress, name: ev.Name, size: ev.Size}, nil
 	}
-	return p.dl.write(data)
 }
 
 func (p *printer) emit(v any) {
@@ -107,14 +108,6 @@ func (p *printer) newline() {
 	if !p.lastNL {
 		io.WriteString(p.stdout, "\n")
 		p.lastNL = true
-	}
-}
-
-// abort discards a transfer that did not complete.
-func (p *printer) abort() {
-	if p.dl != nil {
-		p.dl.discard()
-		p.dl = nil
 	}
 }
 
@@ -153,71 +146,41 @@ func isControl(r rune) bool {
 		r == 0x2028 || r == 0x2029 || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069))
 }
 
-// download is a file transfer being written to a temporary file in dir.
-type download struct {
-	dir, name string
-	size      int64
-	sha       string
-	f         *os.File
-	h         hash.Hash
-	n         int64
-	progress  io.Writer // nil: no progress bar
-	start     time.Time
-	shown     time.Time
+// progressSink draws "name  12.0 MiB / 1.2 GiB  45.3 MiB/s  ETA 26s" at
+// most five times a second while a file arrives, and once more at the end.
+type progressSink struct {
+	client.Sink
+	w            io.Writer
+	name         string
+	size, n      int64
+	start, shown time.Time
 }
 
-func startDownload(dir string, ev wire.Event) (*download, error) {
-	name, err := safeName(ev.Name)
-	if err != nil {
-		return nil, exitf(exitConnect, "protocol error: %v", err)
-	}
-	if ev.Size < 0 || len(ev.SHA256) != 64 {
-		return nil, exitf(exitConnect, "protocol error: file event without size and sha256")
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, exitf(exitFailed, "download: %v", err)
-	}
-	f, err := os.CreateTemp(dir, ".ops-repl-*.part") // mode 0600
-	if err != nil {
-		return nil, exitf(exitFailed, "download: %v", err)
-	}
-	return &download{dir: dir, name: name, size: ev.Size, sha: strings.ToLower(ev.SHA256), f: f, h: sha256.New()}, nil
+func (s *progressSink) Write(b []byte) (int, error) {
+	s.n += int64(len(b))
+	s.show(false)
+	return s.Sink.Write(b)
 }
 
-func (d *download) write(b []byte) error {
-	if d.n+int64(len(b)) > d.size {
-		d.discard()
-		return exitf(exitConnect, "protocol error: %s is larger than the announced %d bytes", d.name, d.size)
-	}
-	d.n += int64(len(b))
-	d.h.Write(b)
-	d.showProgress(false)
-	if _, err := d.f.Write(b); err != nil {
-		d.discard()
-		return exitf(exitFailed, "download: %v", err)
-	}
-	return nil
+func (s *progressSink) Finish(err error) error {
+	s.show(true)
+	return s.Sink.Finish(err)
 }
 
-// showProgress draws "name  12.0 MiB / 1.2 GiB  45.3 MiB/s  ETA 26s" at
-// most five times a second, and once more at the end.
-func (d *download) showProgress(last bool) {
-	if d.progress == nil {
-		return
-	}
+func (s *progressSink) show(last bool) {
 	now := time.Now()
-	if d.start.IsZero() {
-		d.start = now
+	if s.start.IsZero() {
+		s.start = now
 	}
-	if !last && now.Sub(d.shown) < 200*time.Millisecond {
+	if !last && now.Sub(s.shown) < 200*time.Millisecond {
 		return
 	}
-	d.shown = now
-	rate := float64(d.n) / max(now.Sub(d.start).Seconds(), 1e-3)
-	eta := time.Duration(float64(d.size-d.n) / max(rate, 1) * float64(time.Second)).Round(time.Second)
-	fmt.Fprintf(d.progress, "\r%s  %s / %s  %s/s  ETA %s   ", d.name, fmtBytes(d.n), fmtBytes(d.size), fmtBytes(int64(rate)), eta)
+	s.shown = now
+	rate := float64(s.n) / max(now.Sub(s.start).Seconds(), 1e-3)
+	eta := time.Duration(float64(s.size-s.n) / max(rate, 1) * float64(time.Second)).Round(time.Second)
+	fmt.Fprintf(s.w, "\r%s  %s / %s  %s/s  ETA %s   ", safeText(s.name), fmtBytes(s.n), fmtBytes(s.size), fmtBytes(int64(rate)), eta)
 	if last {
-		fmt.Fprintln(d.progress)
+		fmt.Fprintln(s.w)
 	}
 }
 
@@ -229,62 +192,4 @@ func fmtBytes(n int64) string {
 		i++
 	}
 	return fmt.Sprintf("%.1f %s", f, units[i])
-}
-
-// finish verifies size and checksum and moves the file into place under a
-// name no existing file has.
-func (d *download) finish() (string, error) {
-	defer d.discard()
-	d.showProgress(true)
-	if d.n != d.size {
-		return "", exitf(exitConnect, "download of %s stopped at %d of %d bytes", d.name, d.n, d.size)
-	}
-	if got := hex.EncodeToString(d.h.Sum(nil)); got != d.sha {
-		return "", exitf(exitConnect, "download of %s is corrupt: sha256 %s, announced %s", d.name, got, d.sha)
-	}
-	if err := d.f.Sync(); err != nil {
-		return "", exitf(exitFailed, "download: %v", err)
-	}
-	ext := filepath.Ext(d.name)
-	if strings.HasSuffix(d.name, ".pb.gz") {
-		ext = ".pb.gz"
-	}
-	base := strings.TrimSuffix(d.name, ext)
-	for i := 0; i < 1000; i++ {
-		name := d.name
-		if i > 0 {
-			name = fmt.Sprintf("%s-%d%s", base, i, ext)
-		}
-		path := filepath.Join(d.dir, name)
-		// Link, not rename: it fails instead of replacing an existing file.
-		if err := os.Link(d.f.Name(), path); err == nil {
-			abs, _ := filepath.Abs(path)
-			return abs, nil
-		} else if !errors.Is(err, os.ErrExist) {
-			return "", exitf(exitFailed, "download: %v", err)
-		}
-	}
-	return "", exitf(exitFailed, "download: too many files named like %s in %s", d.name, d.dir)
-}
-
-func (d *download) discard() {
-	if d.f != nil {
-		d.f.Close()
-		os.Remove(d.f.Name())
-		d.f = nil
-	}
-}
-
-// safeName accepts a server-suggested file name only if it is a plain
-// name: no directories, no hidden files, a short set of characters.
-func safeName(name string) (string, error) {
-	if name == "" || len(name) > 128 || strings.HasPrefix(name, ".") {
-		return "", fmt.Errorf("refusing file name %q", name)
-	}
-	for _, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
-			return "", fmt.Errorf("refusing file name %q", name)
-		}
-	}
-	return name, nil
 }

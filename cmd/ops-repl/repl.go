@@ -13,6 +13,7 @@ import (
 
 	"github.com/chzyer/readline"
 
+	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console/wire"
 )
 
@@ -23,18 +24,20 @@ func isTerminal(x any) bool {
 	return ok && readline.IsTerminal(int(f.Fd()))
 }
 
-// interactive runs the prompt loop until Ctrl-D or until the server goes
-// away.
+// interactive runs the prompt loop until Ctrl-D, exit or quit, or until
+// the server goes away.
 //
-// chzyer/readline's Close blocks while another goroutine is inside
-// Readline, which is exactly the state a server disconnect finds us in.
-// So we never Close from the side: readline reads from a cancelable stdin
-// that we own, and a disconnect closes that, which makes Readline return
-// io.EOF at once; Close then runs on this goroutine, with nothing inside
-// Readline.
-func interactive(ctx context.Context, c *conn, p *printer, stdin io.Reader, stdout, stderr io.Writer) error {
+// chzyer/readline's Close waits for its terminal goroutine, which may sit
+// in a read of standard input (or in a hand-off to a line nobody reads).
+// So readline reads from a cancelable stdin that we own and close before
+// Close, a disconnect closes it too (Readline then returns io.EOF), and
+// Close gets a moment, after which the terminal's mode is restored by hand:
+// no state of the terminal can hold the client.
+func interactive(ctx context.Context, c *client.Conn, p *printer, stdin io.Reader, stdout, stderr io.Writer) error {
 	in := readline.NewCancelableStdin(stdin)
-	prompt := c.hello.Subject + "> "
+	hello := c.Hello()
+	prompt := hello.Subject + "> "
+	more := strings.Repeat(" ", max(len(prompt)-4, 0)) + "... "
 	rl, err := readline.NewEx(&readline.Config{
 		Prompt:                 prompt,
 		Stdin:                  in,
@@ -48,31 +51,54 @@ func interactive(ctx context.Context, c *conn, p *printer, stdin io.Reader, stdo
 	if err != nil {
 		return exitf(exitFailed, "terminal: %v", err)
 	}
-	defer rl.Close()
+	restore := saveTerminal(stdin)
+	defer func() {
+		in.Close()
+		closed := make(chan struct{})
+		go func() { rl.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(500 * time.Millisecond):
+			restore()
+		}
+	}()
 	hist := openHistory(stderr)
 	for _, h := range hist.load() {
 		rl.SaveHistory(h)
 	}
 	defer hist.close()
 
-	fmt.Fprintf(stderr, "connected to %s session %s as %s (roles: %s). Type help; Ctrl-D exits.\n",
-		c.ws.RemoteAddr(), c.hello.Session, c.hello.Subject, strings.Join(c.hello.Roles, ", "))
+	fmt.Fprintf(stderr, "connected to %s session %s as %s (roles: %s).\nType help for commands; Ctrl-C cancels a request; Ctrl-D or exit leaves.\n",
+		c.RemoteAddr(), hello.Session, hello.Subject, strings.Join(hello.Roles, ", "))
 
 	go func() {
-		<-c.dead
-		// Unblock Readline; the loop below reports why.
-		in.Close()
+		select {
+		case <-c.Done():
+		case <-ctx.Done():
+		}
+		in.Close() // unblock Readline; the loop below reports why
 	}()
+	p.mu.Lock()
 	p.stdout, p.stderr = rl.Stdout(), rl.Stderr()
+	p.mu.Unlock()
 
+	gone := func() error {
+		if ctx.Err() != nil {
+			return errTerminated
+		}
+		err := c.Err()
+		fmt.Fprintf(stderr, "\nops-repl: %s\n", safeText(err.Error()))
+		return &reportedError{err: &exitError{code: exitConnect, err: err}}
+	}
 	intr := interrupts(ctx)
 	pending := ""
 	for {
 		line, err := rl.Readline()
 		select {
-		case <-c.dead:
-			fmt.Fprintf(stderr, "\nops-repl: %v\n", c.why)
-			return &reportedError{err: &exitError{code: exitConnect, err: c.why}}
+		case <-c.Done():
+			return gone()
+		case <-ctx.Done():
+			return errTerminated
 		default:
 		}
 		switch {
@@ -82,51 +108,69 @@ func interactive(ctx context.Context, c *conn, p *printer, stdin io.Reader, stdo
 				rl.SetPrompt(prompt)
 			}
 			continue
+		case errors.Is(err, io.EOF) && pending != "":
+			// Ctrl-D at a continuation prompt drops the unfinished source.
+			fmt.Fprintln(stderr, "(unfinished input discarded)")
+			pending = ""
+			rl.SetPrompt(prompt)
+			continue
 		case errors.Is(err, io.EOF):
 			return nil
 		case err != nil:
 			return exitf(exitFailed, "terminal: %v", err)
 		}
-		if pending == "" && strings.TrimSpace(line) == "" {
-			continue
+		if pending == "" {
+			switch strings.TrimSpace(line) {
+			case "":
+				continue
+			case "exit", "quit":
+				return nil
+			}
 		}
 		src := pending + line
 		for len(intr) > 0 { // an old Ctrl-C must not cancel this request
 			<-intr
 		}
-		_, err = c.do(ctx, wire.Request{Type: wire.TypeRun, Line: src}, p, intr)
-		if errors.Is(err, errIncomplete) {
+		_, err = runOne(ctx, c, src, p, intr)
+		if errors.Is(err, client.ErrIncomplete) {
 			pending = src + "\n"
-			rl.SetPrompt(strings.Repeat(" ", max(len(prompt)-4, 0)) + "... ")
+			rl.SetPrompt(more)
 			continue
 		}
 		hist.add(src)
 		rl.SaveHistory(src)
 		pending = ""
 		rl.SetPrompt(prompt)
-		if code := exitCode(err); code == exitConnect || errors.Is(err, errTerminated) {
+		switch {
+		case errors.Is(err, errTerminated):
 			return err
+		case c.Err() != nil:
+			return gone()
+		case err != nil && !isReported(err):
+			fmt.Fprintf(stderr, "ops-repl: %s\n", safeText(err.Error()))
 		}
 	}
+}
+
+// isReported tells the errors the printer already showed: error events.
+func isReported(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we)
 }
 
 // completer asks the server for completions.
 type completer struct {
 	ctx context.Context
-	c   *conn
+	c   *client.Conn
 }
 
 func (cm *completer) Do(line []rune, pos int) ([][]rune, int) {
 	s := string(line)
 	bpos := len(string(line[:pos]))
-	var got wire.Event
-	h := handlerFunc(func(ev wire.Event) error { got = ev; return nil })
 	ctx, cancel := context.WithTimeout(cm.ctx, 5*time.Second)
 	defer cancel()
-	if _, err := cm.c.do(ctx, wire.Request{Type: wire.TypeComplete, Line: s, Pos: &bpos}, h, nil); err != nil {
-		return nil, 0
-	}
-	if got.Start < 0 || got.Start > bpos {
+	got, err := cm.c.Complete(ctx, s, bpos)
+	if err != nil || got.Start < 0 || got.Start > bpos {
 		return nil, 0
 	}
 	typed := s[got.Start:bpos]
@@ -139,13 +183,18 @@ func (cm *completer) Do(line []rune, pos int) ([][]rune, int) {
 	return out, len([]rune(typed))
 }
 
-type handlerFunc func(wire.Event) error
-
-func (f handlerFunc) event(ev wire.Event) error { return f(ev) }
-func (f handlerFunc) chunk([]byte) error {
-	return exitf(exitConnect, "protocol error: unexpected binary frame")
+// saveTerminal records the terminal's mode, and returns what puts it back.
+func saveTerminal(stdin io.Reader) func() {
+	f, ok := stdin.(*os.File)
+	if !ok {
+		return func() {}
+	}
+	st, err := readline.GetState(int(f.Fd()))
+	if err != nil {
+		return func() {}
+	}
+	return func() { readline.Restore(int(f.Fd()), st) }
 }
-func (f handlerFunc) done() {}
 
 // history is the prompt history file: mode 0600 in a 0700 folder of the
 // user's config dir. Failures only disable it.

@@ -1,0 +1,513 @@
+package client_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	opsrepl "github.com/opsrepl/opsrepl"
+	"github.com/opsrepl/opsrepl/auth"
+	"github.com/opsrepl/opsrepl/client"
+	"github.com/opsrepl/opsrepl/console"
+	"github.com/opsrepl/opsrepl/console/wire"
+	"github.com/opsrepl/opsrepl/interp"
+	"github.com/opsrepl/opsrepl/policy"
+	"github.com/opsrepl/opsrepl/sandbox"
+)
+
+func TestMain(m *testing.M) {
+	sandbox.Main()
+	os.Exit(m.Run())
+}
+
+var tokens = map[string]string{
+	"viewer":   "viewer-token-0123456789abcdef0123456789",
+	"operator": "operator-token-0123456789abcdef012345678",
+	"admin":    "admin-token-0123456789abcdef0123456789ab",
+}
+
+// newConsole serves a real console; it returns its URL.
+func newConsole(t *testing.T) string {
+	t.Helper()
+	toks, err := auth.NewTokens(tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enf, err := policy.New(policy.Options{PolicyText: opsrepl.DefaultPolicy +
+		"g, viewer, role:viewer\ng, operator, role:operator\ng, admin, role:admin\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := console.New(console.Options{
+		Authenticator: toks,
+		Authorizer:    enf,
+		Exports:       new(interp.Exports).Func("shop/cache", "Len", func() int { return 42 }),
+		Interp:        interp.Options{Timeout: 10 * time.Second},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		srv.Close()
+		hs.Close()
+	})
+	return "ws" + strings.TrimPrefix(hs.URL, "http")
+}
+
+func dial(t *testing.T, url, subject string) *client.Conn {
+	t.Helper()
+	c, err := client.Dial(context.Background(), url, client.Options{Token: tokens[subject]})
+	if err != nil {
+		t.Fatalf("dial as %s: %v", subject, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// output collects a request's text output.
+func output(b *strings.Builder) client.Handler {
+	return client.Handler{Event: func(ev wire.Event) error {
+		b.WriteString(ev.Data)
+		return nil
+	}}
+}
+
+func TestRun(t *testing.T) {
+	url := newConsole(t)
+	tests := []struct {
+		subject, line string
+		typ           string    // the final event's type
+		code          wire.Code // for an error
+		value, out    string
+		incomplete    bool
+	}{
+		{subject: "viewer", line: "whoami", typ: wire.EventResult, out: "viewer"},
+		{subject: "viewer", line: "heapdump", typ: wire.EventError, code: wire.CodeForbidden},
+		{subject: "viewer", line: "nosuchcommand --x", typ: wire.EventError, code: wire.CodeForbidden},
+		{subject: "admin", line: "cache.Len() + 1", typ: wire.EventResult, value: "43"},
+		{subject: "admin", line: "for {", typ: wire.EventIncomplete, incomplete: true},
+		{subject: "admin", line: "undefinedThing", typ: wire.EventError, code: wire.CodeEval},
+	}
+	for _, tt := range tests {
+		t.Run(tt.subject+" "+tt.line, func(t *testing.T) {
+			c := dial(t, url, tt.subject)
+			var out strings.Builder
+			final, err := c.Run(context.Background(), tt.line, output(&out))
+			if final.Type != tt.typ {
+				t.Fatalf("final %+v (err %v); want %s", final, err, tt.typ)
+			}
+			var we *wire.Error
+			switch {
+			case tt.code != "":
+				if !errors.As(err, &we) || we.Code != tt.code {
+					t.Fatalf("err %v; want a *wire.Error %s", err, tt.code)
+				}
+			case tt.incomplete:
+				if !errors.Is(err, client.ErrIncomplete) {
+					t.Fatalf("err %v; want ErrIncomplete", err)
+				}
+			case err != nil:
+				t.Fatal(err)
+			}
+			if final.Value != tt.value || !strings.Contains(out.String(), tt.out) {
+				t.Fatalf("value %q, output %q; want %q and %q", final.Value, out.String(), tt.value, tt.out)
+			}
+		})
+	}
+}
+
+// TestSendStream reads a request's events with Next, concurrently with
+// other requests on the same connection.
+func TestSendStream(t *testing.T) {
+	c := dial(t, newConsole(t), "viewer")
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := c.Send(wire.Request{Type: wire.TypeRun, Line: "whoami"}, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			var types []string
+			for {
+				ev, err := r.Next(context.Background())
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ev.ID != r.ID {
+					t.Errorf("event for id %d in the stream of %d", ev.ID, r.ID)
+				}
+				types = append(types, ev.Type)
+			}
+			if len(types) == 0 || types[len(types)-1] != wire.EventResult {
+				t.Errorf("events %v; want them to end with result", types)
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := c.Complete(context.Background(), "mem", -1)
+	if err != nil || got.Type != wire.EventCompletions || len(got.Items) == 0 || got.Items[0] != "memstats" {
+		t.Fatalf("complete: %+v, %v", got, err)
+	}
+}
+
+func TestHeapdumpSaved(t *testing.T) {
+	c := dial(t, newConsole(t), "operator")
+	dir := filepath.Join(t.TempDir(), "downloads")
+	var saved []*client.File
+	final, err := c.Run(context.Background(), "heapdump", client.Handler{File: client.Save(dir, func(f *client.File) { saved = append(saved, f) })})
+	if err != nil || final.Type != wire.EventResult {
+		t.Fatalf("heapdump: %+v, %v", final, err)
+	}
+	if len(saved) != 1 {
+		t.Fatalf("saved %d files; want 1", len(saved))
+	}
+	st, err := os.Stat(saved[0].Path())
+	if err != nil || st.Mode().Perm() != 0o600 || st.Size() != saved[0].Size() {
+		t.Fatalf("saved file: %v, %v (size want %d)", st, err, saved[0].Size())
+	}
+	if d, _ := os.Stat(dir); d.Mode().Perm() != 0o700 {
+		t.Fatalf("download folder mode %v; want 0700", d.Mode().Perm())
+	}
+	f, _ := os.Open(saved[0].Path())
+	defer f.Close()
+	if _, err := gzip.NewReader(f); err != nil {
+		t.Fatalf("not a gzip profile: %v", err)
+	}
+	// A second one gets a new name instead of replacing the first.
+	if _, err := c.Run(context.Background(), "heapdump", client.Handler{File: client.Save(dir, func(f *client.File) { saved = append(saved, f) })}); err != nil {
+		t.Fatal(err)
+	}
+	if len(saved) != 2 || saved[0].Path() == saved[1].Path() {
+		t.Fatalf("second heapdump: %v", saved)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".ops-repl-*")); len(left) != 0 {
+		t.Fatalf("partial files left: %v", left)
+	}
+}
+
+// fake serves a scripted server: it sends hello, then script talks.
+func fake(t *testing.T, script func(ws *websocket.Conn)) string {
+	t.Helper()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up := websocket.Upgrader{Subprotocols: []string{wire.Subprotocol}}
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.Close()
+		ws.WriteJSON(wire.Event{Type: wire.EventHello, Session: "s", Subject: "tester", Server: wire.Subprotocol})
+		script(ws)
+	}))
+	t.Cleanup(hs.Close)
+	return "ws" + strings.TrimPrefix(hs.URL, "http")
+}
+
+func readReq(ws *websocket.Conn) wire.Request {
+	var req wire.Request
+	ws.ReadJSON(&req)
+	return req
+}
+
+func sum(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
+
+// TestFileChecks: a transfer that lies leaves nothing behind and fails the
+// request; a protocol violation ends the connection.
+func TestFileChecks(t *testing.T) {
+	data := []byte("profile bytes")
+	good := wire.Event{Type: wire.EventFile, Name: "heap-x.pb.gz", Size: int64(len(data)), SHA256: sum(data)}
+	tests := []struct {
+		name     string
+		file     wire.Event
+		chunks   [][]byte
+		protocol bool // the connection ends with ErrProtocol
+	}{
+		{name: "bad checksum", file: func() wire.Event { e := good; e.SHA256 = strings.Repeat("0", 64); return e }(), chunks: [][]byte{data}},
+		{name: "short", file: func() wire.Event { e := good; e.Size = 100; return e }(), chunks: [][]byte{data}},
+		{name: "hostile name", file: func() wire.Event { e := good; e.Name = "../../x"; return e }(), chunks: [][]byte{data}},
+		{name: "hidden name", file: func() wire.Event { e := good; e.Name = ".bashrc"; return e }(), chunks: [][]byte{data}},
+		{name: "too long", file: func() wire.Event { e := good; e.Size = 3; return e }(), chunks: [][]byte{data}, protocol: true},
+		{name: "no checksum", file: func() wire.Event { e := good; e.SHA256 = ""; return e }(), protocol: true},
+		{name: "chunk outside a transfer", protocol: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := fake(t, func(ws *websocket.Conn) {
+				req := readReq(ws)
+				if tt.file.Type != "" {
+					ev := tt.file
+					ev.ID = req.ID
+					ws.WriteJSON(ev)
+				}
+				for _, c := range tt.chunks {
+					ws.WriteMessage(websocket.BinaryMessage, c)
+				}
+				if tt.file.Type == "" {
+					ws.WriteMessage(websocket.BinaryMessage, data)
+				}
+				ws.WriteJSON(wire.Event{Type: wire.EventFileEnd, ID: req.ID, Name: tt.file.Name})
+				ws.WriteJSON(wire.Event{Type: wire.EventResult, ID: req.ID})
+				ws.ReadMessage() // until the client goes
+			})
+			c, err := client.Dial(context.Background(), url, client.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			dir := t.TempDir()
+			_, err = c.Run(context.Background(), "heapdump", client.Handler{File: client.Save(dir, nil)})
+			var fe *client.FileError
+			switch {
+			case tt.protocol && !errors.Is(err, client.ErrProtocol):
+				t.Fatalf("got %v; want ErrProtocol", err)
+			case !tt.protocol && !errors.As(err, &fe):
+				t.Fatalf("got %v; want a *FileError", err)
+			}
+			if left, _ := os.ReadDir(dir); len(left) != 0 {
+				t.Fatalf("files left behind: %v", left)
+			}
+		})
+	}
+}
+
+// TestAbandoned: requests given up mid-transfer (ctx ended) leave no
+// partial file, and their late events do not reach the next request.
+func TestAbandoned(t *testing.T) {
+	c := dial(t, newConsole(t), "operator")
+	dir := t.TempDir()
+	for i := 0; i < 20; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		h := client.Handler{File: client.Save(dir, nil), Event: func(ev wire.Event) error {
+			if ev.Type == wire.EventFile {
+				cancel()
+			}
+			return nil
+		}}
+		if _, err := c.Run(ctx, "heapdump", h); err == nil {
+			// The transfer may have finished before the cancel: fine.
+			t.Logf("round %d: heapdump completed", i)
+		}
+		var out strings.Builder
+		final, err := c.Run(context.Background(), "whoami", output(&out))
+		if err != nil || final.Type != wire.EventResult || !strings.Contains(out.String(), "operator") {
+			t.Fatalf("round %d: the request after an abandoned one: %+v %q %v", i, final, out.String(), err)
+		}
+	}
+	// A cancelled transfer's sink is finished (and removed) when its request
+	// ends; that may come after our last request.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left, _ := filepath.Glob(filepath.Join(dir, ".ops-repl-*"))
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partial downloads left behind: %v", left)
+		}
+		c.Run(context.Background(), "whoami", client.Handler{})
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	c := dial(t, newConsole(t), "admin")
+	cancel := make(chan struct{}, 1)
+	h := client.Handler{Cancel: cancel, Event: func(ev wire.Event) error { return nil }}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Run(context.Background(), `for i := 0; ; i++ { if i%1000 == 0 { fmt.Print("") } }`, h)
+		done <- err
+	}()
+	cancel <- struct{}{}
+	err := <-done
+	var we *wire.Error
+	if !errors.As(err, &we) || (we.Code != wire.CodeCanceled) {
+		t.Fatalf("got %v; want canceled", err)
+	}
+}
+
+func TestThrottledRetried(t *testing.T) {
+	script := func(ws *websocket.Conn) {
+		for n := 0; ; n++ {
+			req := readReq(ws)
+			if req.ID == 0 {
+				return
+			}
+			if n < 3 {
+				ws.WriteJSON(wire.Event{Type: wire.EventError, ID: req.ID, Code: wire.CodeThrottled, Message: "slow down"})
+				continue
+			}
+			ws.WriteJSON(wire.Event{Type: wire.EventResult, ID: req.ID, Value: "ok"})
+		}
+	}
+	var seen []string
+	h := client.Handler{Event: func(ev wire.Event) error { seen = append(seen, ev.Type); return nil }}
+	c, err := client.Dial(context.Background(), fake(t, script), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	final, err := c.Run(context.Background(), "whoami", h)
+	if err != nil || final.Value != "ok" || len(seen) != 1 {
+		t.Fatalf("got %+v, %v, events %v; want one result", final, err, seen)
+	}
+	c2, err := client.Dial(context.Background(), fake(t, script), client.Options{ThrottleWait: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	var we *wire.Error
+	if _, err := c2.Run(context.Background(), "whoami", client.Handler{}); !errors.As(err, &we) || we.Code != wire.CodeThrottled {
+		t.Fatalf("without retries: got %v; want throttled", err)
+	}
+}
+
+func TestDialRefusals(t *testing.T) {
+	url := newConsole(t)
+	var attempts atomic.Int32
+	throttled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attempts.Add(1)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Retry-After", "0")
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, "throttled: too many attempts\n")
+	}))
+	defer throttled.Close()
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok"}`)
+	}))
+	defer app.Close()
+	tests := []struct {
+		name, url, token string
+		status           int
+		code             wire.Code
+		denied           bool
+		msg              string
+	}{
+		{name: "no token", url: url, status: 401, code: wire.CodeUnauthenticated, denied: true},
+		{name: "bad token", url: url, token: "not-a-token-of-anyone-at-all", status: 401, code: wire.CodeUnauthenticated, denied: true},
+		{name: "throttled", url: throttled.URL, status: 429, code: wire.CodeThrottled},
+		{name: "not a console", url: app.URL, token: "x", status: 200, msg: "check the URL's path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := client.Dial(context.Background(), tt.url, client.Options{Token: tt.token})
+			var re *client.RefusedError
+			if !errors.As(err, &re) {
+				t.Fatalf("got %v; want a *RefusedError", err)
+			}
+			if re.Status != tt.status || re.Code != tt.code || re.Denied() != tt.denied || !strings.Contains(re.Error(), tt.msg) {
+				t.Fatalf("got %+v (%v)", re, re)
+			}
+		})
+	}
+	if n := attempts.Load(); n != 4 {
+		t.Fatalf("throttled handshake tried %d times; want 1 + 3 retries", n)
+	}
+}
+
+func TestConnectionEnds(t *testing.T) {
+	url := fake(t, func(ws *websocket.Conn) {
+		readReq(ws)
+		ws.WriteJSON(wire.Event{Type: wire.EventNotice, Message: "your credentials were revoked"})
+		ws.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "credentials revoked"))
+		time.Sleep(100 * time.Millisecond)
+	})
+	notices := make(chan wire.Event, 1)
+	c, err := client.Dial(context.Background(), url, client.Options{Notice: func(ev wire.Event) { notices <- ev }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Run(context.Background(), "sleep", client.Handler{})
+	var ce *client.ClosedError
+	if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || !strings.Contains(err.Error(), "credentials revoked") {
+		t.Fatalf("got %v; want the server's close", err)
+	}
+	<-c.Done()
+	if ev := <-notices; ev.Type != wire.EventNotice {
+		t.Fatalf("notice: %+v", ev)
+	}
+	if _, err := c.Send(wire.Request{Type: wire.TypeRun, Line: "x"}, nil); !errors.As(err, &ce) {
+		t.Fatalf("Send after the end: %v", err)
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	tests := []struct{ in, want, err string }{
+		{in: "ws://127.0.0.1:7227/ops-repl", want: "ws://127.0.0.1:7227/ops-repl"},
+		{in: "https://h/x", want: "wss://h/x"},
+		{in: "127.0.0.1:7227", err: "no scheme"},
+		{in: "localhost:7227/ops-repl", err: "no scheme"},
+		{in: "ftp://h/", err: "not ftp://"},
+		{in: "ws:///x", err: "no host"},
+		{in: "ws://u:p@h/", err: "never sent in URLs"},
+		{in: "ws://h/?token=x", err: "never sent in URLs"},
+		{in: "", err: "no URL"},
+	}
+	for _, tt := range tests {
+		u, err := client.ParseURL(tt.in)
+		switch {
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+			t.Errorf("%q: got %v; want an error with %q", tt.in, err, tt.err)
+		case tt.err == "" && (err != nil || u.String() != tt.want):
+			t.Errorf("%q: got %v, %v; want %s", tt.in, u, err, tt.want)
+		}
+	}
+}
+
+func TestSafeName(t *testing.T) {
+	tests := map[string]bool{
+		"heap-20261121T150405Z.pb.gz": true,
+		"../../etc/passwd":            false,
+		"/etc/passwd":                 false,
+		".bashrc":                     false,
+		"a/b":                         false,
+		`a\b`:                         false,
+		"":                            false,
+		"name with space":             false,
+		"x\x00y":                      false,
+		strings.Repeat("a", 200):      false,
+	}
+	for name, ok := range tests {
+		if _, err := client.SafeName(name); (err == nil) != ok {
+			t.Errorf("SafeName(%q): got err %v; want ok=%v", name, err, ok)
+		}
+	}
+}
+
+// TestWriterSink keeps a file in memory.
+func TestWriterSink(t *testing.T) {
+	c := dial(t, newConsole(t), "operator")
+	var buf bytes.Buffer
+	final, err := c.Run(context.Background(), "heapdump", client.Handler{File: func(wire.Event) (client.Sink, error) { return client.WriterSink(&buf), nil }})
+	if err != nil || final.Type != wire.EventResult {
+		t.Fatal(final, err)
+	}
+	if _, err := gzip.NewReader(&buf); err != nil {
+		t.Fatalf("the profile kept in memory: %v", err)
+	}
+}
