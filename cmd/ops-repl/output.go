@@ -22,7 +22,7 @@ type printer struct {
 	stdout, stderr io.Writer
 	json           bool
 	dir            string
-	dirErr         error // no folder for downloads
+	dirErr         error     // no folder for downloads
 	lastNL         bool      // the last output ended with a newline
 	progress       io.Writer // where transfer progress goes (a terminal), or nil
 	saved          string    // the path of the file just saved
