@@ -116,7 +116,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"edited field", func(ls []string) []string {
 			ls[4] = strings.Replace(ls[4], "alice", "mallory", 1)
 			return ls
-		}, 6, "prev hash does not match"},
+		}, 5, "record 5 was changed after it was written"},
 		{"edited and re-hashed one record", func(ls []string) []string {
 			// Fixing the next prev moves the break one further.
 			var r Record
@@ -130,17 +130,18 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			nb2, _ := json.Marshal(n)
 			ls[5] = string(nb2) + "\n"
 			return ls
-		}, 7, "prev hash does not match"},
-		{"deleted record", func(ls []string) []string { return append(ls[:3:3], ls[4:]...) }, 4, "prev hash does not match"},
+		}, 6, "record 6 was changed after it was written"},
+		{"deleted record", func(ls []string) []string { return append(ls[:3:3], ls[4:]...) }, 4, "record 4 is missing here"},
+		{"deleted records", func(ls []string) []string { return append(ls[:3:3], ls[6:]...) }, 4, "records 4 to 6 are missing here"},
 		{"deleted first record", func(ls []string) []string { return ls[1:] }, 1, "starts at record 2"},
 		{"first prev edited", func(ls []string) []string {
 			ls[0] = strings.Replace(ls[0], `"prev":"0`, `"prev":"1`, 1)
 			return ls
-		}, 1, "first record's prev"},
+		}, 1, "record 1 was changed after it was written: its prev must be"},
 		{"huge garbage line", func(ls []string) []string {
 			return append(ls[:5:5], append([]string{strings.Repeat("x", 3<<20) + "\n"}, ls[5:]...)...)
 		}, 6, "not a valid audit record"},
-		{"reordered", func(ls []string) []string { ls[2], ls[3] = ls[3], ls[2]; return ls }, 3, "prev hash does not match"},
+		{"reordered", func(ls []string) []string { ls[2], ls[3] = ls[3], ls[2]; return ls }, 3, "record 3 is missing here"},
 		{"garbage line inserted", func(ls []string) []string {
 			return append(ls[:5:5], append([]string{"{\"hello\":1}\n"}, ls[5:]...)...)
 		}, 6, "not a valid audit record"},
@@ -149,7 +150,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		}, 6, "not a valid audit record"},
 		{"duplicated record", func(ls []string) []string {
 			return append(ls[:5:5], append([]string{ls[4]}, ls[5:]...)...)
-		}, 6, "prev hash does not match"},
+		}, 6, "record 5 appears again here"},
 		{"fake recover record after an edit", func(ls []string) []string {
 			ls[4] = "{not json\n"
 			return ls
@@ -176,6 +177,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			}
 			if rep.Broken.Line != tt.wantLine || !strings.Contains(rep.Broken.Reason, tt.want) {
 				t.Fatalf("got %v; want line %d: …%s…", rep.Broken, tt.wantLine, tt.want)
+			}
+			// What still verifies ends before the broken record.
+			if rep.LastSeq != uint64(tt.wantLine-1) || rep.Records != tt.wantLine-1 {
+				t.Fatalf("verified records %d..%d (%d); want up to %d", rep.FirstSeq, rep.LastSeq, rep.Records, tt.wantLine-1)
 			}
 		})
 	}

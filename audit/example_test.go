@@ -26,12 +26,15 @@ func Example() {
 	rep, _ := audit.Verify(audit.VerifyOptions{}, path)
 	fmt.Println(rep.OK(), rep.Records)
 
-	// Edit the first record: the second no longer chains to it.
+	// Edit the first record: the second no longer chains to it, and the
+	// report names the edited one.
 	b, _ := os.ReadFile(path)
 	os.WriteFile(path, bytes.Replace(b, []byte("alice"), []byte("mallory"), 1), 0o600)
 	rep, _ = audit.Verify(audit.VerifyOptions{}, path)
 	fmt.Println(rep.OK(), rep.Broken.Line)
+	fmt.Println(rep.Broken.Reason)
 	// Output:
 	// true 2
-	// false 2
+	// false 1
+	// record 1 was changed after it was written (record 2, which follows it, holds the hash of what it said before)
 }

@@ -33,10 +33,8 @@ type Problem struct {
 	Reason string
 }
 
+// String is "FILE:LINE: reason"; the reason names the records it is about.
 func (p *Problem) String() string {
-	if p.Seq > 0 {
-		return fmt.Sprintf("%s:%d: record %d: %s", p.File, p.Line, p.Seq, p.Reason)
-	}
 	return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Reason)
 }
 
@@ -142,6 +140,11 @@ type verifier struct {
 	head    string
 	sawHead bool
 	line    int
+	// Where the last valid record is, and the head before it: an edit of
+	// that record shows only at the next one.
+	lastPath string
+	lastLine int
+	preHead  string
 	// pending is an invalid line that may be a crash's torn write, if a
 	// recover record follows it.
 	pending *Problem
@@ -202,7 +205,7 @@ func (v *verifier) invalid(path string, n int64, sum string) {
 		v.rep.Broken = v.pending
 		return
 	}
-	v.pending = &Problem{File: path, Line: v.line, Seq: v.seq + 1, Reason: "not a valid audit record (edited or damaged)"}
+	v.pending = &Problem{File: path, Line: v.line, Seq: v.seq + 1, Reason: fmt.Sprintf("not a valid audit record, where record %d was due: edited or damaged", v.seq+1)}
 	v.tornLen, v.tornSHA = n, sum
 }
 
@@ -228,7 +231,7 @@ func (v *verifier) record(path string, b []byte) {
 	case !v.started:
 		v.started = true
 		if r.Seq == 1 && r.Prev != ZeroHash {
-			v.rep.Broken = &Problem{File: path, Line: v.line, Seq: r.Seq, Reason: "the first record's prev must be " + ZeroHash[:8] + "…: it was edited"}
+			v.rep.Broken = &Problem{File: path, Line: v.line, Seq: r.Seq, Reason: "record 1 was changed after it was written: its prev must be " + ZeroHash[:8] + "…"}
 			return
 		}
 		if r.Seq != 1 {
@@ -238,13 +241,25 @@ func (v *verifier) record(path string, b []byte) {
 			}
 		}
 		v.rep.FirstSeq = r.Seq
-	case r.Prev != v.head:
-		v.rep.Broken = &Problem{File: path, Line: v.line, Seq: r.Seq, Reason: fmt.Sprintf("its prev hash does not match record %d before it: that record was edited, or records were deleted or reordered here", v.seq)}
+	case r.Seq > v.seq+1:
+		missing := fmt.Sprintf("record %d is", v.seq+1)
+		if r.Seq > v.seq+2 {
+			missing = fmt.Sprintf("records %d to %d are", v.seq+1, r.Seq-1)
+		}
+		v.rep.Broken = &Problem{File: path, Line: v.line, Seq: r.Seq, Reason: fmt.Sprintf("%s missing here (record %d follows record %d): deleted, or moved elsewhere", missing, r.Seq, v.seq)}
 		return
-	case r.Seq != v.seq+1:
-		v.rep.Broken = &Problem{File: path, Line: v.line, Seq: r.Seq, Reason: fmt.Sprintf("seq %d follows %d: records were deleted or reordered", r.Seq, v.seq)}
+	case r.Seq <= v.seq:
+		v.rep.Broken = &Problem{File: path, Line: v.line, Seq: r.Seq, Reason: fmt.Sprintf("record %d appears again here, after record %d: copied, or moved from elsewhere", r.Seq, v.seq)}
+		return
+	case r.Prev != v.head:
+		// The record before this one no longer hashes to what this one
+		// recorded: it was changed after it was written.
+		v.rep.Broken = &Problem{File: v.lastPath, Line: v.lastLine, Seq: v.seq, Reason: fmt.Sprintf("record %d was changed after it was written (record %d, which follows it, holds the hash of what it said before)", v.seq, r.Seq)}
+		v.rep.Records--
+		v.rep.LastSeq, v.rep.Head = v.seq-1, v.preHead
 		return
 	}
+	v.lastPath, v.lastLine, v.preHead = path, v.line, v.head
 	v.seq, v.head = r.Seq, hashLine(b)
 	if v.opts.Head != "" && v.head == v.opts.Head {
 		v.sawHead = true

@@ -1,6 +1,8 @@
 package console
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/opsrepl/opsrepl/audit"
+	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/sandbox"
 )
@@ -50,6 +53,8 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 	}))
 	defer echo.Close()
+	// The baseline is a bare WebSocket to an echo server, not a console:
+	// raw on purpose.
 	ed := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
 	ec, _, err := ed.Dial("ws"+strings.TrimPrefix(echo.URL, "http"), nil)
 	if err != nil {
@@ -74,25 +79,13 @@ func BenchmarkRoundTrip(b *testing.B) {
 	local := dialBench(b, fin, "admin")
 
 	frame, _ := json.Marshal(wire.Request{Type: wire.TypeRun, ID: 1, Line: "memstats"})
-	roundTrip := func(c *client, line string) time.Duration {
-		c.next++
-		id := c.next
-		req, _ := json.Marshal(wire.Request{Type: wire.TypeRun, ID: id, Line: line})
+	roundTrip := func(c *tconn, line string) time.Duration {
 		start := time.Now()
-		c.ws.WriteMessage(websocket.TextMessage, req)
-		for {
-			_, msg, err := c.ws.ReadMessage()
-			if err != nil {
-				b.Fatal(err)
-			}
-			ev, _ := wire.DecodeEvent(msg)
-			if ev.ID == id && ev.Final() {
-				if ev.Type != wire.EventResult {
-					b.Fatalf("%s: %+v", line, ev)
-				}
-				return time.Since(start)
-			}
+		ev, err := c.c.Run(context.Background(), line, client.Handler{})
+		if err != nil || ev.Type != wire.EventResult {
+			b.Fatalf("%s: %+v %v", line, ev, err)
 		}
+		return time.Since(start)
 	}
 	echoTrip := func() time.Duration {
 		start := time.Now()
@@ -129,16 +122,12 @@ func BenchmarkRoundTrip(b *testing.B) {
 	b.ReportMetric(float64(pv)/float64(pl), "eval/in-process")
 }
 
-func dialBench(b *testing.B, f *fixture, subject string) *client {
-	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
-	ws, _, err := d.Dial(f.url, http.Header{"Authorization": {"Bearer " + testTokens[subject]}})
+func dialBench(b *testing.B, f *fixture, subject string) *tconn {
+	c, err := client.Dial(context.Background(), f.url, client.Options{Token: testTokens[subject], ThrottleWait: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, _, err := ws.ReadMessage(); err != nil { // hello
-		b.Fatal(err)
-	}
-	return &client{ws: ws}
+	return &tconn{t: &testing.T{}, c: c, hello: c.Hello(), reqs: map[uint64]*client.Request{}, files: map[uint64]*bytes.Buffer{}}
 }
 
 func p50(d []time.Duration) time.Duration {
@@ -167,24 +156,13 @@ func BenchmarkFirstEval(b *testing.B) {
 	defer fin.hs.Close()
 	first := func(f *fixture) time.Duration {
 		c := dialBench(b, f, "admin")
-		defer c.ws.Close()
+		defer c.c.Close()
 		if f.srv.pool != nil { // measure with the spare ready, as a session finds it
 			waitBench(b, func() bool { st := f.srv.pool.Stats(); return st.Ready == 1 && st.Starting == 0 })
 		}
 		start := time.Now()
-		req, _ := json.Marshal(wire.Request{Type: wire.TypeRun, ID: 1, Line: "1+2"})
-		c.ws.WriteMessage(websocket.TextMessage, req)
-		for {
-			_, msg, err := c.ws.ReadMessage()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if ev, _ := wire.DecodeEvent(msg); ev.ID == 1 && ev.Final() {
-				if ev.Type != wire.EventResult {
-					b.Fatalf("first eval: %+v", ev)
-				}
-				break
-			}
+		if ev, err := c.c.Run(context.Background(), "1+2", client.Handler{}); err != nil || ev.Type != wire.EventResult {
+			b.Fatalf("first eval: %+v %v", ev, err)
 		}
 		return time.Since(start)
 	}
@@ -232,14 +210,12 @@ func BenchmarkSessionMemory(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		waitBench(b, func() bool { return f.srv.sessionCount() == 0 }) // the last round's sessions are gone
 		base := heap()
-		cs := make([]*client, n)
+		cs := make([]*tconn, n)
 		for j := range cs {
 			cs[j] = dialBench(b, f, "admin")
 		}
 		idle := heap()
 		for j, c := range cs {
-			c.t = &testing.T{}
-			c.next = 0
 			if final, _, _, _ := c.run("1+2"); final.Value != "3" {
 				b.Fatalf("session %d: %+v", j, final)
 			}
@@ -257,7 +233,7 @@ func BenchmarkSessionMemory(b *testing.B) {
 		b.ReportMetric(float64(int64(withInterp)-int64(base))/n/1024, "with-interp-KiB/session")
 		b.ReportMetric(float64(rss)/n/(1<<20), "child-RSS-MiB/session")
 		for _, c := range cs {
-			c.ws.Close()
+			c.c.Close()
 		}
 	}
 }
@@ -282,20 +258,12 @@ func BenchmarkAuditRoundTrip(b *testing.B) {
 	defer durable.hs.Close()
 	defer none.hs.Close()
 	cd, cn := dialBench(b, durable, "viewer"), dialBench(b, none, "viewer")
-	trip := func(c *client) time.Duration {
-		c.next++
-		req, _ := json.Marshal(wire.Request{Type: wire.TypeRun, ID: c.next, Line: "whoami"})
+	trip := func(c *tconn) time.Duration {
 		start := time.Now()
-		c.ws.WriteMessage(websocket.TextMessage, req)
-		for {
-			_, msg, err := c.ws.ReadMessage()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if ev, _ := wire.DecodeEvent(msg); ev.ID == c.next && ev.Final() {
-				return time.Since(start)
-			}
+		if _, err := c.c.Run(context.Background(), "whoami", client.Handler{}); err != nil {
+			b.Fatal(err)
 		}
+		return time.Since(start)
 	}
 	for i := 0; i < 50; i++ {
 		trip(cd)

@@ -47,8 +47,12 @@ type Command struct {
 	Name string
 	// Usage shows the arguments in help, e.g. "[--gc] [--filter REGEX]".
 	Usage string
-	// Summary is the one-line description in help. Required.
+	// Summary is the one-line description in help's list: about 60
+	// characters fit an 80-column terminal (longer ones wrap). Required.
 	Summary string
+	// Help is shown by help NAME after the usage and summary: details
+	// on the arguments and what the command does. Optional.
+	Help string
 	// Cost is the command's cost class. Default: Cheap.
 	Cost Cost
 	// Pause predicts the stop-the-world pause of a StopsTheWorld command,

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/opsrepl/opsrepl/console/wire"
+	"github.com/opsrepl/opsrepl/diag"
 	"github.com/opsrepl/opsrepl/policy"
 
 	opsrepl "github.com/opsrepl/opsrepl"
@@ -78,7 +79,7 @@ func TestAppCommands(t *testing.T) {
 	})
 	viewer, op, admin := f.dial(t, "viewer"), f.dial(t, "operator"), f.dial(t, "admin")
 	tests := []struct {
-		c    *client
+		c    *tconn
 		line string
 		code wire.Code
 		out  string
@@ -106,10 +107,13 @@ func TestAppCommands(t *testing.T) {
 		t.Error("the denied app command is not audited")
 	}
 	_, help, _, _ := admin.run("help")
-	for _, want := range []string{"greet NAME", "slow", "[heavy]", "freeze", "[stops the world]"} {
+	for _, want := range []string{"greet ", "say hello", "slow", "[heavy]", "freeze", "[stops the world]"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("help lacks %q:\n%s", want, help)
 		}
+	}
+	if _, usage, _, _ := admin.run("help greet"); !strings.Contains(usage, "greet NAME") {
+		t.Errorf("help greet lacks its usage:\n%s", usage)
 	}
 
 	// Heavy commands run one at a time in the process.
@@ -428,19 +432,110 @@ func TestLeakcheck(t *testing.T) {
 	}
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() { leakForConsoleTest(stop); close(done) }()
-	defer func() { close(stop); <-done; leakedForConsoleTest = nil }()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+			<-done
+		}
+		leakedForConsoleTest = nil
+	}()
 	f := newFixture(t, nil)
 	c := f.dial(t, "operator")
-	final, out, _, _ := c.run("leakcheck --cycles 8")
+	final, out, _, _ := c.run("leakcheck --cycles 12")
 	if final.Type != wire.EventResult || !strings.Contains(out, "LIKELY LEAK") || !strings.Contains(out, "leakForConsoleTest") {
 		t.Fatalf("leakcheck: %+v\n%s", final, out)
 	}
-	for _, bad := range []string{"leakcheck --for 1h", "leakcheck --for 5s --cycles 3", "leakcheck --top 0", "leakcheck --cycles -1", "leakcheck --cycles 2", "leakcheck --for 1ns"} {
+	for _, bad := range []string{"leakcheck --for 1h", "leakcheck --for 5s --cycles 3", "leakcheck --top 0", "leakcheck --cycles -1", "leakcheck --cycles 2", "leakcheck --cycles 9", "leakcheck --cycles 10001", "leakcheck --for 1ns"} {
 		if final, _, _, _ := c.run(bad); final.Code != wire.CodeBadRequest {
 			t.Errorf("%s: %+v", bad, final)
 		}
 	}
+	close(stop)
+	<-done
+	stop = make(chan struct{})
+	leakedForConsoleTest = nil
+
+	// Without the leak, GC cycles alone give no leak verdict.
+	churn, churned := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(churned)
+		for {
+			select {
+			case <-churn:
+				return
+			case <-time.After(10 * time.Millisecond):
+				_ = make([]byte, 2<<20)
+				runtime.GC()
+			}
+		}
+	}()
+	final, out, _, _ = c.run("leakcheck --cycles 12")
+	close(churn)
+	<-churned
+	if final.Type != wire.EventResult || strings.Contains(out, "LIKELY") || !strings.Contains(out, "verdict: no ") {
+		t.Errorf("leakcheck without a leak: %+v\n%s", final, out)
+	}
 	if final, _, _, _ := f.dial(t, "viewer").run("leakcheck --cycles 2"); final.Code != wire.CodeForbidden {
 		t.Errorf("leakcheck as viewer: %+v", final)
+	}
+}
+
+// TestLeakVerdicts walks the verdicts of leakcheck's report: no verdict
+// without enough cycles, however steep the line; a leak only for a
+// significant rise that matters.
+func TestLeakVerdicts(t *testing.T) {
+	series := func(n int, live func(i int) uint64, goroutines func(i int) int) []diag.HeapSample {
+		var s []diag.HeapSample
+		for i := 0; i < n; i++ {
+			s = append(s, diag.HeapSample{At: time.Duration(i) * 3 * time.Second, Cycle: uint64(i), Live: live(i), Goroutines: goroutines(i)})
+		}
+		return s
+	}
+	steady := func(int) int { return 20 }
+	fast := func(n, perCycle int) []diag.HeapSample { // n cycles in well under a second
+		var s []diag.HeapSample
+		for i := 0; i < n; i++ {
+			s = append(s, diag.HeapSample{At: time.Duration(i) * 40 * time.Millisecond, Cycle: uint64(i), Live: uint64(1<<20 + i*perCycle + i%2*64), Goroutines: 7})
+		}
+		return s
+	}
+	jitter := func(i int) uint64 { return 64<<20 + uint64(i%2)*(2<<20) } // ±1 MiB around 65 MiB
+	stacks := []diag.StackDelta{{Count: 30, Stack: "main.worker"}}
+	tests := []struct {
+		name    string
+		samples []diag.HeapSample
+		stacks  []diag.StackDelta
+		want    string
+	}{
+		{"3 cycles of steep growth", series(3, func(i int) uint64 { return uint64(i) * 100 << 20 }, steady), nil, "not enough evidence: 3 GC cycles"},
+		{"9 cycles", series(9, func(i int) uint64 { return uint64(i) * 100 << 20 }, steady), nil, "a verdict needs 10"},
+		{"no cycle", nil, nil, "not enough evidence: 0 GC cycles"},
+		{"flat", series(20, func(int) uint64 { return 64 << 20 }, steady), nil, "no steady growth"},
+		{"noise", series(20, jitter, steady), nil, "no steady growth"},
+		{"a tiny significant rise", series(20, func(i int) uint64 { return 64<<20 + uint64(i)*1000 }, steady), nil, "no leak worth reporting"},
+		{"a few KiB over a second of rapid cycles", fast(12, 412), nil, "no leak worth reporting"},
+		{"a steady rise", series(20, func(i int) uint64 { return 64<<20 + uint64(i)*(1<<20) + uint64(i%2)*(64<<10) }, steady), nil, "LIKELY LEAK: the live heap grows"},
+		{"goroutines pile up", series(20, func(int) uint64 { return 64 << 20 }, func(i int) int { return 20 + 2*i }), stacks, "LIKELY GOROUTINE LEAK"},
+		{"both", series(20, func(i int) uint64 { return 64<<20 + uint64(i)*(1<<20) }, func(i int) int { return 20 + 2*i }), stacks, "LIKELY LEAK: the live heap and the goroutine count both"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			r := &Request{Out: &out}
+			took := time.Minute
+			if n := len(tt.samples); n > 0 {
+				took = tt.samples[n-1].At
+			}
+			writeLeakReport(r, diag.FitTrend(tt.samples), tt.samples, nil, tt.stacks, took)
+			verdict, _, _ := strings.Cut(strings.TrimSpace(out.String()), "\n")
+			if !strings.Contains(verdict, tt.want) {
+				t.Errorf("verdict %q; want %q\n%s", verdict, tt.want, out.String())
+			}
+			if strings.Contains(tt.want, "LEAK") != strings.Contains(verdict, "LEAK") {
+				t.Errorf("verdict %q", verdict)
+			}
+		})
 	}
 }

@@ -13,8 +13,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/diag"
@@ -34,24 +34,34 @@ const (
 
 func builtinCommands() []*Command {
 	return []*Command{
-		{Name: "help", Usage: "[COMMAND]", Summary: "list the commands you may run, or show how to use one", Run: runHelp},
+		{Name: "help", Usage: "[COMMAND]", Summary: "list your commands, or show how to use one", Run: runHelp},
 		{Name: "whoami", Summary: "show your subject, roles and session", Run: runWhoami},
-		{Name: "memstats", Usage: "[--json] [--watch INTERVAL [--count N]]", Summary: "memory and GC figures from runtime/metrics (no stop-the-world)", Run: runMemstats},
-		{Name: "goroutines", Usage: "[--full --yes] [--filter REGEX]", Summary: "goroutine stacks grouped by identical stack, with counts (--full: every stack, one stop-the-world pause)", Run: runGoroutines},
-		{Name: "gcwatch", Usage: "[--count N]", Summary: "one line per GC cycle (heap live after it, longest pause) until cancelled", Run: runGCWatch},
-		{Name: "buildinfo", Summary: "Go version, module versions and build settings", Run: runBuildinfo},
-		{Name: "gc", Summary: "run a garbage collection and show the heap before and after", Cost: Heavy, Run: runGC},
-		{Name: "heapdump", Usage: "[--gc | --after-gc [--wait DURATION (≤ 10m)] | --full --yes]", Summary: "download a heap profile (pprof; go tool pprof), or with --full a runtime heap dump (stops the world; needs cmd:heapdump-full)", Cost: Heavy, Run: runHeapdump},
-		{Name: "leakcheck", Usage: "[--for DURATION | --cycles N] [--top N]", Summary: "watch the heap after each GC cycle and report whether it leaks, and where", Cost: Heavy, Run: runLeakcheck},
-		{Name: "profile", Usage: "cpu|allocs|block|mutex|goroutine|threadcreate [--seconds N]", Summary: "download a pprof profile (cpu: sampled for --seconds, default 10)", Cost: Heavy, Run: runProfile},
-		{Name: "trace", Usage: "[--seconds N]", Summary: "download an execution trace (go tool trace) of --seconds, default 1", Cost: Heavy, Run: runTrace},
-		{Name: "freeosmemory", Summary: "run a GC and return as much memory as possible to the OS", Cost: Heavy, Run: runFreeOSMemory},
-		{Name: "setgc", Usage: "PERCENT|off [--ttl DURATION]", Summary: "set GOGC; reverts after --ttl (default 15m; 0 keeps it)", Run: runSetGC},
-		{Name: "setmemlimit", Usage: "BYTES|off [--ttl DURATION]", Summary: "set the soft memory limit (GOMEMLIMIT; 512MiB, 2GiB…); reverts after --ttl (default 15m)", Run: runSetMemLimit},
+		{Name: "memstats", Usage: "[--json] [--watch INTERVAL [--count N]]", Summary: "memory and GC figures (no stop-the-world)", Run: runMemstats,
+			Help: "From runtime/metrics. --json prints one JSON object; --watch prints them every INTERVAL, --count times (default: until cancelled)."},
+		{Name: "goroutines", Usage: "[--full --yes] [--filter REGEX]", Summary: "goroutine stacks, grouped, with counts", Run: runGoroutines,
+			Help: "Identical stacks are grouped; --filter keeps the groups whose stack matches REGEX. --full lists every goroutine, at the cost of one stop-the-world pause."},
+		{Name: "gcwatch", Usage: "[--count N]", Summary: "one line per GC cycle, until cancelled", Run: runGCWatch,
+			Help: "Each line shows the heap live after the cycle and its longest pause; --count stops after N cycles."},
+		{Name: "buildinfo", Summary: "Go version, module versions, build settings", Run: runBuildinfo},
+		{Name: "gc", Summary: "run a GC; show the heap before and after", Cost: Heavy, Run: runGC},
+		{Name: "heapdump", Usage: "[--gc | --after-gc [--wait DURATION] | --full --yes]", Summary: "download a heap profile (pprof)", Cost: Heavy, Run: runHeapdump,
+			Help: "Open it with go tool pprof. --gc runs a GC first; --after-gc waits for the next GC cycle (at most --wait, 10m or less) and snapshots right after it. --full --yes writes a runtime heap dump instead: it stops the world, and needs cmd:heapdump-full."},
+		{Name: "leakcheck", Usage: "[--for DURATION | --cycles N] [--top N]", Summary: "does the heap grow across GC cycles, and where?", Cost: Heavy, Run: runLeakcheck,
+			Help: leakcheckHelp},
+		{Name: "profile", Usage: "cpu|heap|allocs|block|mutex|goroutine|threadcreate [--seconds N]", Summary: "download a pprof profile", Cost: Heavy, Run: runProfile,
+			Help: "cpu is sampled for --seconds (default 10); the others are snapshots. Open it with go tool pprof."},
+		{Name: "trace", Usage: "[--seconds N]", Summary: "download an execution trace (go tool trace)", Cost: Heavy, Run: runTrace,
+			Help: "It records --seconds of execution, default 1."},
+		{Name: "freeosmemory", Summary: "run a GC, return freed memory to the OS", Cost: Heavy, Run: runFreeOSMemory},
+		{Name: "setgc", Usage: "PERCENT|off [--ttl DURATION]", Summary: "set GOGC for a while", Run: runSetGC,
+			Help: "It reverts after --ttl (default 15m; 0 keeps it)."},
+		{Name: "setmemlimit", Usage: "BYTES|off [--ttl DURATION]", Summary: "set the soft memory limit (GOMEMLIMIT)", Run: runSetMemLimit,
+			Help: "BYTES such as 512MiB or 2GiB. It reverts after --ttl (default 15m; 0 keeps it)."},
 		{Name: "loglevel", Usage: "[debug|info|warn|error]", Summary: "show or set the application's log level", Run: runLogLevel},
 		{Name: "reset", Summary: "discard your Go interpreter and its state", Run: runReset},
-		{Name: "vars", Summary: "list the packages and variables your Go session can reach", Run: runVars},
-		{Name: "reason", Usage: "[TEXT]", Summary: "say why you are here: recorded with each later request in the audit log (everyone may run it)", Run: runReason, open: true},
+		{Name: "vars", Summary: "list the packages and variables your Go reaches", Run: runVars},
+		{Name: "reason", Usage: "[TEXT]", Summary: "say why you are here (for the audit log)", Run: runReason, open: true,
+			Help: "The reason is recorded with each later request. Everyone may run it; a policy may require one before some requests."},
 	}
 }
 
@@ -78,38 +88,79 @@ func runHelp(ctx context.Context, c *Request) error {
 			return wire.Errorf(wire.CodeBadRequest, "help: unknown command %.40q; type help for the list", name)
 		}
 		allowed := c.s.mayRun(cmd)
-		fmt.Fprintf(c.Out, "usage: %s\n\n  %s\n  cost: %s\n", cmd.usageLine(), cmd.Summary, cmd.Cost)
+		fmt.Fprint(c.Out, wrap("usage: ", cmd.usageLine(), helpWidth, "         "))
+		fmt.Fprint(c.Out, wrap("  ", cmd.Summary+costNote(cmd), helpWidth, "  "))
+		if cmd.Help != "" {
+			fmt.Fprint(c.Out, wrap("  ", cmd.Help, helpWidth, "  "))
+		}
 		if cmd.Cost == StopsTheWorld {
-			fmt.Fprintf(c.Out, "  it pauses the whole process: add %s to run it\n", yesFlag)
+			fmt.Fprint(c.Out, wrap("  ", "It pauses the whole process: add "+yesFlag+" to run it.", helpWidth, "  "))
 		}
 		if !allowed {
-			fmt.Fprintf(c.Out, "\nYour policy does not let you run it (object %s, action run).\n", cmd.object())
+			fmt.Fprint(c.Out, wrap("  ", "Your policy does not let you run it (object "+cmd.object()+", action run).", helpWidth, "  "))
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(c.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "Commands you may run (help COMMAND for details):")
-	hidden := 0
+	fmt.Fprintln(c.Out, "Commands you may run (help COMMAND shows one):")
+	var mine []*Command
+	width := 0
 	for _, name := range c.s.srv.names {
-		cmd := c.s.srv.commands[name]
-		if !c.s.mayRun(cmd) {
-			hidden++
-			continue
+		if cmd := c.s.srv.commands[name]; c.s.mayRun(cmd) {
+			mine = append(mine, cmd)
+			width = max(width, len(name))
 		}
-		note := ""
-		if cmd.Cost != Cheap {
-			note = " [" + cmd.Cost.String() + "]"
-		}
-		fmt.Fprintf(tw, "  %s\t%s%s\n", cmd.usageLine(), cmd.Summary, note)
 	}
-	tw.Flush()
-	if hidden > 0 {
+	width = min(width, 16)
+	for _, cmd := range mine {
+		name := cmd.Name
+		if len(name) > width {
+			fmt.Fprintf(c.Out, "  %s\n", name)
+			name = ""
+		}
+		indent := strings.Repeat(" ", 2+width+2)
+		fmt.Fprint(c.Out, wrap(fmt.Sprintf("  %-*s  ", width, name), cmd.Summary+costNote(cmd), helpWidth, indent))
+	}
+	if hidden := len(c.s.srv.names) - len(mine); hidden > 0 {
 		fmt.Fprintf(c.Out, "(%d more commands exist that your policy does not let you run.)\n", hidden)
 	}
 	if c.s.allowed(objEval) {
 		fmt.Fprint(c.Out, "\n"+evalHelp)
 	}
 	return nil
+}
+
+// helpWidth is the width help text fits in: an 80-column terminal.
+const helpWidth = 79
+
+// costNote marks the commands that are not cheap.
+func costNote(cmd *Command) string {
+	if cmd.Cost == Cheap {
+		return ""
+	}
+	return " [" + cmd.Cost.String() + "]"
+}
+
+// wrap writes prefix then the words of s, broken at spaces into lines of
+// at most width columns; lines after the first start with indent. A word
+// longer than a line stays whole.
+func wrap(prefix, s string, width int, indent string) string {
+	var b strings.Builder
+	line, empty := prefix, true
+	for _, w := range strings.Fields(s) {
+		switch {
+		case empty || utf8.RuneCountInString(line)+1+utf8.RuneCountInString(w) <= width:
+			if !empty {
+				line += " "
+			}
+			line += w
+			empty = false
+		default:
+			b.WriteString(line + "\n")
+			line = indent + w
+		}
+	}
+	b.WriteString(line + "\n")
+	return b.String()
 }
 
 const evalHelp = `Go: any line that does not start with a command name is evaluated as Go

@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,6 +30,7 @@ import (
 	opsrepl "github.com/opsrepl/opsrepl"
 	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/auth"
+	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/interp"
 	"github.com/opsrepl/opsrepl/policy"
@@ -99,72 +102,141 @@ func newFixture(t *testing.T, mod func(*Options)) *fixture {
 	return f
 }
 
-type client struct {
-	t     *testing.T
-	ws    *websocket.Conn
-	hello wire.Event
+// tconn is a test session, through package client: the console's tests
+// drive it as any Go client would. Tests of the wire itself use rawConn
+// (conformance_test.go).
+type tconn struct {
+	t       *testing.T
+	c       *client.Conn
+	hello   wire.Event
+	netConn net.Conn        // the TCP connection, to drop it without a close frame
+	notices chan wire.Event // events with id 0
+
+	mu    sync.Mutex
+	reqs  map[uint64]*client.Request
+	files map[uint64]*bytes.Buffer
 	next  uint64
 }
 
-func (f *fixture) dial(t *testing.T, subject string) *client {
+func (f *fixture) dial(t *testing.T, subject string) *tconn {
 	t.Helper()
-	h := http.Header{"Authorization": {"Bearer " + testTokens[subject]}}
-	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
-	ws, _, err := d.Dial(f.url, h)
+	tc := &tconn{t: t, notices: make(chan wire.Event, 64), reqs: map[uint64]*client.Request{}, files: map[uint64]*bytes.Buffer{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, f.url, client.Options{
+		Token:            testTokens[subject],
+		HandshakeRetries: -1, // the tests see throttling as it is
+		ThrottleWait:     -1,
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := new(net.Dialer).DialContext(ctx, network, addr)
+			tc.netConn = nc
+			return nc, err
+		},
+		Notice: func(ev wire.Event) {
+			select {
+			case tc.notices <- ev:
+			default:
+			}
+		},
+	})
 	if err != nil {
 		t.Fatalf("dial as %s: %v", subject, err)
 	}
-	t.Cleanup(func() { ws.Close() })
-	c := &client{t: t, ws: ws}
-	evs, _ := c.read(0)
-	if len(evs) != 1 || evs[0].Type != wire.EventHello || evs[0].Subject != subject {
-		t.Fatalf("hello: got %+v", evs)
+	t.Cleanup(func() { tc.drop() })
+	tc.c = c
+	tc.hello = c.Hello()
+	if tc.hello.Subject != subject {
+		t.Fatalf("hello: got %+v", tc.hello)
 	}
-	c.hello = evs[0]
-	return c
+	return tc
 }
 
-// read collects events until a final one for id (or, for id 0, one event).
-func (c *client) read(id uint64) (evs []wire.Event, file []byte) {
-	c.t.Helper()
-	c.ws.SetReadDeadline(time.Now().Add(15 * time.Second))
-	for {
-		typ, msg, err := c.ws.ReadMessage()
-		if err != nil {
-			c.t.Fatalf("read: %v (events so far: %+v)", err, evs)
-		}
-		if typ == websocket.BinaryMessage {
-			file = append(file, msg...)
-			continue
-		}
-		ev, err := wire.DecodeEvent(msg)
-		if err != nil {
-			c.t.Fatalf("decode %s: %v", msg, err)
-		}
-		evs = append(evs, ev)
-		if id == 0 || (ev.ID == id && ev.Final()) {
-			return evs, file
-		}
+// drop ends the connection at once, without a close frame.
+func (tc *tconn) drop() { tc.netConn.Close() }
+
+// closed waits for the server to end the connection and returns why.
+func (tc *tconn) closed() *client.ClosedError {
+	tc.t.Helper()
+	select {
+	case <-tc.c.Done():
+	case <-time.After(15 * time.Second):
+		tc.t.Fatal("the connection is still open after 15s")
 	}
+	var ce *client.ClosedError
+	if !errors.As(tc.c.Err(), &ce) {
+		tc.t.Fatalf("connection ended with %v; want a close from the server", tc.c.Err())
+	}
+	return ce
 }
 
-func (c *client) send(req wire.Request) uint64 {
-	c.t.Helper()
+// send sends a request and returns its id; read collects its events. A
+// cancel is sent for its target.
+func (tc *tconn) send(req wire.Request) uint64 {
+	tc.t.Helper()
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if req.Type == wire.TypeCancel {
+		if r := tc.reqs[req.Target]; r != nil {
+			r.Cancel()
+		}
+		return 0
+	}
 	if req.ID == 0 {
-		c.next++
-		req.ID = c.next
+		tc.next++
+		req.ID = tc.next
 	}
-	b, _ := json.Marshal(req)
-	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
-		c.t.Fatalf("write: %v", err)
+	buf := new(bytes.Buffer)
+	r, err := tc.c.Send(req, func(wire.Event) (client.Sink, error) { buf.Reset(); return client.WriterSink(buf), nil })
+	if err != nil {
+		tc.t.Fatalf("send: %v", err)
 	}
+	tc.reqs[req.ID], tc.files[req.ID] = r, buf
 	return req.ID
 }
 
-func (c *client) run(line string) (final wire.Event, output string, file []byte, all []wire.Event) {
-	c.t.Helper()
-	id := c.send(wire.Request{Type: wire.TypeRun, Line: line})
-	evs, file := c.read(id)
+// read collects the events of request id until its final one, with the
+// bytes of its file transfer; for id 0, it waits for one event with id 0.
+func (tc *tconn) read(id uint64) (evs []wire.Event, file []byte) {
+	tc.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if id == 0 {
+		select {
+		case ev := <-tc.notices:
+			return []wire.Event{ev}, nil
+		case <-ctx.Done():
+			tc.t.Fatal("no event with id 0 within 15s")
+		}
+	}
+	tc.mu.Lock()
+	r, buf := tc.reqs[id], tc.files[id]
+	tc.mu.Unlock()
+	if r == nil {
+		tc.t.Fatalf("read %d: no such request", id)
+	}
+	for {
+		ev, err := r.Next(ctx)
+		var fe *client.FileError
+		switch {
+		case errors.Is(err, io.EOF):
+			tc.mu.Lock()
+			delete(tc.reqs, id)
+			tc.mu.Unlock()
+			return evs, buf.Bytes()
+		case errors.As(err, &fe):
+			evs = append(evs, ev) // the file_end of a file that failed its checks
+		case err != nil:
+			tc.t.Fatalf("read %d: %v (events so far: %+v)", id, err, evs)
+		default:
+			evs = append(evs, ev)
+		}
+	}
+}
+
+func (tc *tconn) run(line string) (final wire.Event, output string, file []byte, all []wire.Event) {
+	tc.t.Helper()
+	id := tc.send(wire.Request{Type: wire.TypeRun, Line: line})
+	evs, file := tc.read(id)
 	var out strings.Builder
 	for _, ev := range evs {
 		if ev.Type == wire.EventOutput {
@@ -172,79 +244,6 @@ func (c *client) run(line string) (final wire.Event, output string, file []byte,
 		}
 	}
 	return evs[len(evs)-1], out.String(), file, evs
-}
-
-func TestHandshakeGuards(t *testing.T) {
-	f := newFixture(t, nil)
-	good := "Bearer " + testTokens["viewer"]
-	tests := []struct {
-		name   string
-		url    string
-		header http.Header
-		protos []string
-		status int
-	}{
-		{name: "valid", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 101},
-		{name: "browser subprotocol token", protos: []string{wire.Subprotocol, wire.BearerProtocolPrefix + testTokens["viewer"]}, status: 101},
-		{name: "no credentials", protos: []string{wire.Subprotocol}, status: 401},
-		{name: "bad token", header: http.Header{"Authorization": {"Bearer nope-nope-nope-nope"}}, protos: []string{wire.Subprotocol}, status: 401},
-		{name: "token in query", url: "?token=" + testTokens["viewer"], protos: []string{wire.Subprotocol}, status: 400},
-		{name: "token in query and header", url: "?access_token=x", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 400},
-		{name: "token after a semicolon", url: "?x=1;token=abc", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 400},
-		{name: "token with trailing semicolon", url: "?token=abc;", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 400},
-		{name: "encoded key", url: "?%74oken=abc", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 400},
-		{name: "any query", url: "?verbose=1", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 400},
-		{name: "empty query", url: "?", header: http.Header{"Authorization": {good}}, protos: []string{wire.Subprotocol}, status: 400},
-		{name: "foreign origin", header: http.Header{"Authorization": {good}, "Origin": {"https://evil.example"}}, protos: []string{wire.Subprotocol}, status: 403},
-		{name: "malformed origin", header: http.Header{"Authorization": {good}, "Origin": {"::::"}}, protos: []string{wire.Subprotocol}, status: 403},
-		{name: "same origin", header: http.Header{"Authorization": {good}, "Origin": {f.hs.URL}}, protos: []string{wire.Subprotocol}, status: 101},
-		{name: "no subprotocol", header: http.Header{"Authorization": {good}}, status: 400},
-		{name: "old subprotocol", header: http.Header{"Authorization": {good}}, protos: []string{"ops-repl.v0"}, status: 400},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := websocket.Dialer{Subprotocols: tt.protos}
-			ws, resp, err := d.Dial(f.url+tt.url, tt.header)
-			if ws != nil {
-				defer ws.Close()
-			}
-			got := 0
-			if resp != nil {
-				got = resp.StatusCode
-			}
-			if got != tt.status {
-				t.Fatalf("status: got %d (%v); want %d", got, err, tt.status)
-			}
-			if tt.status == 101 {
-				if ws.Subprotocol() != wire.Subprotocol {
-					t.Fatalf("selected subprotocol: got %q; want %q", ws.Subprotocol(), wire.Subprotocol)
-				}
-				if h := resp.Header.Get("Sec-WebSocket-Protocol"); strings.Contains(h, "bearer") {
-					t.Fatalf("server echoed a bearer subprotocol: %q", h)
-				}
-			}
-		})
-	}
-	// Plain HTTP (no upgrade) with valid credentials.
-	req, _ := http.NewRequest("GET", f.hs.URL, nil)
-	req.Header.Set("Authorization", good)
-	req.Header.Set("Sec-WebSocket-Protocol", wire.Subprotocol)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 400 {
-		t.Fatalf("plain GET: got %d; want 400", resp.StatusCode)
-	}
-	for name, tok := range testTokens {
-		if strings.Contains(f.audit.String(), tok) || strings.Contains(f.logs.String(), tok) {
-			t.Fatalf("the %s token appears in the audit log or the logs", name)
-		}
-	}
-	if !strings.Contains(f.audit.String(), `"outcome":"unauthenticated"`) {
-		t.Fatal("refused handshakes are not audited")
-	}
 }
 
 func TestRequests(t *testing.T) {
@@ -288,7 +287,7 @@ func TestRequests(t *testing.T) {
 		{"admin", `strings.Repeat("x", 1<<40)`, wire.EventError, wire.CodeEval, "limit"},
 		{"admin", "reset", wire.EventResult, "", "interpreter"},
 	}
-	clients := map[string]*client{}
+	clients := map[string]*tconn{}
 	for _, s := range []string{"viewer", "operator", "admin"} {
 		clients[s] = f.dial(t, s)
 	}
@@ -412,51 +411,6 @@ func TestHeapdumpTransfer(t *testing.T) {
 	}
 	if _, err := io.ReadAll(zr); err != nil {
 		t.Fatalf("heap profile gzip stream: %v", err)
-	}
-}
-
-func TestBadFrames(t *testing.T) {
-	f := newFixture(t, func(o *Options) { o.MaxMessageBytes = 4096 })
-	c := f.dial(t, "viewer")
-	tests := []struct {
-		name  string
-		typ   int
-		frame string
-		code  wire.Code
-	}{
-		{"not JSON", websocket.TextMessage, "memstats", wire.CodeBadRequest},
-		{"unknown type", websocket.TextMessage, `{"type":"shell","id":9,"line":"id"}`, wire.CodeBadRequest},
-		{"no id", websocket.TextMessage, `{"type":"run","line":"memstats"}`, wire.CodeBadRequest},
-		{"binary frame", websocket.BinaryMessage, "\x00\x01", wire.CodeBadRequest},
-		{"invalid UTF-8", websocket.TextMessage, "{\"type\":\"run\",\"id\":9,\"line\":\"\xff\xfe\"}", wire.CodeBadRequest},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c.t = t
-			if err := c.ws.WriteMessage(tt.typ, []byte(tt.frame)); err != nil {
-				t.Fatal(err)
-			}
-			evs, _ := c.read(0)
-			if evs[0].Type != wire.EventError || evs[0].Code != tt.code {
-				t.Fatalf("got %+v; want error %s", evs[0], tt.code)
-			}
-			c.next = 100
-			if final, _, _, _ := c.run("whoami"); final.Type != wire.EventResult {
-				t.Fatalf("session unusable after %s: %+v", tt.name, final)
-			}
-		})
-	}
-	// An oversize frame closes the connection with 1009.
-	c.t = t
-	c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"run","id":500,"line":"`+strings.Repeat("a", 8192)+`"}`))
-	c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var err error
-	for err == nil {
-		_, _, err = c.ws.ReadMessage()
-	}
-	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
-		t.Fatalf("oversize frame: got %v; want close 1009", err)
 	}
 }
 
@@ -621,7 +575,7 @@ func TestNewRequiresAuth(t *testing.T) {
 func TestCloseEndsSessions(t *testing.T) {
 	before := runtime.NumGoroutine()
 	f := newFixture(t, nil)
-	var cs []*client
+	var cs []*tconn
 	for i := 0; i < 5; i++ {
 		cs = append(cs, f.dial(t, "viewer"))
 	}
@@ -632,19 +586,13 @@ func TestCloseEndsSessions(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	for _, c := range cs {
-		c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, _, err := c.ws.ReadMessage()
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
-			t.Fatalf("after Close: got %v; want close 1001", err)
+		if ce := c.closed(); ce.Code != websocket.CloseGoingAway {
+			t.Fatalf("after Close: got %v; want close 1001", ce)
 		}
-		c.ws.Close()
 	}
 	// A new connection is refused.
-	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
-	_, resp, _ := d.Dial(f.url, http.Header{"Authorization": {"Bearer " + testTokens["viewer"]}})
-	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("dial after Close: got %v; want 503", resp)
+	if got, _ := f.handshake(t, testTokens["viewer"]); got != http.StatusServiceUnavailable {
+		t.Fatalf("dial after Close: got %d; want 503", got)
 	}
 	f.hs.Close()
 	deadline := time.Now().Add(5 * time.Second)
@@ -663,16 +611,13 @@ func TestMaxSessions(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.MaxSessions = 4; o.ReservedSessions = 2 })
 	f.dial(t, "viewer")
 	f.dial(t, "operator")
-	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
-	_, resp, _ := d.Dial(f.url, http.Header{"Authorization": {"Bearer " + testTokens["viewer"]}})
-	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("a third low-role session: got %v; want 503", resp)
+	if got, _ := f.handshake(t, testTokens["viewer"]); got != http.StatusServiceUnavailable {
+		t.Fatalf("a third low-role session: got %d; want 503", got)
 	}
 	f.dial(t, "admin")
 	f.dial(t, "admin")
-	_, resp, _ = d.Dial(f.url, http.Header{"Authorization": {"Bearer " + testTokens["admin"]}})
-	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("past MaxSessions: got %v; want 503", resp)
+	if got, _ := f.handshake(t, testTokens["admin"]); got != http.StatusServiceUnavailable {
+		t.Fatalf("past MaxSessions: got %d; want 503", got)
 	}
 }
 
@@ -682,10 +627,8 @@ func TestNoGrantNoSession(t *testing.T) {
 	f := newFixture(t, func(o *Options) {
 		o.Authenticator = AuthenticatorFunc(func(r *http.Request) (string, error) { return "nobody", nil })
 	})
-	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
-	_, resp, _ := d.Dial(f.url, http.Header{"Authorization": {"Bearer x"}})
-	if resp == nil || resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("a subject with no grant: got %v; want 403", resp)
+	if got, _ := f.handshake(t, "x"); got != http.StatusForbidden {
+		t.Fatalf("a subject with no grant: got %d; want 403", got)
 	}
 	waitFor(t, "the refusal's audit record", func() bool { return strings.Contains(f.audit.String(), `"subject":"nobody"`) })
 }
@@ -720,32 +663,6 @@ func TestIDReuse(t *testing.T) {
 		if final := evs[len(evs)-1]; final.Type != wire.EventResult {
 			t.Fatalf("round %d: reusing id 7 after its result: %+v", i, final)
 		}
-	}
-}
-
-// TestCloseNotHeldByClient: a client that answers pings but never reads
-// cannot keep its session, or Close, waiting.
-func TestCloseNotHeldByClient(t *testing.T) {
-	f := newFixture(t, nil)
-	c := f.dial(t, "viewer")
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-				c.ws.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second))
-			}
-		}
-	}()
-	done := make(chan struct{})
-	go func() { f.srv.Close(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close still waiting after 5s for a client that sends pongs and never reads")
 	}
 }
 
@@ -1008,54 +925,16 @@ func TestShutdownFinalEvents(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // gcwatch runs until cancelled; whoami waits behind it
 	go f.srv.Close()
 	finals := map[uint64]wire.Event{}
-	c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		_, msg, err := c.ws.ReadMessage()
-		if err != nil {
-			break
-		}
-		if ev, _ := wire.DecodeEvent(msg); ev.Final() {
-			finals[ev.ID] = ev
-		}
+	for _, id := range []uint64{running, waiting} {
+		evs, _ := c.read(id)
+		finals[id] = evs[len(evs)-1]
+	}
+	if ce := c.closed(); ce.Code != websocket.CloseGoingAway {
+		t.Errorf("then: %v; want close 1001", ce)
 	}
 	for _, id := range []uint64{running, waiting} {
 		if ev, ok := finals[id]; !ok || ev.Type != wire.EventError || ev.Code != wire.CodeUnavailable {
 			t.Errorf("request %d: final %+v (present %v); want unavailable", id, ev, ok)
 		}
-	}
-}
-
-// TestKeepaliveTimeoutCloseCode: a client silent past two ping intervals
-// is closed with 1001 and a reason that says why, not a normal close.
-func TestKeepaliveTimeoutCloseCode(t *testing.T) {
-	f := newFixture(t, func(o *Options) { o.PingInterval = 100 * time.Millisecond })
-	c := f.dial(t, "viewer")
-	c.ws.SetPingHandler(func(string) error { return nil }) // a client that never answers pings
-	c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		_, _, err := c.ws.ReadMessage()
-		if err == nil {
-			continue
-		}
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway || !strings.Contains(ce.Text, "keepalive") {
-			t.Fatalf("got %v; want close 1001 saying keepalive timeout", err)
-		}
-		return
-	}
-}
-
-// TestPlainGET: a browser or curl GET without the upgrade learns what the
-// endpoint is.
-func TestPlainGET(t *testing.T) {
-	f := newFixture(t, nil)
-	resp, err := http.Get(f.hs.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "WebSocket endpoint") {
-		t.Fatalf("got %d %q; want 400 saying what the endpoint is", resp.StatusCode, body)
 	}
 }

@@ -11,8 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/opsrepl/opsrepl/auth"
-	"io"
 	"log"
 	"math/big"
 	"net"
@@ -27,6 +25,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opsrepl/opsrepl/auth"
+	"github.com/opsrepl/opsrepl/client"
+
 	"github.com/gorilla/websocket"
 
 	opsrepl "github.com/opsrepl/opsrepl"
@@ -36,18 +37,21 @@ import (
 )
 
 // handshake dials with a bearer token and returns the HTTP status (101
-// for a session, which it closes).
-func (f *fixture) handshake(t *testing.T, token string) (int, *http.Response) {
+// for a session, which it closes) and the refusal's Retry-After.
+func (f *fixture) handshake(t *testing.T, token string) (int, time.Duration) {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
-	ws, resp, err := d.Dial(f.url, http.Header{"Authorization": {"Bearer " + token}})
-	if ws != nil {
-		ws.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, f.url, client.Options{Token: token, HandshakeRetries: -1})
+	if err == nil {
+		c.Close()
+		return http.StatusSwitchingProtocols, 0
 	}
-	if resp == nil {
+	var re *client.RefusedError
+	if !errors.As(err, &re) {
 		t.Fatalf("dial: %v", err)
 	}
-	return resp.StatusCode, resp
+	return re.Status, re.RetryAfter
 }
 
 // TestHandshakeRatePerSubject: one subject's connection attempts are
@@ -59,9 +63,9 @@ func TestHandshakeRatePerSubject(t *testing.T) {
 			t.Fatalf("attempt %d: got %d; want 101 within the burst", i+1, got)
 		}
 	}
-	got, resp := f.handshake(t, testTokens["viewer"])
-	if got != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("past the burst: got %d (Retry-After %q); want 429 with Retry-After", got, resp.Header.Get("Retry-After"))
+	got, retry := f.handshake(t, testTokens["viewer"])
+	if got != http.StatusTooManyRequests || retry <= 0 {
+		t.Fatalf("past the burst: got %d (Retry-After %s); want 429 with Retry-After", got, retry)
 	}
 	if got, _ := f.handshake(t, testTokens["admin"]); got != 101 {
 		t.Fatalf("another subject from the same address: got %d; want 101", got)
@@ -146,11 +150,8 @@ func TestIdleTimeout(t *testing.T) {
 	c := f.dial(t, "viewer")
 	busy := f.dial(t, "viewer")
 	id := busy.send(wire.Request{Type: wire.TypeRun, Line: "gcwatch"}) // runs until cancelled
-	c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, _, err := c.ws.ReadMessage()
-	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure || !strings.Contains(ce.Text, "idle") {
-		t.Fatalf("idle session: got %v; want close 1000 idle timeout", err)
+	if ce := c.closed(); ce.Code != websocket.CloseNormalClosure || !strings.Contains(ce.Reason, "idle") {
+		t.Fatalf("idle session: got %v; want close 1000 idle timeout", ce)
 	}
 	// The session with a request running is still there.
 	busy.send(wire.Request{Type: wire.TypeCancel, Target: id})
@@ -238,7 +239,7 @@ func TestAuditChainFromConsole(t *testing.T) {
 	c := f.dial(t, "admin")
 	_, out, _, _ := c.run("whoami")
 	c.run("heapdump")
-	c.ws.Close()
+	c.drop()
 	f.srv.Close()
 	l.Close()
 	rep, err := audit.Verify(audit.VerifyOptions{}, path)
@@ -308,7 +309,7 @@ func TestTranscript(t *testing.T) {
 	c := f.dial(t, "viewer")
 	_, out, _, _ := c.run("whoami")
 	c.run("heapdump")
-	c.ws.Close()
+	c.drop()
 	f.srv.Close()
 	path := filepath.Join(dir, c.hello.Session+".cast")
 	b, err := os.ReadFile(path)
@@ -356,17 +357,17 @@ func TestGoroutinesBackToBaseline(t *testing.T) {
 		o.RefusalInterval = 50 * time.Millisecond
 		o.HandshakeRate = Rate{PerSecond: 100, Burst: 100}
 	})
-	f.dial(t, "viewer").ws.Close() // warm up the HTTP server's goroutines
-	admin := f.dial(t, "admin")    // and the pool of interpreter processes
+	f.dial(t, "viewer").drop()  // warm up the HTTP server's goroutines
+	admin := f.dial(t, "admin") // and the pool of interpreter processes
 	admin.run("1+2")
-	admin.ws.Close()
+	admin.drop()
 	waitFor(t, "a spare interpreter process", func() bool {
 		st := f.srv.pool.Stats()
 		return st.Ready == 1 && st.Starting == 0 && st.Live == 1 && f.srv.sessionCount() == 0
 	})
 	time.Sleep(100 * time.Millisecond)
 	base := runtime.NumGoroutine()
-	var clients []*client
+	var clients []*tconn
 	for i := 0; i < 20; i++ {
 		c := f.dial(t, []string{"viewer", "operator", "admin"}[i%3])
 		c.run("whoami")
@@ -379,7 +380,7 @@ func TestGoroutinesBackToBaseline(t *testing.T) {
 		t.Fatalf("got %d sessions; want 20 (refused attempts hold none)", n)
 	}
 	for _, c := range clients {
-		c.ws.Close()
+		c.drop()
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -493,36 +494,31 @@ func TestMutualTLS(t *testing.T) {
 				if tt.cert != nil {
 					conf.Certificates = []tls.Certificate{*tt.cert}
 				}
-				d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}, TLSClientConfig: conf}
-				h := http.Header{}
-				if tt.token != "" {
-					h.Set("Authorization", "Bearer "+tt.token)
-				}
-				ws, resp, err := d.Dial(url, h)
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				defer cancel()
+				c, err := client.Dial(ctx, url, client.Options{Token: tt.token, TLS: conf, HandshakeRetries: -1})
 				if tt.subject == "" {
 					if err == nil {
-						ws.Close()
+						c.Close()
 						t.Fatal("got a session; want a refusal")
 					}
 					// The console, not the TLS layer, refuses: an HTTP 401
 					// that says why.
-					if resp == nil || resp.StatusCode != http.StatusUnauthorized {
-						t.Fatalf("got %v, %v; want an HTTP 401", resp, err)
+					var re *client.RefusedError
+					if !errors.As(err, &re) || re.Status != http.StatusUnauthorized {
+						t.Fatalf("got %v; want an HTTP 401", err)
 					}
-					body, _ := io.ReadAll(resp.Body)
-					if !strings.Contains(string(body), tt.reason) {
-						t.Fatalf("401 body %q; want it to say %q", body, tt.reason)
+					if !strings.Contains(re.Message, tt.reason) {
+						t.Fatalf("401 message %q; want it to say %q", re.Message, tt.reason)
 					}
 					return
 				}
 				if err != nil {
 					t.Fatalf("dial: %v", err)
 				}
-				defer ws.Close()
-				c := &client{t: t, ws: ws}
-				evs, _ := c.read(0)
-				if evs[0].Subject != tt.subject {
-					t.Fatalf("subject: got %q; want %q", evs[0].Subject, tt.subject)
+				defer c.Close()
+				if got := c.Hello().Subject; got != tt.subject {
+					t.Fatalf("subject: got %q; want %q", got, tt.subject)
 				}
 			})
 		}
@@ -543,13 +539,31 @@ func TestMutualTLS(t *testing.T) {
 	hs.StartTLS()
 	defer hs.Close()
 	conf := &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{other.issue(t, "admin", x509.ExtKeyUsageClientAuth)}}
-	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}, TLSClientConfig: conf}
-	if ws, resp, _ := d.Dial("wss"+strings.TrimPrefix(hs.URL, "https"), nil); ws != nil || resp == nil || resp.StatusCode != 401 {
-		t.Fatalf("a certificate from the app's other CA: got %v; want 401", resp)
+	if st := tlsStatus(t, "wss"+strings.TrimPrefix(hs.URL, "https"), "", conf); st != 401 {
+		t.Fatalf("a certificate from the app's other CA: got %d; want 401", st)
 	}
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// tlsStatus dials url over TLS and returns the HTTP status of the answer
+// (101 for a session, which it closes), or 0 when there was none (the TLS
+// handshake failed).
+func tlsStatus(t *testing.T, url, token string, conf *tls.Config) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, url, client.Options{Token: token, TLS: conf, HandshakeRetries: -1})
+	if err == nil {
+		c.Close()
+		return http.StatusSwitchingProtocols
+	}
+	var re *client.RefusedError
+	if errors.As(err, &re) {
+		return re.Status
+	}
+	return 0
+}
 
 // TestShippedReasonLines: the require-reason lines shipped commented out in
 // policy.csv are valid and do what they say once uncommented.
@@ -596,7 +610,7 @@ func TestRefusedLinesClippedAndThrottledAggregated(t *testing.T) {
 	for i := 0; i < 9; i++ {
 		c.run("whoami") // 2 run, 7 throttled
 	}
-	c.ws.Close()
+	c.drop()
 	f.srv.Close()
 	var clipped bool
 	var throttledRecords, counted int64
@@ -766,19 +780,17 @@ func TestTLSRefusalsAreTheConsoles(t *testing.T) {
 
 	f, url := serve(t, false)
 	impostor := other.issue(t, "admin", x509.ExtKeyUsageClientAuth)
-	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol},
-		TLSClientConfig: &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{impostor}}}
+	impostorTLS := &tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{impostor}}
 	codes := map[int]int{}
 	for i := 0; i < 30; i++ {
-		ws, resp, err := d.Dial(url, nil)
-		if err == nil {
-			ws.Close()
+		st := tlsStatus(t, url, "", impostorTLS)
+		if st == 101 {
 			t.Fatal("an impostor's certificate got a session")
 		}
-		if resp == nil {
-			t.Fatalf("attempt %d: %v; want an HTTP refusal", i+1, err)
+		if st == 0 {
+			t.Fatalf("attempt %d: want an HTTP refusal", i+1)
 		}
-		codes[resp.StatusCode]++
+		codes[st]++
 	}
 	if codes[http.StatusUnauthorized] == 0 || codes[http.StatusTooManyRequests] == 0 {
 		t.Fatalf("status codes %v; want 401s, then 429s", codes)
@@ -803,18 +815,14 @@ func TestTLSRefusalsAreTheConsoles(t *testing.T) {
 		{"CBC suite", &tls.Config{RootCAs: pki.pool, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}, TLSClientConfig: tt.client}
-			h := http.Header{"Authorization": {"Bearer " + testTokens["admin"]}}
-			if ws, _, err := d.Dial(url, h); err == nil {
-				ws.Close()
-				t.Fatal("connected below the floor")
+			tok := testTokens["admin"]
+			if st := tlsStatus(t, url, tok, tt.client); st != 0 {
+				t.Fatalf("connected below the floor: HTTP %d", st)
 			}
 			_, legacyURL := serve(t, true)
-			ws, _, err := d.Dial(legacyURL, h)
-			if err != nil {
-				t.Fatalf("with LegacyTLS: %v", err)
+			if st := tlsStatus(t, legacyURL, tok, tt.client); st != 101 {
+				t.Fatalf("with LegacyTLS: HTTP %d; want a session", st)
 			}
-			ws.Close()
 		})
 	}
 	waitFor(t, "the failed handshakes in the console's log", func() bool { return strings.Contains(f.logs.String(), "TLS handshake error") })
@@ -830,7 +838,7 @@ func TestTLSRefusalsAreTheConsoles(t *testing.T) {
 func TestEveryRefusalAudited(t *testing.T) {
 	dir := t.TempDir()
 	f := newFixture(t, func(o *Options) { o.TranscriptDir = dir })
-	c := f.dial(t, "viewer")
+	c := f.raw(t, "viewer")
 	big := strings.Repeat("y", 600<<10)
 	frames := []struct {
 		typ  int
@@ -845,9 +853,9 @@ func TestEveryRefusalAudited(t *testing.T) {
 		if err := c.ws.WriteMessage(fr.typ, []byte(fr.data)); err != nil {
 			t.Fatal(err)
 		}
-		c.read(0)
+		c.event()
 	}
-	c.ws.Close()
+	c.drop()
 	waitFor(t, "four refusals in the audit", func() bool {
 		n := 0
 		for _, r := range auditRecords(t, f.audit.String()) {
@@ -927,20 +935,14 @@ func TestRevokedTokenEndsSessions(t *testing.T) {
 	viewer, admin := f.dial(t, "viewer"), f.dial(t, "admin")
 
 	os.WriteFile(path, []byte("admin "+auth.Hash(testTokens["admin"])+"\n"), 0o600)
-	viewer.ws.SetReadDeadline(time.Now().Add(15 * time.Second))
-	var notice bool
-	for {
-		_, msg, err := viewer.ws.ReadMessage()
-		if err != nil {
-			var ce *websocket.CloseError
-			if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || !notice {
-				t.Fatalf("the revoked subject's session: %v (notice %v); want a notice, then status 1008", err, notice)
-			}
-			break
-		}
-		if ev, _ := wire.DecodeEvent(msg); ev.Type == wire.EventNotice && strings.Contains(ev.Message, "revoked") {
-			notice = true
-		}
+	ce := viewer.closed()
+	notice := false
+	for len(viewer.notices) > 0 {
+		ev := <-viewer.notices
+		notice = notice || ev.Type == wire.EventNotice && strings.Contains(ev.Message, "revoked")
+	}
+	if ce.Code != websocket.ClosePolicyViolation || !notice {
+		t.Fatalf("the revoked subject's session: %v (notice %v); want a notice, then status 1008", ce, notice)
 	}
 	if final, _, _, _ := admin.run("whoami"); final.Type != wire.EventResult {
 		t.Fatalf("another subject's session: %+v", final)

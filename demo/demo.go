@@ -135,7 +135,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		MaxSessionsPerSubject: 32,
 		Commands: []console.Command{{
 			Name:    "cache-stats",
-			Summary: "the demo's cache size and request counters (an application command)",
+			Summary: "the demo's cache size and request counters",
 			Run:     d.app.cacheStats,
 		}},
 	})
@@ -330,8 +330,16 @@ type app struct {
 
 const cacheMax = 2000
 
+// newApp returns the service with its cache already full, as a service
+// that has been up for a while has it: without --leak, its heap is steady
+// from the first minute, as a leak check should find it.
 func newApp() *app {
-	return &app{start: time.Now(), cache: map[string]string{}, requests: map[string]int64{}}
+	a := &app{start: time.Now(), cache: map[string]string{}, requests: map[string]int64{}}
+	value := strings.Repeat("abcdefghijklmnopqrstuvwxyz", 3)[:64]
+	for i := range cacheMax {
+		a.put(fmt.Sprintf("item-%04d", i), value)
+	}
+	return a
 }
 
 func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {

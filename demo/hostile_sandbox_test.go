@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,8 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
+	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/interp"
 	"github.com/opsrepl/opsrepl/sandbox"
@@ -97,7 +97,7 @@ func testHostileSandboxed(t *testing.T) {
 	// Let the service settle (its spare interpreter process, its first
 	// sessions) before measuring where it started.
 	c := dialToken(t, ready.URL, ready.Token)
-	if v, err := childRunValue(t, c, 1, "1+2"); v != "3" {
+	if v, err := childRunValue(t, c, "1+2"); v != "3" {
 		t.Fatalf("1+2 before the cases: %q, %v", v, err)
 	}
 	c.Close()
@@ -113,14 +113,14 @@ func testHostileSandboxed(t *testing.T) {
 				mark := filepath.Join(e.dir, strings.ReplaceAll(hc.name, " ", "_")+".MARK")
 				c := dialToken(t, ready.URL, ready.Token)
 				defer c.Close()
-				final, out := runSnippet(t, c, 1, e.source(hc, mark))
+				final, out := runSnippet(t, c, e.source(hc, mark))
 				alive(t)
 				b, _ := json.Marshal(final)
 				e.check(t, hc, final, out+string(b), mark)
-				same, _ := childRunValue(t, c, 1000, "1+2")
+				same, _ := childRunValue(t, c, "1+2")
 				fresh := dialToken(t, ready.URL, ready.Token)
 				defer fresh.Close()
-				v, err := childRunValue(t, fresh, 1, "1+2")
+				v, err := childRunValue(t, fresh, "1+2")
 				alive(t)
 				if same != "3" || v != "3" {
 					t.Fatalf("1+2 afterwards: same session %q, fresh session %q (%v); want 3 and 3", same, v, err)
@@ -249,29 +249,29 @@ func TestHostileHost(t *testing.T) {
 	io.Copy(io.Discard, os.Stdin) // until the test closes it
 }
 
-// dialToken opens a session, waiting as told when the console throttles
-// the handshake (HTTP 429).
-func dialToken(t *testing.T, url, token string) *websocket.Conn {
+// dialToken opens a session. The client waits out a handshake refused
+// as throttled (HTTP 429, code throttled); a refusal for too many open
+// sessions (HTTP 429, code limit: the cases' earlier sessions are still
+// closing) is waited out here, for up to a minute.
+func dialToken(t *testing.T, url, token string) *client.Conn {
 	t.Helper()
-	dl := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
-	var c *websocket.Conn
-	for try := 0; ; try++ {
-		var resp *http.Response
-		var err error
-		c, resp, err = dl.Dial(url, http.Header{"Authorization": {"Bearer " + token}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		c, err := client.Dial(ctx, url, client.Options{Token: token, HandshakeRetries: 30})
+		var refused *client.RefusedError
 		if err == nil {
-			break
+			return c
 		}
-		if resp == nil || resp.StatusCode != http.StatusTooManyRequests || try == 50 {
+		if !errors.As(err, &refused) || refused.Status != http.StatusTooManyRequests {
 			t.Fatal(err)
 		}
-		secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-		time.Sleep(time.Duration(max(secs, 1)) * time.Second)
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%v (still refused after a minute)", err)
+		case <-time.After(min(max(refused.RetryAfter, 100*time.Millisecond), time.Second)):
+		}
 	}
-	if _, _, err := c.ReadMessage(); err != nil { // hello
-		t.Fatal(err)
-	}
-	return c
 }
 
 // lockedTail keeps the last 64 KiB written to it.

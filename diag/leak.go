@@ -26,7 +26,12 @@ type Trend struct {
 	BytesPerMinute      float64
 	GoroutinesPerMinute float64
 	R2                  float64 // how well a line fits the live heap, 0..1
-	Samples             int
+	// T and GoroutinesT are the t-statistics of the two per-minute slopes
+	// (slope over its standard error): how unlikely such a slope is from
+	// noise around a flat line. 0 with fewer than 3 samples; +Inf for a
+	// perfect rising line.
+	T, GoroutinesT float64
+	Samples        int
 }
 
 // FitTrend fits live heap against GC cycle and against time, and the
@@ -40,14 +45,15 @@ func FitTrend(s []HeapSample) Trend {
 	for i, v := range s {
 		xs[i], ts[i], ys[i], gs[i] = float64(v.Cycle), v.At.Minutes(), float64(v.Live), float64(v.Goroutines)
 	}
-	t.BytesPerCycle, _ = fit(xs, ys)
-	t.BytesPerMinute, t.R2 = fit(ts, ys)
-	t.GoroutinesPerMinute, _ = fit(ts, gs)
+	t.BytesPerCycle, _, _ = fit(xs, ys)
+	t.BytesPerMinute, t.R2, t.T = fit(ts, ys)
+	t.GoroutinesPerMinute, _, t.GoroutinesT = fit(ts, gs)
 	return t
 }
 
-// fit returns the slope of the least-squares line and its R².
-func fit(x, y []float64) (slope, r2 float64) {
+// fit returns the slope of the least-squares line, its R², and the
+// slope's t-statistic (0 with fewer than 3 points).
+func fit(x, y []float64) (slope, r2, tstat float64) {
 	n := float64(len(x))
 	var sx, sy, sxx, sxy, syy float64
 	for i := range x {
@@ -58,16 +64,31 @@ func fit(x, y []float64) (slope, r2 float64) {
 		syy += y[i] * y[i]
 	}
 	den := n*sxx - sx*sx
-	if den == 0 {
-		return 0, 0
+	if den <= 0 {
+		return 0, 0, 0
 	}
 	slope = (n*sxy - sx*sy) / den
 	vy := n*syy - sy*sy
 	if vy <= 0 {
-		return slope, 0
+		return slope, 0, 0
 	}
 	r := (n*sxy - sx*sy) / math.Sqrt(den*vy)
-	return slope, r * r
+	r2 = min(r*r, 1)
+	if len(x) < 3 {
+		return slope, r2, 0
+	}
+	// The slope's standard error: sqrt(SSres/(n-2) / Sxx), with
+	// SSres = Syy(1-r²), Syy = vy/n and Sxx = den/n.
+	se := math.Sqrt(vy * (1 - r2) / ((n - 2) * den))
+	switch {
+	case se > 0:
+		tstat = slope / se
+	case slope > 0:
+		tstat = math.Inf(1)
+	case slope < 0:
+		tstat = math.Inf(-1)
+	}
+	return slope, r2, tstat
 }
 
 // SiteDelta is the growth of in-use heap at one allocation site.

@@ -80,10 +80,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 
 	"github.com/opsrepl/opsrepl/auth"
+	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console/wire"
 )
 
@@ -202,12 +202,16 @@ func runFlooder(rawURL string, conc int, perSec float64, d time.Duration) error 
 	defer cancel()
 	go func() { io.Copy(io.Discard, os.Stdin); cancel() }()
 
-	dialer := websocket.Dialer{
-		Subprotocols:     []string{wire.Subprotocol},
+	// Well-formed handshakes with a wrong token, through package client:
+	// no retry of a 429 (the flooder counts refusals, it does not wait
+	// them out), and the loopback-only, reset-on-close dialer.
+	opts := client.Options{
+		Token:            tok,
 		HandshakeTimeout: 5 * time.Second,
+		HandshakeRetries: -1,
+		ThrottleWait:     -1,
 		NetDialContext:   loopbackDial,
 	}
-	hdr := http.Header{"Authorization": {"Bearer " + tok}}
 	type tally struct {
 		n        int64
 		status   map[string]int64
@@ -222,7 +226,7 @@ func runFlooder(rawURL string, conc int, perSec float64, d time.Duration) error 
 				if pace != nil && pace.Wait(ctx) != nil { // the flood is over
 					break
 				}
-				c, resp, err := dialer.DialContext(ctx, rawURL, hdr)
+				c, err := client.Dial(ctx, rawURL, opts)
 				if ctx.Err() != nil { // cut short by the end of the flood: not counted
 					if c != nil {
 						c.Close()
@@ -230,12 +234,13 @@ func runFlooder(rawURL string, conc int, perSec float64, d time.Duration) error 
 					break
 				}
 				t.n++
+				var refused *client.RefusedError
 				switch {
 				case c != nil: // the wrong token got in: should never happen
 					t.status["101"]++
 					c.Close()
-				case resp != nil:
-					t.status[strconv.Itoa(resp.StatusCode)]++
+				case errors.As(err, &refused):
+					t.status[strconv.Itoa(refused.Status)]++
 				default:
 					t.status["error:"+errKind(err)]++
 					if t.firstErr == "" {
@@ -593,12 +598,12 @@ func runHarness(cfg config, asJSON bool) error {
 		opened.took.Round(time.Millisecond), opened.throttled)
 
 	// 3–5. Phases A B (C) A B (C) …, after a short warm-up.
-	client := &http.Client{
+	httpc := &http.Client{
 		Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients},
 		Timeout:   10 * time.Second,
 	}
-	defer client.CloseIdleConnections()
-	if _, _, err := load(ctx, client, rd.App, cfg.Clients, min(time.Second, cfg.Phase)); err != nil {
+	defer httpc.CloseIdleConnections()
+	if _, _, err := load(ctx, httpc, rd.App, cfg.Clients, min(time.Second, cfg.Phase)); err != nil {
 		return err
 	}
 	rep := report{
@@ -620,13 +625,13 @@ func runHarness(cfg config, asJSON bool) error {
 			switch name {
 			case "A":
 				progress("round %d/%d, phase A (no flood), %s", r, cfg.Rounds, cfg.Phase)
-				pr.lat, pr.Errors, err = load(ctx, client, rd.App, cfg.Clients, cfg.Phase)
+				pr.lat, pr.Errors, err = load(ctx, httpc, rd.App, cfg.Clients, cfg.Phase)
 			case "B":
 				progress("round %d/%d, phase B (flood), %s", r, cfg.Rounds, cfg.Phase)
-				pr.lat, pr.Errors, pr.Flooder, err = floodPhase(ctx, self, rd.URL, cfg, client, rd.App)
+				pr.lat, pr.Errors, pr.Flooder, err = floodPhase(ctx, self, rd.URL, cfg, httpc, rd.App)
 			case "C":
 				progress("round %d/%d, phase C (control: the flood at the bare 429 server), %s", r, cfg.Rounds, cfg.Phase)
-				pr.lat, pr.Errors, pr.Flooder, err = floodPhase(ctx, self, dummyURL, cfg, client, rd.App)
+				pr.lat, pr.Errors, pr.Flooder, err = floodPhase(ctx, self, dummyURL, cfg, httpc, rd.App)
 			}
 			if err != nil {
 				return err
@@ -697,8 +702,8 @@ func afterFlood(ctx context.Context, rep *report, idle *[]*idleSession, u, admin
 	floodEnd := time.Now()
 	for _, s := range *idle {
 		if !s.alive() {
-			if rep.IdleLostErr == "" && s.err != nil {
-				rep.IdleLostErr = s.err.Error()
+			if err := s.lostErr(); rep.IdleLostErr == "" && err != nil {
+				rep.IdleLostErr = err.Error()
 			}
 			continue
 		}
@@ -773,30 +778,16 @@ func stopProcess(cmd *exec.Cmd) {
 	}
 }
 
-// dialHello opens a console session and waits for its hello event.
-func dialHello(ctx context.Context, u, token string) (*websocket.Conn, *http.Response, error) {
-	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}, HandshakeTimeout: helloTimeout}
-	c, resp, err := d.DialContext(ctx, u, http.Header{"Authorization": {"Bearer " + token}})
-	if err != nil {
-		if resp != nil {
-			err = fmt.Errorf("%w (HTTP %s)", err, resp.Status)
-		}
-		return nil, resp, err
-	}
-	c.SetReadDeadline(time.Now().Add(helloTimeout))
-	_, msg, err := c.ReadMessage()
-	if err == nil {
-		var ev wire.Event
-		if ev, err = wire.DecodeEvent(msg); err == nil && ev.Type != wire.EventHello {
-			err = fmt.Errorf("first event is %q, not %q", ev.Type, wire.EventHello)
-		}
-	}
-	if err != nil {
-		c.Close()
-		return nil, resp, fmt.Errorf("no hello: %w", err)
-	}
-	c.SetReadDeadline(time.Time{})
-	return c, resp, nil
+// dialHello opens a console session and waits for its hello. A refused
+// handshake is a *client.RefusedError, never retried here (the callers
+// count and pace their own retries).
+func dialHello(ctx context.Context, u, token string) (*client.Conn, error) {
+	return client.Dial(ctx, u, client.Options{
+		Token:            token,
+		HandshakeTimeout: helloTimeout,
+		HandshakeRetries: -1,
+		ThrottleWait:     -1,
+	})
 }
 
 type openResult struct {
@@ -820,7 +811,7 @@ func openIdle(ctx context.Context, u string, tokens map[string]string, n int, id
 	for len(*idle) < n {
 		i := len(*idle)
 		sub := idleSubjects[i%len(idleSubjects)]
-		c, resp, err := dialHello(octx, u, tokens[sub])
+		c, err := dialHello(octx, u, tokens[sub])
 		if err == nil {
 			*idle = append(*idle, newIdleSession(c, sub))
 			r.bySubject[sub]++
@@ -831,11 +822,12 @@ func openIdle(ctx context.Context, u string, tokens map[string]string, n int, id
 			return r, ctx.Err()
 		}
 		what := fmt.Sprintf("idle session %d of %d (%s)", i+1, n, sub)
-		if resp == nil || resp.StatusCode != http.StatusTooManyRequests || refusalCode(resp) == string(wire.CodeLimit) {
+		var refused *client.RefusedError
+		if !errors.As(err, &refused) || refused.Status != http.StatusTooManyRequests || refused.Code == wire.CodeLimit {
 			return r, fmt.Errorf("%s: %w", what, err)
 		}
 		r.throttled++
-		wait := retryAfter(resp, openRetry)
+		wait := retryAfter(refused, openRetry)
 		if time.Now().Add(wait).After(deadline) {
 			return r, fmt.Errorf("%s: still throttled after %s (%d × 429): %w", what, r.took.Round(time.Millisecond), r.throttled, err)
 		}
@@ -849,22 +841,13 @@ func openIdle(ctx context.Context, u string, tokens map[string]string, n int, id
 	return r, nil
 }
 
-// refusalCode is the console's code for a refused handshake: the body of
-// its answer reads "CODE: message".
-func refusalCode(resp *http.Response) string {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	code, _, _ := strings.Cut(string(b), ":")
-	return strings.TrimSpace(code)
-}
-
-// retryAfter is the wait resp's Retry-After asks for (in seconds, capped
-// at maxRetryWait), or def without a usable one.
-func retryAfter(resp *http.Response, def time.Duration) time.Duration {
-	secs, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After")))
-	if err != nil || secs <= 0 {
+// retryAfter is the wait a refusal's Retry-After asks for (capped at
+// maxRetryWait), or def without a usable one.
+func retryAfter(e *client.RefusedError, def time.Duration) time.Duration {
+	if e.RetryAfter <= 0 {
 		return def
 	}
-	return min(time.Duration(secs)*time.Second, maxRetryWait)
+	return min(e.RetryAfter, maxRetryWait)
 }
 
 // subjectText renders per-subject counts in idleSubjects order:
@@ -883,58 +866,48 @@ func subjectText(m map[string]int) string {
 }
 
 type idleSession struct {
-	c       *websocket.Conn
+	c       *client.Conn // its reading goroutine answers the server's pings
 	subject string
-	done    chan struct{}
-	err     error // why the session ended; read after done
 }
 
-// newIdleSession keeps c read, so the server's pings get their pongs.
-func newIdleSession(c *websocket.Conn, subject string) *idleSession {
-	s := &idleSession{c: c, subject: subject, done: make(chan struct{})}
-	c.SetReadLimit(1 << 20)
-	go func() {
-		defer close(s.done)
-		for {
-			if _, _, err := c.ReadMessage(); err != nil {
-				s.err = err
-				return
-			}
-		}
-	}()
-	return s
+func newIdleSession(c *client.Conn, subject string) *idleSession {
+	return &idleSession{c: c, subject: subject}
 }
 
 // alive reports whether the session is still open.
 func (s *idleSession) alive() bool {
 	select {
-	case <-s.done:
+	case <-s.c.Done():
 		return false
 	default:
 		return true
 	}
 }
 
-// close sends a close frame, waits up to 2s for the server's reply, and
-// closes the connection. It reports a close frame it could not send, or a
-// reply that did not come.
+// lostErr is why a session that is no longer alive ended (a
+// *client.ClosedError, usually).
+func (s *idleSession) lostErr() error { return s.c.Err() }
+
+// close ends the session with a normal close. Conn.Close waits up to 1s
+// for the server's reply to the close frame, and closes the connection
+// anyway once that has passed: a close that took that long is reported as
+// the reply that did not come. (Its net.ErrClosed only says the reply
+// came and the connection is already closed.)
 func (s *idleSession) close() error {
-	err := s.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-	select {
-	case <-s.done:
-	case <-time.After(2 * time.Second):
-		if err == nil {
-			err = errors.New("no reply to the close frame within 2s")
-		}
+	start := time.Now()
+	err := s.c.Close()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
 	}
-	s.c.Close()
-	<-s.done
+	if err == nil && time.Since(start) >= time.Second {
+		err = errors.New("no reply to the close frame within 1s")
+	}
 	return err
 }
 
 // load drives clients concurrent closed-loop GETs at u for d, and returns
 // the latencies of the requests that completed and the number that failed.
-func load(ctx context.Context, client *http.Client, u string, clients int, d time.Duration) ([]time.Duration, int, error) {
+func load(ctx context.Context, httpc *http.Client, u string, clients int, d time.Duration) ([]time.Duration, int, error) {
 	pctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	type part struct {
@@ -948,7 +921,7 @@ func load(ctx context.Context, client *http.Client, u string, clients int, d tim
 			for pctx.Err() == nil {
 				req, _ := http.NewRequestWithContext(pctx, http.MethodGet, u, nil)
 				start := time.Now()
-				resp, err := client.Do(req)
+				resp, err := httpc.Do(req)
 				if err == nil {
 					_, err = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
@@ -982,7 +955,7 @@ func load(ctx context.Context, client *http.Client, u string, clients int, d tim
 }
 
 // floodPhase runs the load for one phase while a flooder process floods u.
-func floodPhase(ctx context.Context, self, u string, cfg config, client *http.Client, app string) ([]time.Duration, int, *floodResult, error) {
+func floodPhase(ctx context.Context, self, u string, cfg config, httpc *http.Client, app string) ([]time.Duration, int, *floodResult, error) {
 	// The flooder's own bound is a safety net; the harness stops it by
 	// closing its stdin as soon as the load is over.
 	cmd := exec.Command(self, "-flooder", "-url", u,
@@ -1025,7 +998,7 @@ func floodPhase(ctx context.Context, self, u string, cfg config, client *http.Cl
 	case <-ctx.Done():
 		return nil, 0, nil, ctx.Err()
 	}
-	lat, errs, err := load(ctx, client, app, cfg.Clients, cfg.Phase)
+	lat, errs, err := load(ctx, httpc, app, cfg.Clients, cfg.Phase)
 	stdin.Close()
 	if err != nil {
 		return nil, 0, nil, err
@@ -1075,19 +1048,19 @@ func freshSession(ctx context.Context, u, token string, since time.Time) freshRe
 	for {
 		r.attempts++
 		dctx, cancel := context.WithDeadline(ctx, deadline)
-		c, resp, err := dialHello(dctx, u, token)
+		c, err := dialHello(dctx, u, token)
 		cancel()
 		r.took, r.dial, r.err = time.Since(since), time.Since(start), err
 		if err == nil { // any earlier refusal is history now
-			c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 			c.Close()
 			return r
 		}
-		if resp == nil {
+		var refused *client.RefusedError
+		if !errors.As(err, &refused) {
 			return r
 		}
-		r.refusals[strconv.Itoa(resp.StatusCode)]++
-		if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		r.refusals[strconv.Itoa(refused.Status)]++
+		if refused.Status != http.StatusTooManyRequests && refused.Status != http.StatusServiceUnavailable {
 			return r
 		}
 		select {

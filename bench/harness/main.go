@@ -18,9 +18,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -39,10 +38,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	opsrepl "github.com/opsrepl/opsrepl"
 	"github.com/opsrepl/opsrepl/auth"
+	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console"
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/policy"
@@ -163,14 +161,14 @@ func runHarness(heapMiB int, phase time.Duration, clients int) error {
 		var mu sync.Mutex
 		var lat []time.Duration
 		var wg sync.WaitGroup
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+		httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 		for i := 0; i < clients; i++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for ctx.Err() == nil {
 					start := time.Now()
-					resp, err := client.Get(rd.App)
+					resp, err := httpc.Get(rd.App)
 					if err != nil {
 						continue
 					}
@@ -203,18 +201,13 @@ func runHarness(heapMiB int, phase time.Duration, clients int) error {
 	idlePhase := func() { idles = append(idles, load(nil)) }
 	idlePhase()
 	watch := load(func(ctx context.Context) {
-		c, err := consoleDial(rd)
+		c, err := consoleDial(ctx, rd)
 		if err != nil {
 			return
 		}
 		defer c.Close()
-		c.WriteJSON(wire.Request{Type: wire.TypeRun, ID: 1, Line: "memstats --watch 100ms"})
-		go func() { <-ctx.Done(); c.Close() }()
-		for {
-			if _, _, err := c.ReadMessage(); err != nil {
-				return
-			}
-		}
+		// Streams until the phase ends; Run then cancels the request.
+		c.Run(ctx, "memstats --watch 100ms", client.Handler{})
 	})
 	idlePhase()
 	heapdump := load(func(ctx context.Context) { run("heapdump") })
@@ -280,68 +273,66 @@ func rss(pid int, field string) int64 {
 	return 0
 }
 
-func consoleDial(rd ready) (*websocket.Conn, error) {
-	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
-	c, _, err := d.Dial(rd.URL, http.Header{"Authorization": {"Bearer " + rd.Token}})
-	if err != nil {
-		return nil, err
-	}
-	c.SetReadLimit(64 << 20)
-	if _, _, err := c.ReadMessage(); err != nil { // hello
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+// consoleDial opens a console session (hello read) with the target's
+// admin token. Frames of up to 64 MiB are accepted, as the dump's chunks
+// may be large.
+func consoleDial(ctx context.Context, rd ready) (*client.Conn, error) {
+	return client.Dial(ctx, rd.URL, client.Options{Token: rd.Token, MaxFrameBytes: 64 << 20})
 }
 
 // consoleRun runs one line and returns its text output, any file, and how
-// long the file took to arrive (from its file event to its file_end).
+// long the file took to arrive (from its file event to its file_end). The
+// file is kept in memory only after its size and SHA-256 check (by package
+// client, as the bytes arrive: a client's real cost, so inside the timed
+// window); a file that fails them is the error, a *client.FileError. An
+// error event is a *wire.Error. Without a file, the duration is 0 on
+// success and the whole run's time on an error.
 func consoleRun(rd ready, line string) (string, []byte, time.Duration, error) {
-	c, err := consoleDial(rd)
+	ctx := context.Background()
+	c, err := consoleDial(ctx, rd)
 	if err != nil {
 		return "", nil, 0, err
 	}
 	defer c.Close()
 	start := time.Now()
-	if err := c.WriteJSON(wire.Request{Type: wire.TypeRun, ID: 1, Line: line}); err != nil {
-		return "", nil, 0, err
-	}
 	var text strings.Builder
-	var file []byte
-	var sum string
-	var xferStart time.Time
-	var xfer time.Duration
-	for {
-		typ, msg, err := c.ReadMessage()
-		if err != nil {
-			return text.String(), file, time.Since(start), err
-		}
-		if typ == websocket.BinaryMessage {
-			file = append(file, msg...)
-			continue
-		}
-		ev, _ := wire.DecodeEvent(msg)
-		switch ev.Type {
-		case wire.EventOutput:
-			text.WriteString(ev.Data)
-		case wire.EventFile:
-			sum = ev.SHA256
-			xferStart = time.Now()
-			file = make([]byte, 0, ev.Size)
-		case wire.EventFileEnd:
-			xfer = time.Since(xferStart)
-		case wire.EventError:
-			return text.String(), file, time.Since(start), fmt.Errorf("%s: %s", ev.Code, ev.Message)
-		case wire.EventResult:
-			if sum != "" {
-				h := sha256.Sum256(file)
-				if hex.EncodeToString(h[:]) != sum {
-					return text.String(), file, time.Since(start), fmt.Errorf("checksum mismatch")
-				}
+	var file bytes.Buffer
+	// The transfer's ends are taken on the client's reading goroutine, as
+	// the file and file_end events arrive (Event sees them a little later).
+	var xferStart, xferEnd time.Time
+	_, err = c.Run(ctx, line, client.Handler{
+		Event: func(ev wire.Event) error {
+			if ev.Type == wire.EventOutput {
+				text.WriteString(ev.Data)
 			}
-			return text.String(), file, xfer, nil
-		}
+			return nil
+		},
+		File: func(ev wire.Event) (client.Sink, error) {
+			xferStart = time.Now()
+			file.Reset()
+			file.Grow(int(ev.Size))
+			return timedSink{Sink: client.WriterSink(&file), end: &xferEnd}, nil
+		},
+	})
+	if err != nil {
+		return text.String(), file.Bytes(), time.Since(start), err
 	}
+	var xfer time.Duration
+	if !xferStart.IsZero() {
+		xfer = xferEnd.Sub(xferStart)
+	}
+	return text.String(), file.Bytes(), xfer, nil
+}
+
+// timedSink notes when its transfer ends (at file_end, once checked).
+type timedSink struct {
+	client.Sink
+	end *time.Time
+}
+
+func (s timedSink) Finish(err error) error {
+	*s.end = time.Now()
+	return s.Sink.Finish(err)
 }
 
 // rawTCPRate copies data over a loopback TCP connection and returns MiB/s.

@@ -76,7 +76,7 @@ func auditVerify(args []string, stdout io.Writer) error {
 	if rep.Broken != nil {
 		fmt.Fprintf(stdout, "BROKEN: %s\n", safeText(rep.Broken.String()))
 		if rep.Records > 0 {
-			fmt.Fprintf(stdout, "the %d records before it verify (records %d..%d)\n", rep.Records, rep.FirstSeq, rep.LastSeq)
+			fmt.Fprintf(stdout, "the %d records before it verify (records %d..%d); those after it are not checked\n", rep.Records, rep.FirstSeq, rep.LastSeq)
 		}
 		return &reportedError{err: exitf(exitFailed, "audit chain broken")}
 	}

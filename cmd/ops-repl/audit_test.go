@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/opsrepl/opsrepl/audit"
+	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/demo"
 )
@@ -63,8 +63,8 @@ func TestAuditVerifyAndShow(t *testing.T) {
 		code int
 		out  string
 	}{
-		{"edited", write("edited", edited), exitFailed, "BROKEN: " + filepath.Join(dir, "edited") + ":4: record 4"},
-		{"deleted", write("deleted", deleted), exitFailed, "BROKEN: " + filepath.Join(dir, "deleted") + ":3: record 4"},
+		{"edited", write("edited", edited), exitFailed, "BROKEN: " + filepath.Join(dir, "edited") + ":3: record 3 was changed after it was written"},
+		{"deleted", write("deleted", deleted), exitFailed, "BROKEN: " + filepath.Join(dir, "deleted") + ":3: record 3 is missing here"},
 		{"torn tail", write("torn", torn), 0, "incomplete tail: "},
 		{"empty", write("empty", nil), exitFailed, "no record"},
 	}
@@ -161,18 +161,29 @@ func TestLivePolicy(t *testing.T) {
 // still serves and the admin's token works within 5 s.
 func TestBadTokenFlood(t *testing.T) {
 	d := ownDemo(t)
-	dialer := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
+	// No handshake retries: the flood's 429s are what this test counts.
+	opts := client.Options{Token: strings.Repeat("0", 64), HandshakeRetries: -1}
 	statuses := map[int]int{}
 	for i := 0; i < 300; i++ {
-		ws, resp, _ := dialer.Dial(d.ConsoleURL, http.Header{"Authorization": {"Bearer " + strings.Repeat("0", 64)}})
-		if ws != nil {
-			ws.Close()
+		c, err := client.Dial(context.Background(), d.ConsoleURL, opts)
+		if err == nil {
+			c.Close()
 			t.Fatal("a bad token got a session")
 		}
-		statuses[resp.StatusCode]++
+		var refused *client.RefusedError
+		if !errors.As(err, &refused) {
+			t.Fatalf("handshake %d: %v; want a refusal", i, err)
+		}
+		switch {
+		case refused.Status == http.StatusUnauthorized && refused.Code == wire.CodeUnauthenticated && refused.Denied():
+		case refused.Status == http.StatusTooManyRequests && refused.Code == wire.CodeThrottled:
+		default:
+			t.Fatalf("handshake %d: refused with %d %s (%v); want 401 unauthenticated or 429 throttled", i, refused.Status, refused.Code, err)
+		}
+		statuses[refused.Status]++
 	}
-	if statuses[http.StatusTooManyRequests] == 0 {
-		t.Fatalf("statuses %v: want 429s", statuses)
+	if statuses[http.StatusUnauthorized] == 0 || statuses[http.StatusTooManyRequests] == 0 {
+		t.Fatalf("statuses %v: want 401s, then 429s", statuses)
 	}
 	resp, err := http.Get(d.AppURL)
 	if err != nil || resp.StatusCode != 200 {

@@ -57,7 +57,10 @@ Flags:
   -c LINE            a line to run; repeat for more (stops at the first failure)
   -f FILE            run the lines of FILE; - reads standard input
   --json             print one JSON object per event instead of text
-  --out DIR          where downloads (heap profiles) are saved (default .)
+  --out DIR          where downloads (heap profiles) are saved, 0600 (default
+                     $XDG_DATA_HOME/ops-repl/downloads, or
+                     ~/.local/share/ops-repl/downloads)
+  --version          print the version, protocol and Go version, and exit
 
 Lines: a command (help lists yours), or Go source when your role allows it;
 "eval SOURCE" evaluates Go that starts with a command's name.
@@ -66,7 +69,7 @@ Exit codes:
   0  every request succeeded
   1  a command or evaluation failed
   2  usage error
-  3  not authenticated, or not permitted
+  3  not authenticated, not permitted, or throttled (HTTP 429)
   4  cannot connect, connection lost, or protocol error
 `
 

@@ -41,6 +41,10 @@ func startDemo(t *testing.T) *demo.Demo {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(asCLI) == "1" {
+		os.Unsetenv(asCLI)
+		main() // the binary as the ops-repl command (pty_test.go)
+	}
 	sandboxMain()
 	code := m.Run()
 	if theDemo != nil {
@@ -250,13 +254,18 @@ func TestDemoServeReadyLine(t *testing.T) {
 // TestClientImports keeps the client build free of the interpreter and
 // Casbin: go build -tags nodemo ./cmd/ops-repl links neither.
 func TestClientImports(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "-tags", "nodemo", ".").CombinedOutput()
-	if err != nil {
-		t.Skipf("go list: %v: %s", err, out)
-	}
-	for _, bad := range []string{"github.com/traefik/yaegi", "github.com/casbin/casbin", "github.com/opsrepl/opsrepl/interp", "github.com/opsrepl/opsrepl/policy"} {
-		if strings.Contains(string(out), bad) {
-			t.Errorf("the client-only build depends on %s", bad)
+	for _, args := range [][]string{
+		{"list", "-deps", "-tags", "nodemo", "."}, // the client-only CLI
+		{"list", "-deps", "../../client"},         // the client package
+	} {
+		out, err := exec.Command("go", args...).CombinedOutput()
+		if err != nil {
+			t.Skipf("go list: %v: %s", err, out)
+		}
+		for _, bad := range []string{"github.com/traefik/yaegi", "github.com/casbin/casbin", "github.com/opsrepl/opsrepl/interp", "github.com/opsrepl/opsrepl/policy"} {
+			if strings.Contains(string(out), bad) {
+				t.Errorf("go %s: depends on %s", strings.Join(args, " "), bad)
+			}
 		}
 	}
 }

@@ -34,7 +34,7 @@ func isTerminal(x any) bool {
 // Close gets a moment, after which the terminal's mode is restored by hand:
 // no state of the terminal can hold the client.
 func interactive(ctx context.Context, c *client.Conn, p *printer, stdin io.Reader, stdout, stderr io.Writer) error {
-	in := readline.NewCancelableStdin(stdin)
+	in := readline.NewCancelableStdin(&eofKey{r: stdin})
 	hello := c.Hello()
 	prompt := hello.Subject + "> "
 	more := strings.Repeat(" ", max(len(prompt)-4, 0)) + "... "
@@ -68,8 +68,8 @@ func interactive(ctx context.Context, c *client.Conn, p *printer, stdin io.Reade
 	}
 	defer hist.close()
 
-	fmt.Fprintf(stderr, "connected to %s session %s as %s (roles: %s).\nType help for commands; Ctrl-C cancels a request; Ctrl-D or exit leaves.\n",
-		c.RemoteAddr(), hello.Session, hello.Subject, strings.Join(hello.Roles, ", "))
+	fmt.Fprintf(stderr, "connected to %s as %s, session %s\nroles: %s\nType help for commands; Ctrl-C cancels a request; Ctrl-D or exit leaves.\n",
+		c.RemoteAddr(), hello.Subject, hello.Session, strings.Join(hello.Roles, ", "))
 
 	go func() {
 		select {
@@ -150,6 +150,30 @@ func interactive(ctx context.Context, c *client.Conn, p *printer, stdin io.Reade
 			fmt.Fprintf(stderr, "ops-repl: %s\n", safeText(err.Error()))
 		}
 	}
+}
+
+// eofKey turns the end of file a terminal reports for Ctrl-D, when it is
+// pressed while a request runs (the terminal is then in its ordinary
+// mode), into the Ctrl-D key readline sees at its prompt. readline stops
+// reading for good after an end of file, so without this a second Ctrl-D,
+// or Ctrl-D after type-ahead, would leave the next prompt waiting forever.
+// Many ends of file in a row are a terminal that hung up: they pass.
+type eofKey struct {
+	r    io.Reader
+	eofs int // ends of file since the last byte
+}
+
+func (e *eofKey) Read(b []byte) (int, error) {
+	n, err := e.r.Read(b)
+	if n > 0 || !errors.Is(err, io.EOF) || len(b) == 0 {
+		e.eofs = 0
+		return n, err
+	}
+	if e.eofs++; e.eofs > 8 {
+		return 0, err
+	}
+	b[0] = readline.CharDelete
+	return 1, nil
 }
 
 // isReported tells the errors the printer already showed: error events.
