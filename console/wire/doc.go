@@ -8,10 +8,8 @@
 // transfer, which are binary messages sent between a "file" event and its
 // "file_end" event.
 //
-// Usage (client side):
-//
-//	b, _ := json.Marshal(wire.Request{Type: wire.TypeRun, ID: 1, Line: "memstats"})
-//	conn.WriteMessage(websocket.TextMessage, b)
-//	_, msg, _ := conn.ReadMessage()
-//	ev, err := wire.DecodeEvent(msg)
+// Go programs talk to a console with package client, which speaks this
+// protocol; the types here are what its requests and events are made of.
+// A client of its own marshals a Request into a text frame and decodes
+// each text frame it receives with DecodeEvent.
 package wire
