@@ -149,7 +149,7 @@ func (r *Request) exclusive() (release func(), err error) {
 	if r.cmd.Cost != Cheap {
 		return func() {}, nil
 	}
-	return r.s.srv.flight.acquire(fmt.Sprintf("%s (run by %s)", r.cmd.Name, r.Subject))
+	return process.flight.acquire(fmt.Sprintf("%s (run by %s)", r.cmd.Name, r.Subject))
 }
 
 // yesFlag is the confirmation a StopsTheWorld command needs.

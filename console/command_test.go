@@ -539,3 +539,55 @@ func TestLeakVerdicts(t *testing.T) {
 		})
 	}
 }
+
+// TestTwoServersOneProcess: two consoles in one process share what
+// belongs to the process. A heavy command on one makes the other's heavy
+// command wait its turn; closing one reverts only the settings whose last
+// change it made, and the other, closing later, puts back the value from
+// before either.
+func TestTwoServersOneProcess(t *testing.T) {
+	orig := gcPercent()
+	t.Cleanup(func() { debug.SetGCPercent(orig) })
+	release, started := make(chan struct{}), make(chan struct{}, 1)
+	hold := Command{Name: "hold", Summary: "hold the heavy slot", Cost: Heavy, Run: func(ctx context.Context, r *Request) error {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}}
+	a := newFixture(t, func(o *Options) { o.Commands = []Command{hold} })
+	b := newFixture(t, nil)
+	ca, cb := a.dial(t, "admin"), b.dial(t, "admin")
+
+	id := ca.send(wire.Request{Type: wire.TypeRun, Line: "hold"})
+	<-started
+	if final, _, _, _ := cb.run("gc"); final.Code != wire.CodeBusy || !strings.Contains(final.Message, "hold (run by admin)") {
+		t.Fatalf("gc on the other console while hold runs: %+v; want busy naming hold", final)
+	}
+	close(release)
+	if evs, _ := ca.read(id); evs[len(evs)-1].Type != wire.EventResult {
+		t.Fatalf("hold: %+v", evs)
+	}
+	if final, _, _, _ := cb.run("gc"); final.Type != wire.EventResult {
+		t.Fatalf("gc once the slot is free: %+v", final)
+	}
+
+	ca.run("setgc 50 --ttl 1h")
+	cb.run("setgc 70 --ttl 1h")
+	a.srv.Close()
+	if got := gcPercent(); got != 70 {
+		t.Fatalf("after the first console closed: GOGC %d; want 70, the other console's", got)
+	}
+	b.srv.Close()
+	if got := gcPercent(); got != orig {
+		t.Fatalf("after both closed: GOGC %d; want %d, from before either change", got, orig)
+	}
+	if want := fmt.Sprintf(`"detail":"GOGC 70%% -> %d%% (console closed)"`, orig); !strings.Contains(b.audit.String(), want) {
+		t.Fatalf("the revert is not in the second console's audit (%s):\n%s", want, b.audit.String())
+	}
+	if strings.Contains(a.audit.String(), `"kind":"revert"`) {
+		t.Fatalf("the first console reverted a setting it no longer owned:\n%s", a.audit.String())
+	}
+}

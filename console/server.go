@@ -229,8 +229,6 @@ type Server struct {
 	opts     Options
 	log      *slog.Logger
 	commands map[string]*Command
-	flight   flight   // one heavy command at a time
-	tuning   tuning   // runtime settings waiting to be reverted
 	names    []string // sorted command names
 	upgrader websocket.Upgrader
 
@@ -725,7 +723,7 @@ func (s *Server) Close() error {
 	if s.pool != nil {
 		s.pool.Close()
 	}
-	s.tuning.revertAll(s)
+	process.tuning.revertOwned(s)
 	s.refused.close()
 	return nil
 }

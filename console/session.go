@@ -757,7 +757,7 @@ func (s *session) execute(ctx context.Context, r *run) (value string, err error)
 			return "", err
 		}
 		if cmd.Cost != Cheap {
-			release, err := s.srv.flight.acquire(fmt.Sprintf("%s (run by %s)", cmd.Name, s.subject))
+			release, err := process.flight.acquire(fmt.Sprintf("%s (run by %s)", cmd.Name, s.subject))
 			if err != nil {
 				return "", err
 			}

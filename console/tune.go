@@ -20,6 +20,17 @@ import (
 // defaultTTL is how long a runtime setting stays before it reverts.
 const defaultTTL = 15 * time.Minute
 
+// process is what belongs to the process rather than to one Server: the
+// Go runtime's settings (GOGC, the memory limit), and the one slot in
+// which heavy and stop-the-world commands run. Every Server in the
+// process shares it, so two consoles (an app that mounts one per
+// listener, say) neither revert each other's settings in the wrong order
+// nor stop the world at the same time.
+var process struct {
+	flight flight
+	tuning tuning
+}
+
 // tuning remembers, per setting, the value before the first change and
 // the timer that puts it back.
 type tuning struct {
@@ -32,6 +43,7 @@ type revert struct {
 	apply    func(int64) int64
 	timer    *time.Timer
 	show     func(int64) string
+	owner    *Server // whose change is pending: it audits the revert
 }
 
 // set applies v with apply, prints before and after, and arranges the
@@ -49,7 +61,7 @@ func (t *tuning) set(s *Server, r *Request, name string, v int64, ttl time.Durat
 		old.timer.Stop() // if it already fired, its callback finds itself replaced
 		original = old.original
 	}
-	p := &revert{original: original, apply: apply, show: show}
+	p := &revert{original: original, apply: apply, show: show, owner: s}
 	fmt.Fprintf(r.Out, "%s: %s -> %s\n", name, show(before), show(v))
 	r.detail = fmt.Sprintf("%s %s -> %s", name, show(before), show(v))
 	if ttl == 0 {
@@ -62,10 +74,10 @@ func (t *tuning) set(s *Server, r *Request, name string, v int64, ttl time.Durat
 	at := time.Now().Add(ttl)
 	fmt.Fprintf(r.Out, "reverts to %s at %s (in %s)\n", show(p.original), at.UTC().Format(time.TimeOnly), ttl)
 	r.detail += fmt.Sprintf("; reverts to %s at %s", show(p.original), at.UTC().Format(time.RFC3339))
-	p.timer = time.AfterFunc(ttl, func() { t.revert(s, name, p) })
+	p.timer = time.AfterFunc(ttl, func() { t.revert(name, p) })
 }
 
-func (t *tuning) revert(s *Server, name string, p *revert) {
+func (t *tuning) revert(name string, p *revert) {
 	t.mu.Lock()
 	defer t.mu.Unlock() // applied under the lock: a concurrent set sees the reverted value
 	if t.pending[name] != p {
@@ -73,17 +85,21 @@ func (t *tuning) revert(s *Server, name string, p *revert) {
 	}
 	delete(t.pending, name)
 	was := p.apply(p.original)
-	s.auditWrite(audit.Record{Kind: audit.KindRevert, Outcome: "ok", Detail: fmt.Sprintf("%s %s -> %s (TTL ended)", name, p.show(was), p.show(p.original))})
-	s.log.Info("console: runtime setting reverted", "setting", name, "value", p.show(p.original))
+	p.owner.auditWrite(audit.Record{Kind: audit.KindRevert, Outcome: "ok", Detail: fmt.Sprintf("%s %s -> %s (TTL ended)", name, p.show(was), p.show(p.original))})
+	p.owner.log.Info("console: runtime setting reverted", "setting", name, "value", p.show(p.original))
 }
 
-// revertAll puts every pending setting back at once (the server closes).
-func (t *tuning) revertAll(s *Server) {
+// revertOwned puts back at once the pending settings whose last change
+// came through s (s closes). A setting another Server changed since stays
+// with that Server, which reverts it to the value before either change.
+func (t *tuning) revertOwned(s *Server) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	all := t.pending
-	t.pending = nil
-	for name, p := range all {
+	for name, p := range t.pending {
+		if p.owner != s {
+			continue
+		}
+		delete(t.pending, name)
 		p.timer.Stop()
 		was := p.apply(p.original)
 		s.auditWrite(audit.Record{Kind: audit.KindRevert, Outcome: "ok", Detail: fmt.Sprintf("%s %s -> %s (console closed)", name, p.show(was), p.show(p.original))})
@@ -125,7 +141,7 @@ func runSetGC(ctx context.Context, c *Request) error {
 		}
 		return strconv.FormatInt(p, 10) + "%"
 	}
-	c.s.srv.tuning.set(c.s.srv, c, "GOGC", v, ttl, func(p int64) int64 { return int64(debug.SetGCPercent(int(p))) }, show)
+	process.tuning.set(c.s.srv, c, "GOGC", v, ttl, func(p int64) int64 { return int64(debug.SetGCPercent(int(p))) }, show)
 	return nil
 }
 
@@ -146,7 +162,7 @@ func runSetMemLimit(ctx context.Context, c *Request) error {
 		}
 		return diag.FormatBytes(float64(b))
 	}
-	c.s.srv.tuning.set(c.s.srv, c, "GOMEMLIMIT", v, ttl, debug.SetMemoryLimit, show)
+	process.tuning.set(c.s.srv, c, "GOMEMLIMIT", v, ttl, debug.SetMemoryLimit, show)
 	return nil
 }
 
