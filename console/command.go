@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opsrepl/opsrepl/access"
+
 	"github.com/opsrepl/opsrepl/console/wire"
 )
 
@@ -67,7 +69,7 @@ type Command struct {
 }
 
 // object is the policy object of the command.
-func (c *Command) object() string { return cmdPrefix + c.Name }
+func (c *Command) object() string { return access.CommandPrefix + c.Name }
 
 func (c *Command) usageLine() string { return strings.TrimSpace(c.Name + " " + c.Usage) }
 
@@ -94,7 +96,7 @@ type Request struct {
 // reason if the policy wants one, and a further intent record synced
 // before the run goes on.
 func (r *Request) require(object string) error {
-	return r.s.authorize(r.run, object, wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", r.Subject, object[len(cmdPrefix):], object))
+	return r.s.authorize(r.run, object, wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", r.Subject, object[len(access.CommandPrefix):], object))
 }
 
 // ParseFlags parses req.Args with fs; a bad flag is a bad_request error

@@ -16,20 +16,15 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/opsrepl/opsrepl/access"
+
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/diag"
 )
 
-// Policy objects that are not commands.
 const (
-	objEval   = "eval"           // action run
-	actRun    = "run"            // on cmd:<name> and eval
-	actImport = "import"         // on pkg:<path>
-	actReason = "require-reason" // allowed: a reason must be given first
-	evalWord  = "eval"           // line prefix that forces Go evaluation
-	cmdPrefix = "cmd:"           // policy object prefix of a command
-	pkgPrefix = "pkg:"           // policy object prefix of an exported package
-	heapName  = "heap-%s.pb.gz"
+	evalWord = "eval" // line prefix that forces Go evaluation
+	heapName = "heap-%s.pb.gz"
 )
 
 func builtinCommands() []*Command {
@@ -123,7 +118,7 @@ func runHelp(ctx context.Context, c *Request) error {
 	if hidden := len(c.s.srv.names) - len(mine); hidden > 0 {
 		fmt.Fprintf(c.Out, "(%d more commands exist that your policy does not let you run.)\n", hidden)
 	}
-	if c.s.allowed(objEval) {
+	if c.s.allowed(access.Eval) {
 		fmt.Fprint(c.Out, "\n"+evalHelp)
 	}
 	return nil
@@ -404,7 +399,7 @@ func runVars(ctx context.Context, c *Request) error {
 	if err := noFlags(c); err != nil {
 		return err
 	}
-	if !c.s.allowed(objEval) {
+	if !c.s.allowed(access.Eval) {
 		return wire.Errorf(wire.CodeForbidden, "%s may not evaluate Go (policy object eval, action run)", c.s.subject)
 	}
 	in, err := c.s.interpreter(ctx, c.id)

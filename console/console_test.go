@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opsrepl/opsrepl/access"
+
 	"github.com/gorilla/websocket"
 
 	opsrepl "github.com/opsrepl/opsrepl"
@@ -523,7 +525,7 @@ func TestPolicyNamesOnlyKnownCommands(t *testing.T) {
 		known[c.object()] = true
 	}
 	for _, obj := range enf.Objects() {
-		if strings.HasPrefix(obj, cmdPrefix) && !strings.Contains(obj, "*") && !known[obj] {
+		if strings.HasPrefix(obj, access.CommandPrefix) && !strings.Contains(obj, "*") && !known[obj] {
 			t.Errorf("policy.csv names %s, which is not a command", obj)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/opsrepl/opsrepl/access"
+
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/interp"
 	"github.com/opsrepl/opsrepl/sandbox"
@@ -69,10 +71,10 @@ func (s *Server) newEvaluators() {
 // first, then the session's interpreter.
 func (s *session) evaluate(ctx context.Context, r *run, line, src string) (string, error) {
 	deny := wire.Errorf(wire.CodeForbidden, "%s may not evaluate Go (policy object eval, action run); type help for the commands you may run", s.subject)
-	if isWord(line) && !s.allowed(objEval) {
+	if isWord(line) && !s.allowed(access.Eval) {
 		deny = wire.Errorf(wire.CodeBadRequest, "unknown command %.40q; type help for the commands you may run", line)
 	}
-	if err := s.authorize(r, objEval, deny); err != nil {
+	if err := s.authorize(r, access.Eval, deny); err != nil {
 		return "", err
 	}
 	in, err := s.interpreter(ctx, r.req.ID)
@@ -157,7 +159,7 @@ func (s *session) interpreter(ctx context.Context, id uint64) (evaluator, error)
 	}
 	in, err := s.srv.pool.Start(ctx, sandbox.Spec{Packages: pkgs, Allow: func(pkg string) bool {
 		// Every exported call is checked against the policy in force now.
-		return s.allowed(pkgPrefix + pkg)
+		return s.allowed(access.PackagePrefix + pkg)
 	}})
 	if errors.Is(err, sandbox.ErrBusy) {
 		return nil, wire.Errorf(wire.CodeBusy, "every interpreter process this console allows (%d) is in use; try again when a session ends", s.srv.pool.Options().MaxChildren)
@@ -191,7 +193,7 @@ func (s *session) completeGo(word string) []string {
 func (s *session) grantedPackages() []string {
 	var pkgs []string
 	for _, p := range s.srv.opts.Exports.Packages() {
-		if s.allowed(pkgPrefix + p) {
+		if s.allowed(access.PackagePrefix + p) {
 			pkgs = append(pkgs, p)
 		}
 	}

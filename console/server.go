@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opsrepl/opsrepl/access"
+
 	"github.com/gorilla/websocket"
 
 	"github.com/opsrepl/opsrepl/audit"
@@ -279,7 +281,7 @@ func New(opts Options) (*Server, error) {
 	}
 	opts.ReservedSessions = min(max(opts.ReservedSessions, 0), opts.MaxSessions-1)
 	if opts.ReservedFor == "" {
-		opts.ReservedFor = objEval
+		opts.ReservedFor = access.Eval
 	}
 	setDefault(&opts.MaxSessionsPerSubject, 8)
 	setDefault(&opts.MaxQueued, 16)
@@ -370,11 +372,11 @@ func (s *Server) checkPolicy() error {
 // one New was given.
 func (s *Server) CheckObjects(objects []string) error {
 	for _, obj := range objects {
-		name, isCmd := strings.CutPrefix(obj, cmdPrefix)
+		name, isCmd := strings.CutPrefix(obj, access.CommandPrefix)
 		switch {
 		case isCmd && !strings.ContainsAny(name, "*?{}") && s.commands[name] == nil && obj != objHeapdumpFull:
 			return fmt.Errorf("console: the policy names %s, but there is no command %q (commands: %s)", obj, name, strings.Join(s.names, ", "))
-		case !isCmd && obj != objEval && obj != "*" && !strings.HasPrefix(obj, pkgPrefix):
+		case !isCmd && obj != access.Eval && obj != "*" && !strings.HasPrefix(obj, access.PackagePrefix):
 			return fmt.Errorf("console: the policy names the object %q, which the console never asks about (objects are cmd:NAME, eval and pkg:IMPORT/PATH)", obj)
 		}
 	}
@@ -501,7 +503,7 @@ func (s *Server) grantsAnything(subject string) bool {
 			return true
 		}
 	}
-	return probe.allowed(objEval)
+	return probe.allowed(access.Eval)
 }
 
 // sessionLimit is how many sessions there may be in all when subject

@@ -18,6 +18,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/opsrepl/opsrepl/access"
+
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 
@@ -145,7 +147,7 @@ func (s *session) serve() {
 		defer cast.close()
 	}
 	s.srv.auditWrite(open)
-	if s.srv.pool != nil && s.allowed(objEval) {
+	if s.srv.pool != nil && s.allowed(access.Eval) {
 		s.srv.pool.Warm() // a spare interpreter process for the first eval
 	}
 	s.srv.log.Info("console: session open", "session", s.id, "subject", s.subject, "remote", s.remote)
@@ -589,9 +591,9 @@ func (s *session) mayRun(cmd *Command) bool { return cmd.open || s.allowed(cmd.o
 
 // allowed asks the policy, failing closed.
 func (s *session) allowed(object string) bool {
-	act := actRun
-	if strings.HasPrefix(object, pkgPrefix) {
-		act = actImport
+	act := access.Run
+	if strings.HasPrefix(object, access.PackagePrefix) {
+		act = access.Import
 	}
 	ok, err := s.srv.opts.Authorizer.Authorize(s.subject, object, act)
 	if err != nil {
@@ -776,7 +778,7 @@ func (s *session) execute(ctx context.Context, r *run) (value string, err error)
 // needsReason reports whether the policy wants a reason before subject
 // uses object (action require-reason); an error counts as yes.
 func (s *session) needsReason(object string) bool {
-	ok, err := s.srv.opts.Authorizer.Authorize(s.subject, object, actReason)
+	ok, err := s.srv.opts.Authorizer.Authorize(s.subject, object, access.RequireReason)
 	if err != nil {
 		s.srv.log.Error("console: authorizer failed; requiring a reason", "subject", s.subject, "object", object, "err", err)
 		return true
@@ -811,7 +813,7 @@ func (s *session) complete(req wire.Request) {
 				items = append(items, name)
 			}
 		}
-		if strings.HasPrefix(evalWord, trimmed) && s.allowed(objEval) {
+		if strings.HasPrefix(evalWord, trimmed) && s.allowed(access.Eval) {
 			items = append(items, evalWord)
 		}
 		sort.Strings(items)
@@ -826,7 +828,7 @@ func (s *session) complete(req wire.Request) {
 		}
 	}
 	start := len(prefix) - len(trimmed)
-	if len(items) == 0 && s.allowed(objEval) {
+	if len(items) == 0 && s.allowed(access.Eval) {
 		// Go: complete the identifier or pkg.Member under the cursor.
 		i := len(prefix)
 		for i > 0 && isIdentByte(prefix[i-1]) {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/opsrepl/opsrepl/access"
+
 	"github.com/casbin/casbin/v2"
 	"github.com/casbin/casbin/v2/model"
 	"github.com/casbin/casbin/v2/persist"
@@ -305,6 +307,9 @@ func Parse(text string) ([]Rule, error) {
 			}
 			if fields[4] != "allow" && fields[4] != "deny" {
 				return nil, fmt.Errorf("line %d: effect must be allow or deny; got %q", n, fields[4])
+			}
+			if err := access.Check(fields[2], fields[3]); err != nil {
+				return nil, fmt.Errorf("line %d: %w", n, err)
 			}
 		case "g":
 			if len(fields) != 3 {

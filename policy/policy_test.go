@@ -113,6 +113,11 @@ func TestParse(t *testing.T) {
 		{name: "self role", in: "g, alice, alice\n", wantErr: "itself"},
 		{name: "error on later line", in: "p, a, cmd:gc, run, allow\np, b\n", wantErr: "line 2"},
 		{name: "unterminated quote", in: "p, \"a, cmd:gc, run, allow\n", wantErr: "line 1"},
+		{name: "misspelt action", in: "p, role:admin, cmd:gc, rnu, allow\n", wantErr: `line 1: the action "rnu"`},
+		{name: "misspelt object", in: "p, role:admin, evl, run, allow\n", wantErr: `line 1: the object "evl"`},
+		{name: "package with run", in: "p, role:admin, pkg:shop/cache, run, allow\n", wantErr: "never run"},
+		{name: "command with import", in: "p, role:admin, cmd:gc, import, allow\n", wantErr: "never import"},
+		{name: "wildcard action", in: "p, role:admin, cmd:gc, *, allow\n", wantErr: `the action "*"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/opsrepl/opsrepl/access"
+
 	"github.com/opsrepl/opsrepl/audit"
 )
 
@@ -162,9 +164,9 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 		}
 		if *cmd != "" {
 			word, _, _ := strings.Cut(strings.TrimSpace(r.Line), " ")
-			obj := "cmd:" + *cmd
-			if *cmd == "eval" {
-				obj = "eval"
+			obj := access.Command(*cmd)
+			if *cmd == access.Eval {
+				obj = access.Eval
 			}
 			if r.Object != obj && !strings.HasPrefix(r.Object, obj+"-") && word != *cmd {
 				return false

@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/opsrepl/opsrepl/access"
+
 	"github.com/opsrepl/opsrepl/console"
 	"github.com/opsrepl/opsrepl/policy"
 )
@@ -60,12 +62,12 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 		return exitf(exitUsage, "policy check: give SUBJECT OBJECT [ACTION] (see ops-repl policy --help)")
 	}
 	sub, obj := fs.Arg(0), fs.Arg(1)
-	act := "run"
-	if strings.HasPrefix(obj, "pkg:") {
-		act = "import"
-	}
+	act := access.ActionOf(obj)
 	if fs.NArg() == 3 {
 		act = fs.Arg(2)
+	}
+	if err := access.Check(obj, act); err != nil {
+		return exitf(exitUsage, "policy check: %v", err)
 	}
 	enf, err := policy.New(policy.Options{ModelPath: *modelPath, PolicyPath: *policyPath})
 	if err != nil {
