@@ -51,6 +51,12 @@ type Options struct {
 	ThrottleWait time.Duration
 	// MaxFrameBytes is the largest server frame read. Default 8 MiB.
 	MaxFrameBytes int64
+	// MaxQueuedBytes bounds the events of one request that arrived and
+	// were not read yet (by Next, or by Run's handler). Past it, the
+	// request is cancelled and ends with ErrBacklog, rather than the
+	// client's memory growing with a server that outpaces its reader.
+	// Default 64 MiB.
+	MaxQueuedBytes int64
 	// Notice receives the events that answer no request (id 0): a notice
 	// such as a revocation of your credentials, or an error for a frame the
 	// server could not read. It is called on the connection's reading
@@ -70,6 +76,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxFrameBytes <= 0 {
 		o.MaxFrameBytes = 8 << 20
+	}
+	if o.MaxQueuedBytes <= 0 {
+		o.MaxQueuedBytes = 64 << 20
 	}
 	return o
 }
@@ -103,12 +112,17 @@ func ParseURL(raw string) (*url.URL, error) {
 	if raw == "" {
 		return nil, errors.New("no URL: want ws://HOST:PORT/PATH (or wss:// for TLS)")
 	}
+	shown := withoutUserinfo(raw) // what errors quote: never a password
 	if !strings.Contains(raw, "://") {
-		return nil, fmt.Errorf("URL %q has no scheme: write ws://%s (or wss://%[2]s for TLS), with the console's path, such as /ops-repl", raw, strings.TrimPrefix(raw, "//"))
+		return nil, fmt.Errorf("URL %q has no scheme: write ws://%s (or wss://%[2]s for TLS), with the console's path, such as /ops-repl", shown, strings.TrimPrefix(shown, "//"))
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("bad URL: %w", err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL it quotes
+		}
+		return nil, fmt.Errorf("bad URL %q: %w", shown, err)
 	}
 	switch u.Scheme {
 	case "ws", "wss":
@@ -117,16 +131,33 @@ func ParseURL(raw string) (*url.URL, error) {
 	case "https":
 		u.Scheme = "wss"
 	default:
-		return nil, fmt.Errorf("bad URL %q: the scheme is ws:// (or wss:// for TLS), not %s://", raw, u.Scheme)
+		return nil, fmt.Errorf("bad URL %q: the scheme is ws:// (or wss:// for TLS), not %s://", shown, u.Scheme)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("bad URL %q: no host", raw)
+		return nil, fmt.Errorf("bad URL %q: no host", shown)
 	}
 	if u.User != nil || u.RawQuery != "" || u.ForceQuery {
 		return nil, errors.New("bad URL: credentials and query strings are never sent in URLs; give the token separately")
 	}
 	u.Fragment = ""
 	return u, nil
+}
+
+// withoutUserinfo replaces what comes before an '@' in raw's authority
+// (user and password) with "…".
+func withoutUserinfo(raw string) string {
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 {
+		start = i + 3
+	}
+	end := len(raw)
+	if i := strings.IndexAny(raw[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	if at := strings.LastIndex(raw[start:end], "@"); at >= 0 {
+		return raw[:start] + "…" + raw[start+at:]
+	}
+	return raw
 }
 
 // Dial connects to the console at rawURL, authenticates and reads the
@@ -196,6 +227,10 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Conn, error) {
 		ws.Close()
 		return nil, fmt.Errorf("the server's first frame is not hello: %w", ErrProtocol)
 	}
+	if err := checkHello(hello); err != nil {
+		ws.Close()
+		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
+	}
 	ws.SetReadDeadline(time.Time{})
 	c := &Conn{
 		ws:     ws,
@@ -207,6 +242,24 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Conn, error) {
 	}
 	go c.read()
 	return c, nil
+}
+
+// checkHello refuses a hello whose fields could not have come from a
+// console: they end up in prompts and banners, so nothing else may pass.
+func checkHello(h wire.Event) error {
+	if !wire.IsSubject(h.Subject) {
+		return fmt.Errorf("the hello names no valid subject")
+	}
+	if !wire.IsSubject(h.Session) {
+		return fmt.Errorf("the hello's session id is not a plain name")
+	}
+	for _, r := range h.Roles {
+		// Policy role names: a subject's characters, and ':' (role:admin).
+		if !wire.IsSubject(strings.ReplaceAll(r, ":", "_")) {
+			return fmt.Errorf("the hello names a role that is not a valid name")
+		}
+	}
+	return nil
 }
 
 // refused describes a handshake the server answered with an HTTP status.
@@ -363,7 +416,9 @@ func (c *Conn) dispatch(ev wire.Event) error {
 	case ev.Final() && t != nil && t.id == ev.ID:
 		c.transfer = nil
 		c.mu.Unlock()
-		t.abort(errors.New("the request ended before the file was complete"))
+		why := errors.New("the request ended before the file was complete")
+		t.abort(why)
+		fileErr = &FileError{Name: t.name, Err: why}
 		c.mu.Lock()
 	}
 	if r != nil && ev.Final() {

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -211,6 +212,11 @@ func TestHeapdumpSaved(t *testing.T) {
 // fake serves a scripted server: it sends hello, then script talks.
 func fake(t *testing.T, script func(ws *websocket.Conn)) string {
 	t.Helper()
+	return fakeHello(t, wire.Event{Type: wire.EventHello, Session: "5e55", Subject: "tester", Roles: []string{"role:viewer"}, Server: wire.Subprotocol}, script)
+}
+
+func fakeHello(t *testing.T, hello wire.Event, script func(ws *websocket.Conn)) string {
+	t.Helper()
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		up := websocket.Upgrader{Subprotocols: []string{wire.Subprotocol}}
 		ws, err := up.Upgrade(w, r, nil)
@@ -218,7 +224,7 @@ func fake(t *testing.T, script func(ws *websocket.Conn)) string {
 			return
 		}
 		defer ws.Close()
-		ws.WriteJSON(wire.Event{Type: wire.EventHello, Session: "s", Subject: "tester", Server: wire.Subprotocol})
+		ws.WriteJSON(hello)
 		script(ws)
 	}))
 	t.Cleanup(hs.Close)
@@ -242,8 +248,12 @@ func TestFileChecks(t *testing.T) {
 		name     string
 		file     wire.Event
 		chunks   [][]byte
+		noEnd    bool // the result comes without file_end
 		protocol bool // the connection ends with ErrProtocol
+		says     string
 	}{
+		{name: "result before file_end", file: good, chunks: [][]byte{data[:4]}, noEnd: true, says: "ended before the file was complete"},
+		{name: "larger than the free space", file: func() wire.Event { e := good; e.Size = 1 << 60; return e }(), says: "free"},
 		{name: "bad checksum", file: func() wire.Event { e := good; e.SHA256 = strings.Repeat("0", 64); return e }(), chunks: [][]byte{data}},
 		{name: "short", file: func() wire.Event { e := good; e.Size = 100; return e }(), chunks: [][]byte{data}},
 		{name: "hostile name", file: func() wire.Event { e := good; e.Name = "../../x"; return e }(), chunks: [][]byte{data}},
@@ -267,7 +277,9 @@ func TestFileChecks(t *testing.T) {
 				if tt.file.Type == "" {
 					ws.WriteMessage(websocket.BinaryMessage, data)
 				}
-				ws.WriteJSON(wire.Event{Type: wire.EventFileEnd, ID: req.ID, Name: tt.file.Name})
+				if !tt.noEnd {
+					ws.WriteJSON(wire.Event{Type: wire.EventFileEnd, ID: req.ID, Name: tt.file.Name})
+				}
 				ws.WriteJSON(wire.Event{Type: wire.EventResult, ID: req.ID})
 				ws.ReadMessage() // until the client goes
 			})
@@ -284,6 +296,8 @@ func TestFileChecks(t *testing.T) {
 				t.Fatalf("got %v; want ErrProtocol", err)
 			case !tt.protocol && !errors.As(err, &fe):
 				t.Fatalf("got %v; want a *FileError", err)
+			case !strings.Contains(fmt.Sprint(err), tt.says):
+				t.Fatalf("got %v; want it to say %q", err, tt.says)
 			}
 			if left, _ := os.ReadDir(dir); len(left) != 0 {
 				t.Fatalf("files left behind: %v", left)
@@ -467,9 +481,17 @@ func TestParseURL(t *testing.T) {
 		{in: "ws://u:p@h/", err: "never sent in URLs"},
 		{in: "ws://h/?token=x", err: "never sent in URLs"},
 		{in: "", err: "no URL"},
+		// A password in a URL is never repeated in the error.
+		{in: "ws://op:SECRET@host:badport/x", err: "invalid port"},
+		{in: "ftp://op:SECRET@host/x", err: "not ftp://"},
+		{in: "op:SECRET@host:1/x", err: "no scheme"},
+		{in: "ws://op:SECRET@/x", err: "no host"},
 	}
 	for _, tt := range tests {
 		u, err := client.ParseURL(tt.in)
+		if err != nil && strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("%q: the error repeats the password: %v", tt.in, err)
+		}
 		switch {
 		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
 			t.Errorf("%q: got %v; want an error with %q", tt.in, err, tt.err)
@@ -509,5 +531,82 @@ func TestWriterSink(t *testing.T) {
 	}
 	if _, err := gzip.NewReader(&buf); err != nil {
 		t.Fatalf("the profile kept in memory: %v", err)
+	}
+}
+
+// TestHelloChecked: a hello whose fields could drive a terminal (they end
+// up in prompts) is a protocol error.
+func TestHelloChecked(t *testing.T) {
+	good := wire.Event{Type: wire.EventHello, Session: "5e55", Subject: "admin", Roles: []string{"role:admin"}, Server: wire.Subprotocol}
+	for name, edit := range map[string]func(*wire.Event){
+		"escape in subject":  func(h *wire.Event) { h.Subject = "adm\x1b]0;PWNED\x07" },
+		"empty subject":      func(h *wire.Event) { h.Subject = "" },
+		"escape in role":     func(h *wire.Event) { h.Roles = []string{"role:admin\x1b[2J"} },
+		"newline in session": func(h *wire.Event) { h.Session = "5e55\nfake banner" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := good
+			edit(&h)
+			_, err := client.Dial(context.Background(), fakeHello(t, h, func(ws *websocket.Conn) { ws.ReadMessage() }), client.Options{})
+			if !errors.Is(err, client.ErrProtocol) {
+				t.Fatalf("got %v; want ErrProtocol", err)
+			}
+		})
+	}
+}
+
+// TestBacklog: a server that sends faster than the request is read fills
+// no more than MaxQueuedBytes: the request is cancelled and ends with
+// ErrBacklog.
+func TestBacklog(t *testing.T) {
+	cancelled := make(chan wire.Request, 1)
+	url := fake(t, func(ws *websocket.Conn) {
+		req := readReq(ws)
+		chunk := strings.Repeat("x", 1<<20)
+		for i := 0; i < 32; i++ {
+			ws.WriteJSON(wire.Event{Type: wire.EventOutput, ID: req.ID, Data: chunk})
+		}
+		for {
+			r := readReq(ws)
+			if r.Type == "" {
+				return
+			}
+			if r.Type == wire.TypeCancel {
+				cancelled <- r
+				ws.WriteJSON(wire.Event{Type: wire.EventError, ID: req.ID, Code: wire.CodeCanceled, Message: "canceled"})
+			}
+		}
+	})
+	c, err := client.Dial(context.Background(), url, client.Options{MaxQueuedBytes: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := c.Send(wire.Request{Type: wire.TypeRun, Line: "flood"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select { // nothing reads the request until the client has cancelled it
+	case got := <-cancelled:
+		if got.Target != r.ID {
+			t.Fatalf("cancel for %d; want %d", got.Target, r.ID)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no cancel within 30s")
+	}
+	n := 0
+	for {
+		_, err := r.Next(context.Background())
+		if err == nil {
+			n++
+			continue
+		}
+		if !errors.Is(err, client.ErrBacklog) {
+			t.Fatalf("after %d events: %v; want ErrBacklog", n, err)
+		}
+		break
+	}
+	if n > 4 {
+		t.Fatalf("%d events of 1 MiB were queued; want at most 4", n)
 	}
 }

@@ -44,7 +44,7 @@ type FileError struct {
 	Err  error
 }
 
-func (e *FileError) Error() string { return fmt.Sprintf("file %s not kept: %v", e.Name, e.Err) }
+func (e *FileError) Error() string { return fmt.Sprintf("file %q not kept: %v", e.Name, e.Err) }
 func (e *FileError) Unwrap() error { return e.Err }
 
 // transfer is the connection's open file transfer.
@@ -146,13 +146,19 @@ type File struct {
 // Save returns a FileFunc that saves files in dir (created 0700 if
 // missing): each is written to a temporary file (mode 0600), and only once
 // its size and SHA-256 check is it given its name, with -1, -2, … added
-// rather than replacing an existing file. onSaved, if not nil, is called
-// with each File once it is in place (on the reading goroutine).
+// rather than replacing an existing file. A file larger than the space
+// left in dir (less 64 MiB, kept for everything else) is refused before a
+// byte is written. onSaved, if not nil, is called with each File once it
+// is in place (on the reading goroutine).
 func Save(dir string, onSaved func(*File)) FileFunc {
 	return func(ev wire.Event) (Sink, error) {
 		f, err := newFile(dir, ev.Name)
 		if err != nil {
 			return nil, err
+		}
+		if free := freeBytes(dir); free >= 0 && ev.Size > free-spareBytes {
+			f.Finish(errors.New("no room"))
+			return nil, fmt.Errorf("it needs %d bytes and %s has %d free (64 MiB are kept spare): free some space, or choose another folder", ev.Size, dir, max(free, 0))
 		}
 		f.size = ev.Size
 		f.onSaved = onSaved
@@ -174,6 +180,32 @@ func newFile(dir, name string) (*fileSink, error) {
 	}
 	return &fileSink{File: File{dir: dir, name: name, f: tmp}}, nil
 }
+
+// copyTo copies the checked temporary file to path, which must not exist.
+func (f *fileSink) copyTo(path string) error {
+	dst, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.f.Seek(0, io.SeekStart)
+	if err == nil {
+		_, err = io.Copy(dst, f.f)
+	}
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("saving %s: %w", path, err)
+	}
+	return nil
+}
+
+// spareBytes is the space Save leaves free in the download folder.
+const spareBytes = 64 << 20
 
 type fileSink struct {
 	File
@@ -214,7 +246,12 @@ func (f *fileSink) Finish(err error) error {
 		}
 		path := filepath.Join(f.dir, name)
 		// Link, not rename: it fails instead of replacing an existing file.
+		// Where the file system has no hard links, copy to a file created
+		// exclusively, which fails the same way.
 		err := os.Link(f.f.Name(), path)
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			err = f.copyTo(path)
+		}
 		if err == nil {
 			f.path, _ = filepath.Abs(path)
 			if f.onSaved != nil {

@@ -21,6 +21,7 @@ type Request struct {
 
 	mu     sync.Mutex
 	queue  []item
+	queued int64         // bytes of the events in queue
 	ended  bool          // the last item is queued
 	endErr error         // the connection's end, once Next has seen it
 	signal chan struct{} // has a value when queue is not empty
@@ -32,13 +33,32 @@ type item struct {
 	last bool
 }
 
+// ErrBacklog ends a request whose unread events passed
+// Options.MaxQueuedBytes: the client cancelled it.
+var ErrBacklog = errors.New("the request's unread events passed the client's limit (Options.MaxQueuedBytes); it was cancelled")
+
+// size is what an event holds in memory, roughly.
+func size(ev wire.Event) int64 {
+	n := len(ev.Data) + len(ev.Value) + len(ev.Message) + len(ev.Name) + 64
+	for _, it := range ev.Items {
+		n += len(it) + 16
+	}
+	return int64(n)
+}
+
 func (r *Request) push(it item) {
 	r.mu.Lock()
 	if r.ended {
 		r.mu.Unlock()
 		return
 	}
+	n := size(it.ev)
+	if !it.last && r.queued+n > r.c.opts.MaxQueuedBytes {
+		it = item{err: ErrBacklog, last: true} // read as the request's end
+		go r.Cancel()                          // not on the reading goroutine
+	}
 	r.queue = append(r.queue, it)
+	r.queued += n
 	r.ended = it.last
 	r.mu.Unlock()
 	select {
@@ -57,6 +77,7 @@ func (r *Request) pop() (item, bool) {
 	it := r.queue[0]
 	r.queue[0] = item{}
 	r.queue = r.queue[1:]
+	r.queued -= size(it.ev)
 	if len(r.queue) > 0 {
 		select {
 		case r.signal <- struct{}{}:

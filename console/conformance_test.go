@@ -211,17 +211,29 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("after: %+v", ev)
 			}
 		}},
-		{"§3 a run whose id is still in flight is refused, answering that id; the id is free after its final event", func(t *testing.T, r *rawConn) {
-			r.write(`{"type":"run","id":14,"line":"time.Sleep(300*time.Millisecond)"}`)
+		{"§3 a frame with the id of a request in flight is refused with id 0, naming the id; the request keeps its one final event", func(t *testing.T, r *rawConn) {
+			r.write(`{"type":"run","id":14,"line":"gcwatch"}`)
 			r.write(`{"type":"run","id":14,"line":"whoami"}`)
-			var finals []wire.Event
-			for len(finals) < 2 {
-				if ev := r.event(); ev.ID == 14 && ev.Final() {
-					finals = append(finals, ev)
+			r.write(`{"type":"complete","id":14,"line":"who"}`)
+			r.write(`{"type":"run","id":14,"line":"whoami","bogus":1}`)
+			var zero []wire.Event
+			for len(zero) < 3 {
+				ev := r.event()
+				switch {
+				case ev.ID == 0:
+					zero = append(zero, ev)
+				case ev.ID == 14 && ev.Final():
+					t.Fatalf("a final event for 14 while it runs: %+v", ev)
 				}
 			}
-			if finals[0].Code != wire.CodeBadRequest || finals[1].Type != wire.EventResult {
-				t.Fatalf("finals %+v; want the reuse refused, then the first run's result", finals)
+			for _, ev := range zero {
+				if ev.Type != wire.EventError || ev.Code != wire.CodeBadRequest || !strings.Contains(ev.Message, "id 14") {
+					t.Errorf("refusal %+v; want bad_request naming id 14", ev)
+				}
+			}
+			r.write(`{"type":"cancel","id":15,"target":14}`)
+			if evs, _ := r.until(14); evs[len(evs)-1].Code != wire.CodeCanceled {
+				t.Fatalf("14 ended with %+v; want canceled", evs[len(evs)-1])
 			}
 			if ev := final(t, r, `{"type":"run","id":14,"line":"whoami"}`, 14); ev.Type != wire.EventResult {
 				t.Fatalf("reused after its final: %+v", ev)
@@ -582,6 +594,27 @@ func TestCloseNotHeldByClient(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close still waiting after 5s for a client that sends pongs and never reads")
+	}
+}
+
+// TestUpgradeMethod: an upgrade sent with POST gets 405 and a CODE:
+// message body, as every refusal.
+func TestUpgradeMethod(t *testing.T) {
+	f := newFixture(t, nil)
+	req, _ := http.NewRequest(http.MethodPost, f.hs.URL, nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	req.Header.Set("Sec-WebSocket-Protocol", wire.Subprotocol)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET" || !strings.HasPrefix(string(body), "bad_request: ") {
+		t.Fatalf("got %d %q (Allow %q); want 405 bad_request with Allow: GET", resp.StatusCode, body, resp.Header.Get("Allow"))
 	}
 }
 

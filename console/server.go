@@ -418,6 +418,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, wire.CodeBadRequest, "the console takes no query parameters, and credentials never travel in URLs; send the header \"Authorization: Bearer TOKEN\"", "", 0)
 		return
 	}
+	if r.Method != http.MethodGet && websocket.IsWebSocketUpgrade(r) {
+		w.Header().Set("Allow", http.MethodGet)
+		refuse(http.StatusMethodNotAllowed, wire.CodeBadRequest, "a WebSocket upgrade is a GET request, not "+r.Method, "", 0)
+		return
+	}
 	if !websocket.IsWebSocketUpgrade(r) {
 		refuse(http.StatusBadRequest, wire.CodeBadRequest, "this is the ops-repl console, a WebSocket endpoint: connect with the ops-repl client (ops-repl --url URL), or a WebSocket client offering the subprotocol "+wire.Subprotocol+" (see PROTOCOL.md)", "", 0)
 		return

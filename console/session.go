@@ -277,7 +277,7 @@ func (s *session) reader() {
 					s.refuse(req, we) // the first of a run of refusals is audited in full
 				} else {
 					s.cast.input(s.subject, clipText(req.Line))
-					s.sendError(req.ID, we)
+					s.answer(req.ID, we)
 				}
 				s.throttled++
 				continue
@@ -288,6 +288,10 @@ func (s *session) reader() {
 		case wire.TypeRun:
 			s.enqueue(req)
 		case wire.TypeComplete:
+			if s.inFlight(req.ID) {
+				s.answer(req.ID, wire.Errorf(wire.CodeBadRequest, "a complete must not use the id of a request in flight"))
+				continue
+			}
 			s.complete(req)
 		case wire.TypeCancel:
 			s.mu.Lock()
@@ -305,7 +309,7 @@ func (s *session) enqueue(req wire.Request) {
 	if _, dup := s.pending[req.ID]; dup {
 		s.mu.Unlock()
 		stop(nil)
-		s.refuse(req, wire.Errorf(wire.CodeBadRequest, "request id %d is already in progress", req.ID))
+		s.refuse(req, wire.Errorf(wire.CodeBadRequest, "a run must not reuse it"))
 		return
 	}
 	s.pending[req.ID] = stop
@@ -322,11 +326,30 @@ func (s *session) enqueue(req wire.Request) {
 // intent (never run) and its outcome.
 func (s *session) refuse(req wire.Request, we *wire.Error) {
 	s.cast.input(s.subject, clipText(req.Line))
-	s.sendError(req.ID, we)
+	s.answer(req.ID, we)
 	rec := s.record(req)
 	clipLine(&rec)
 	s.srv.auditWrite(rec)
 	s.srv.auditWrite(s.outcome(rec, string(we.Code), we.Message, nil, 0))
+}
+
+// inFlight reports whether a run with id waits or runs.
+func (s *session) inFlight(id uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.pending[id]
+	return ok
+}
+
+// answer sends the error that refuses a frame to the frame's id, unless a
+// request in flight has that id: that request's one final event is still
+// to come, so the refusal goes to id 0 and names the id.
+func (s *session) answer(id uint64, we *wire.Error) {
+	if id != 0 && s.inFlight(id) {
+		we = wire.Errorf(we.Code, "a frame with id %d, the id of a request in flight: %s", id, we.Message)
+		id = 0
+	}
+	s.sendError(id, we)
 }
 
 // clipKeep is how much of a refused request's line its record keeps.

@@ -329,3 +329,49 @@ func TestAuditShowEscapes(t *testing.T) {
 		t.Fatalf("got %d %q", r.code, r.stdout)
 	}
 }
+
+// TestRevokedExit3: credentials revoked while a request runs end the
+// client with exit 3 (not authenticated), not 1 (the request failed).
+func TestRevokedExit3(t *testing.T) {
+	d := ownDemo(t)
+	done := make(chan result, 1)
+	go func() { done <- runCLI(t, as(d, "operator"), "", "-c", "gcwatch") }()
+	waitFor(t, "gcwatch running", func() bool {
+		b, _ := os.ReadFile(d.AuditPath)
+		return strings.Contains(string(b), `"line":"gcwatch"`)
+	})
+	path := filepath.Join(d.Dir, "tokens")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep []string
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		if !strings.HasPrefix(l, "operator ") {
+			keep = append(keep, l)
+		}
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(keep, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.code != exitDenied || !strings.Contains(r.stderr, "revoked") {
+			t.Fatalf("got %d, stderr %q; want %d saying revoked", r.code, r.stderr, exitDenied)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the client did not end within 60s of the revocation")
+	}
+}
+
+// waitFor waits up to 60 s for cond.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 60s for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console/wire"
@@ -45,16 +46,19 @@ func exitCode(err error) int {
 		we *wire.Error
 		re *client.RefusedError
 		fe *client.FileError
+		ce *client.ClosedError
 	)
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
 	case errors.As(err, &we):
 		switch we.Code {
-		case wire.CodeForbidden, wire.CodeUnauthenticated:
+		case wire.CodeForbidden, wire.CodeUnauthenticated, wire.CodeReasonRequired:
 			return exitDenied
 		}
 		return exitFailed
+	case errors.As(err, &ce) && ce.Code == closeRevoked:
+		return exitDenied
 	case errors.As(err, &re):
 		// Refusals about you: credentials, grants, and the limits on your
 		// address or subject (429: throttled, too many of your sessions).
@@ -67,6 +71,10 @@ func exitCode(err error) int {
 	}
 	return exitConnect
 }
+
+// closeRevoked is the close code of a session whose credentials were
+// revoked (PROTOCOL.md, section 7).
+const closeRevoked = 1008
 
 // errTerminated is returned when the client is told to stop (SIGTERM).
 var errTerminated = exitf(exitFailed, "terminated")
@@ -115,6 +123,18 @@ func runOne(ctx context.Context, c *client.Conn, line string, p *printer, intr <
 		}
 	}()
 	final, err := c.Run(rctx, line, client.Handler{Event: p.event, File: p.files(), Cancel: cancel})
+	if we := (*wire.Error)(nil); errors.As(err, &we) && we.Code == wire.CodeUnavailable {
+		// The session is closing: if it is because your credentials were
+		// revoked, say that (exit 3), not that the request failed.
+		select {
+		case <-c.Done():
+		case <-time.After(time.Second):
+		}
+		var ce *client.ClosedError
+		if errors.As(c.Err(), &ce) && ce.Code == closeRevoked {
+			return final, c.Err()
+		}
+	}
 	switch {
 	case ctx.Err() != nil:
 		return final, errTerminated

@@ -69,7 +69,8 @@ Exit codes:
   0  every request succeeded
   1  a command or evaluation failed
   2  usage error
-  3  not authenticated, not permitted, or throttled (HTTP 429)
+  3  not authenticated, not permitted (or a reason is required first),
+     credentials revoked, or throttled (HTTP 429)
   4  cannot connect, connection lost, or protocol error
 `
 
@@ -81,7 +82,7 @@ func main() {
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	if err != nil && !errors.Is(err, errReported) {
-		fmt.Fprintf(os.Stderr, "ops-repl: %v\n", err)
+		fmt.Fprintf(os.Stderr, "ops-repl: %s\n", safeText(err.Error())) // it may quote the server
 	}
 	os.Exit(exitCode(err))
 }

@@ -200,6 +200,9 @@ func (cm *completer) Do(line []rune, pos int) ([][]rune, int) {
 	typed := s[got.Start:bpos]
 	var out [][]rune
 	for _, item := range got.Items {
+		if safeText(item) != item || strings.ContainsAny(item, "\n\t") {
+			continue // it would draw on the terminal, or break the line
+		}
 		if strings.HasPrefix(item, typed) {
 			out = append(out, []rune(item[len(typed):]+" "))
 		}

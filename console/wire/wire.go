@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
+	"math/big"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -152,26 +153,51 @@ func whole(n json.RawMessage, field string) (uint64, error) {
 	if n[0] != '-' && (n[0] < '0' || n[0] > '9') {
 		return 0, Errorf(CodeBadRequest, "malformed request: %q must be a number", field)
 	}
-	f, err := strconv.ParseFloat(string(n), 64)
+	// The number's text, read exactly: 1.0000000000000001 is not 1, though
+	// a float64 would say it is. A JSON number's exponent could ask for a
+	// huge value: past 20, it is out of range anyway.
+	text := string(n)
+	if i := strings.IndexAny(text, "eE"); i >= 0 {
+		if e, err := strconv.Atoi(strings.TrimPrefix(text[i+1:], "+")); err != nil || e > 20 || e < -20 {
+			return 0, Errorf(CodeBadRequest, "malformed request: %q must be a whole number from 0 to %d; got %s", field, uint64(MaxID), n)
+		}
+	}
+	v, ok := new(big.Rat).SetString(text)
 	switch {
-	case err != nil || f != math.Trunc(f) || f < 0:
+	case !ok || !v.IsInt() || v.Sign() < 0:
 		return 0, Errorf(CodeBadRequest, "malformed request: %q must be a whole number; got %s", field, n)
-	case f > MaxID:
+	case v.Num().Cmp(big.NewInt(MaxID)) > 0:
 		return 0, Errorf(CodeBadRequest, "malformed request: %q is above %d (2^53−1, the largest integer every JSON library reads exactly)", field, uint64(MaxID))
 	}
-	return uint64(f), nil
+	return v.Num().Uint64(), nil
+}
+
+// requestKeys are the object keys a request may have, spelt exactly:
+// encoding/json would also take "ID" or "Type".
+var requestKeys = map[string]bool{"type": true, "id": true, "line": true, "pos": true, "target": true}
+
+// exactKeys checks that the object b has only requestKeys, as spelt.
+func exactKeys(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil // the decoder after it says what is wrong
+	}
+	for k := range m {
+		if !requestKeys[k] {
+			return Errorf(CodeBadRequest, "malformed request: unknown field %q (fields are type, id, line, pos, target, in lower case)", k)
+		}
+	}
+	return nil
 }
 
 // readableID is the id of a frame that failed to decode, if it has a
 // whole one, else 0.
 func readableID(b []byte) uint64 {
-	var r struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if json.Unmarshal(b, &r) != nil {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
 		return 0
 	}
-	id, err := whole(r.ID, "id")
+	id, err := whole(m["id"], "id") // exactly "id"
 	if err != nil {
 		return 0
 	}
@@ -182,6 +208,9 @@ func decodeRequest(b []byte) (Request, error) {
 	if !utf8.Valid(b) {
 		// encoding/json would quietly turn bad bytes into U+FFFD.
 		return Request{}, Errorf(CodeBadRequest, "malformed request: text frames must be valid UTF-8")
+	}
+	if err := exactKeys(b); err != nil {
+		return Request{}, err
 	}
 	var raw rawRequest
 	dec := json.NewDecoder(bytes.NewReader(b))

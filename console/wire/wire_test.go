@@ -16,6 +16,14 @@ var decodeTests = []struct {
 	noID bool   // for an error: no id can be read, so it answers id 0
 }{
 	{name: "whole float id", in: `{"type":"run","id":3.0,"line":"x"}`, want: Request{Type: TypeRun, ID: 3, Line: "x"}},
+	{name: "exponent id", in: `{"type":"run","id":30e-1,"line":"x"}`, want: Request{Type: TypeRun, ID: 3, Line: "x"}},
+	{name: "fraction a float64 rounds away", in: `{"type":"run","id":1.0000000000000001,"line":"x"}`, code: CodeBadRequest, noID: true},
+	{name: "half above 2^52", in: `{"type":"run","id":4503599627370496.5,"line":"x"}`, code: CodeBadRequest, noID: true},
+	{name: "huge exponent", in: `{"type":"run","id":1e999999999,"line":"x"}`, code: CodeBadRequest, noID: true},
+	{name: "tiny exponent", in: `{"type":"run","id":1e-999999999,"line":"x"}`, code: CodeBadRequest, noID: true},
+	{name: "keys in upper case", in: `{"TYPE":"run","ID":11,"LINE":"whoami"}`, code: CodeBadRequest, noID: true},
+	{name: "a second type in other case", in: `{"type":"complete","id":12,"line":"who","Type":"run"}`, code: CodeBadRequest, id: 12},
+	{name: "Id", in: `{"type":"run","Id":13,"line":"x"}`, code: CodeBadRequest, noID: true},
 	{name: "exponent id", in: `{"type":"run","id":4e0,"line":"x"}`, want: Request{Type: TypeRun, ID: 4, Line: "x"}},
 	{name: "whole float pos", in: `{"type":"complete","id":5,"line":"he","pos":2.0}`, want: Request{Type: TypeComplete, ID: 5, Line: "he"}},
 	{name: "largest id", in: `{"type":"run","id":9007199254740991,"line":"x"}`, want: Request{Type: TypeRun, ID: MaxID, Line: "x"}},

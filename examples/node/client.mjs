@@ -73,6 +73,11 @@ ws.on('close', (code, reason) => {
 let hello;
 let onHello;
 let failed = false;
+// clean shows control characters (other than newline and tab) as \u escapes:
+// text from the server must not drive the terminal (colours, titles, clears).
+const clean = (s) => String(s).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g,
+  (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+
 let current = null; // { id, resolve }
 let file = null;    // the open file transfer, if any
 
@@ -85,17 +90,23 @@ ws.on('message', (data, isBinary) => {
     hello = ev;
     return onHello();
   }
-  if (ev.type === 'error' && !ev.id) die(4, `error ${ev.code}: ${ev.message} (a frame the server could not read)`);
+  if (!ev.id) {
+    // Id 0 answers no request: a notice (your credentials were revoked, say),
+    // or an error for a frame the server could not read or that reused an
+    // id in flight. Show it; what ends a request is its own final event.
+    console.error(`${ev.type === 'error' ? `error ${ev.code}` : ev.type}: ${clean(ev.message ?? '')}`);
+    return;
+  }
   if (!current || ev.id !== current.id) die(4, `protocol: an event for request ${ev.id}, not in flight`);
   switch (ev.type) {
-    case 'output': process.stdout.write(ev.data ?? ''); break;
-    case 'notice': console.error(`notice: ${ev.message ?? ''}`); break;
+    case 'output': process.stdout.write(clean(ev.data ?? '')); break;
+    case 'notice': console.error(`notice: ${clean(ev.message ?? '')}`); break;
     case 'file': onFile(ev); break;
     case 'file_end': onFileEnd(ev); break;
-    case 'result': if (ev.value) console.log(ev.value); break;
+    case 'result': if (ev.value) console.log(clean(ev.value)); break;
     case 'error':
       file = null; // discard a partial transfer
-      console.error(`error ${ev.code}: ${ev.message}`);
+      console.error(`error ${ev.code}: ${clean(ev.message ?? '')}`);
       break;
     default: break; // incomplete, completions, and types this client does not know
   }
@@ -161,7 +172,7 @@ async function run(line) {
 }
 
 await new Promise((resolve) => { onHello = resolve; });
-console.error(`connected: subject ${hello.subject}, roles ${(hello.roles ?? []).join(' ')}, session ${hello.session}`);
+console.error(clean(`connected: subject ${hello.subject}, roles ${(hello.roles ?? []).join(' ')}, session ${hello.session}`));
 
 if (opts.complete !== undefined) {
   const text = opts.complete;

@@ -100,6 +100,13 @@ func TestNodeClient(t *testing.T) {
 			`(?m)^completion: fmt\.Println\(strings\.ToUpper$`,
 			`(?m)^42$`)
 	})
+	t.Run("terminal escapes shown, not obeyed", func(t *testing.T) {
+		out := check(t, d.Tokens.Admin, 0, []string{d.URL, `fmt.Print("title\x1b]0;PWNED\x07 clear\x1b[2J")`},
+			`title\\u001b\]0;PWNED\\u0007 clear\\u001b\[2J`)
+		if strings.ContainsAny(out, "\x1b\x07") {
+			t.Fatalf("raw control characters reached standard output: %q", out)
+		}
+	})
 	t.Run("failure", func(t *testing.T) {
 		check(t, d.Tokens.Admin, 1, []string{d.URL, "whoami", "nosuchcommand", "1+2"},
 			`(?m)^subject\s+admin$`,
