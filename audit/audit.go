@@ -32,6 +32,25 @@ const (
 	KindNote      = "note"      // anything else the embedding application records
 )
 
+// Decisions, in Record.Decision: what the policy said of a request.
+const (
+	DecisionAllow = "allow"
+	DecisionDeny  = "deny"
+)
+
+// Outcomes, in Record.Outcome. A request's outcome is OutcomeOK,
+// OutcomeIncomplete, or the code of its error (package wire's codes:
+// forbidden, timeout, canceled…); a refused handshake's is its code too.
+const (
+	OutcomeOK         = "ok"         // a request or an action succeeded
+	OutcomeIncomplete = "incomplete" // unfinished Go source: nothing ran
+	OutcomeOpen       = "open"       // a session opened
+	OutcomeClosed     = "closed"     // a session closed
+	OutcomeRevoked    = "revoked"    // a session closed: its subject's credentials were revoked
+	OutcomeReloaded   = "reloaded"   // a policy or token file was taken
+	OutcomeRejected   = "rejected"   // a policy or token file was refused; the old one stays
+)
+
 // ZeroHash is the prev of the first record of a chain.
 const ZeroHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
@@ -118,16 +137,17 @@ type Options struct {
 // Log appends hash-chained records. It is safe for concurrent use; one
 // Log, in one process, owns a file at a time (Open takes a lock).
 type Log struct {
-	mu     sync.Mutex
-	opts   Options
-	f      *os.File  // nil for New
-	w      io.Writer // f, or New's writer
-	unlock func()
-	size   int64
-	seq    uint64
-	head   string // hash of the last record written
-	err    error  // a failed write: the log refuses everything after it
-	closed bool
+	discard bool // Discard
+	mu      sync.Mutex
+	opts    Options
+	f       *os.File  // nil for New
+	w       io.Writer // f, or New's writer
+	unlock  func()
+	size    int64
+	seq     uint64
+	head    string // hash of the last record written
+	err     error  // a failed write: the log refuses everything after it
+	closed  bool
 	// holdRotation keeps the next record in the current file.
 	holdRotation bool
 	checked      time.Time // when the path was last checked (checkPath)
@@ -207,7 +227,7 @@ func Open(opts Options) (*Log, error) {
 			// The crash cut a record short: keep it, and say so right
 			// after it, in the same file (no rotation in between).
 			l.holdRotation = true
-			err := l.Write(Record{Kind: KindRecover, Outcome: "ok", TornBytes: t.tornBytes, TornSHA256: t.tornSHA,
+			err := l.Write(Record{Kind: KindRecover, Outcome: OutcomeOK, TornBytes: t.tornBytes, TornSHA256: t.tornSHA,
 				Message: "the previous line is an incomplete record left by a write that did not finish (a crash, a power loss or a full disk); the chain continues from the record before it"})
 			l.holdRotation = false
 			if err != nil {
@@ -217,6 +237,11 @@ func Open(opts Options) (*Log, error) {
 	}
 	return l, nil
 }
+
+// Discard is a Log that keeps nothing, like io.Discard. A console
+// requires an audit log: Discard is how an application runs one
+// unaudited, knowingly and visibly in its code.
+var Discard = &Log{discard: true}
 
 // New returns a Log that writes a fresh chain to w (no rotation, no
 // lock). WriteSync calls w's Sync method, if it has one.
@@ -233,6 +258,9 @@ func (l *Log) Write(r Record) error { return l.write(r, false) }
 func (l *Log) WriteSync(r Record) error { return l.write(r, true) }
 
 func (l *Log) write(r Record, durable bool) error {
+	if l.discard {
+		return nil
+	}
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
@@ -336,7 +364,7 @@ func (l *Log) checkPath() error {
 	if l.opts.Logger != nil {
 		l.opts.Logger.Error("audit: the log file changed under the process; a new file continues the chain", "path", l.opts.Path, "what", what)
 	}
-	return l.append(Record{Time: time.Now().UTC(), Kind: KindReopen, Outcome: "ok", Message: what}, true)
+	return l.append(Record{Time: time.Now().UTC(), Kind: KindReopen, Outcome: OutcomeOK, Message: what}, true)
 }
 
 // rotate renames the full file aside and starts a new one. Called with
@@ -427,6 +455,9 @@ func (l *Log) Head() (seq uint64, hash string) {
 // Close flushes the file to stable storage and closes it, if Open opened
 // it. It is idempotent.
 func (l *Log) Close() error {
+	if l.discard {
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {

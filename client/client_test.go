@@ -22,6 +22,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	opsrepl "github.com/opsrepl/opsrepl"
+	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/auth"
 	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console"
@@ -57,6 +58,7 @@ func newConsole(t *testing.T) string {
 	srv, err := console.New(console.Options{
 		Authenticator: toks,
 		Authorizer:    enf,
+		Audit:         audit.Discard,
 		Exports:       new(interp.Exports).Func("shop/cache", "Len", func() int { return 42 }),
 		Interp:        interp.Options{Timeout: 10 * time.Second},
 	})

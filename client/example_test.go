@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	opsrepl "github.com/opsrepl/opsrepl"
+	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/auth"
 	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console"
@@ -21,7 +22,7 @@ func Example() {
 	// A console to talk to (a service embeds one; see package console).
 	tokens, _ := auth.NewTokens(map[string]string{"bob": "bob-secret-token-0123456789ab"})
 	enf, _ := policy.New(policy.Options{PolicyText: opsrepl.DefaultPolicy + "g, bob, role:viewer\n"})
-	srv, _ := console.New(console.Options{Authenticator: tokens, Authorizer: enf})
+	srv, _ := console.New(console.Options{Authenticator: tokens, Authorizer: enf, Audit: audit.Discard})
 	defer srv.Close()
 	hs := httptest.NewServer(srv)
 	defer hs.Close()

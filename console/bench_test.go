@@ -252,7 +252,7 @@ func BenchmarkAuditRoundTrip(b *testing.B) {
 	defer log.Close()
 	t := &testing.T{}
 	durable := newFixture(t, func(o *Options) { o.Audit = log; o.RequestRate = Rate{PerSecond: 1e9, Burst: 1 << 30} })
-	none := newFixture(t, func(o *Options) { o.Audit = nil; o.RequestRate = Rate{PerSecond: 1e9, Burst: 1 << 30} })
+	none := newFixture(t, func(o *Options) { o.Audit = audit.Discard; o.RequestRate = Rate{PerSecond: 1e9, Burst: 1 << 30} })
 	defer durable.srv.Close()
 	defer none.srv.Close()
 	defer durable.hs.Close()

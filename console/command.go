@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +61,11 @@ type Command struct {
 	// Pause predicts the stop-the-world pause of a StopsTheWorld command,
 	// shown when it asks for --yes. Default: none shown.
 	Pause func() time.Duration
+	// Requires lists the further policy objects a run may need on top of
+	// cmd:NAME, asked for with Request.Require: cmd:heapdump-full for
+	// heapdump --full, say. A policy may name them (CheckObjects accepts
+	// them); Require refuses an object not listed. Default: none.
+	Requires []string
 	// Run does the work, writing to req.Out. Errors of type *wire.Error are
 	// shown to the operator as they are; any other error is logged and
 	// reported as "internal". Required.
@@ -87,16 +93,32 @@ type Request struct {
 	cmd    *Command
 	run    *run
 	raw    string // the line after the command name
+	yes    bool   // the line had --yes
 	value  string
 	detail string // for the audit record
 }
 
-// require checks a further policy object for this run (a flag that needs
-// more rights than the command, such as heapdump --full): the policy, a
-// reason if the policy wants one, and a further intent record synced
-// before the run goes on.
-func (r *Request) require(object string) error {
-	return r.s.authorize(r.run, object, wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", r.Subject, object[len(access.CommandPrefix):], object))
+// Require checks a further policy object for this run, one the command
+// lists in Requires (a flag that needs more rights than the command, such
+// as heapdump --full): the policy, a reason if the policy wants one, and a
+// further intent record, synced before the run goes on.
+func (r *Request) Require(object string) error {
+	if !slices.Contains(r.cmd.Requires, object) {
+		return fmt.Errorf("console: command %s asked for %s, which its Requires does not list", r.cmd.Name, object)
+	}
+	return r.s.authorize(r.run, object, wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", r.Subject, strings.TrimPrefix(object, access.CommandPrefix), object))
+}
+
+// Confirm returns nil when the operator confirmed the run with --yes (the
+// console's confirmation flag, taken out of Args for every command), and
+// otherwise the error that asks for it, saying what stops the world and
+// for how long. A StopsTheWorld command is confirmed before it runs; a
+// command that stops the world only with some flags calls Confirm.
+func (r *Request) Confirm(what string, pause time.Duration) error {
+	if r.yes {
+		return nil
+	}
+	return wire.Errorf(wire.CodeBadRequest, "%s stops the whole process for about %s; run it again with %s to go ahead", what, pause.Round(time.Millisecond), yesFlag)
 }
 
 // ParseFlags parses req.Args with fs; a bad flag is a bad_request error
@@ -137,17 +159,19 @@ func (r *Request) SendFile(ctx context.Context, name string, data []byte) error 
 	return r.s.sendFile(ctx, r.id, name, data, r.run.tally)
 }
 
-// flush sends buffered output now: streaming commands call it after each
+// Flush sends buffered output now: streaming commands call it after each
 // sample.
-func (r *Request) flush() {
+func (r *Request) Flush() {
 	if ew, ok := r.Out.(*eventWriter); ok {
 		ew.flush()
 	}
 }
 
-// exclusive takes the process's heavy-command slot for a run that turned
-// out heavy because of its flags; Heavy commands hold it already.
-func (r *Request) exclusive() (release func(), err error) {
+// Exclusive takes the process's heavy-command slot for a run that turns
+// out heavy because of its flags (a busy error names who holds it); Heavy
+// and StopsTheWorld commands hold it already, and get a release that does
+// nothing. Call release when the heavy part is done.
+func (r *Request) Exclusive() (release func(), err error) {
 	if r.cmd.Cost != Cheap {
 		return func() {}, nil
 	}
@@ -157,29 +181,26 @@ func (r *Request) exclusive() (release func(), err error) {
 // yesFlag is the confirmation a StopsTheWorld command needs.
 const yesFlag = "--yes"
 
-// confirm strips --yes from args, and refuses a StopsTheWorld command
-// without it.
-func confirm(cmd *Command, args []string) ([]string, error) {
-	if cmd.Cost != StopsTheWorld {
-		return args, nil // a command that stops the world only with some flags checks --yes itself
-	}
-	out := args[:0:0]
-	yes := false
+// confirm takes --yes out of args (the console's confirmation flag, for
+// every command), and refuses a StopsTheWorld command without it.
+func confirm(cmd *Command, args []string) (rest []string, yes bool, err error) {
+	rest = args[:0:0]
 	for _, a := range args {
 		if a == yesFlag || a == "-yes" {
 			yes = true
 			continue
 		}
-		out = append(out, a)
+		rest = append(rest, a)
 	}
-	if yes {
-		return out, nil
+	if cmd.Cost == StopsTheWorld && !yes {
+		var pause time.Duration
+		if cmd.Pause != nil {
+			pause = cmd.Pause()
+		}
+		r := &Request{cmd: cmd}
+		return nil, false, r.Confirm(cmd.Name, pause)
 	}
-	pause := ""
-	if cmd.Pause != nil {
-		pause = fmt.Sprintf(" for about %s", cmd.Pause().Round(time.Millisecond))
-	}
-	return nil, wire.Errorf(wire.CodeBadRequest, "%s stops the whole process%s; run it again with %s to go ahead", cmd.Name, pause, yesFlag)
+	return rest, yes, nil
 }
 
 // flight lets one Heavy or StopsTheWorld command run at a time in the

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/diag"
 	"github.com/opsrepl/opsrepl/policy"
@@ -143,7 +144,7 @@ func TestBadCommandDefinitions(t *testing.T) {
 		{Name: "norun", Summary: "s"},
 		{Name: "nosummary", Run: run},
 	} {
-		if _, err := New(Options{Authenticator: authn, Authorizer: allow, Commands: []Command{c}}); err == nil {
+		if _, err := New(Options{Authenticator: authn, Authorizer: allow, Audit: audit.Discard, Commands: []Command{c}}); err == nil {
 			t.Errorf("New with command %+v: got no error", c.Name)
 		}
 	}
@@ -589,5 +590,89 @@ func TestTwoServersOneProcess(t *testing.T) {
 	}
 	if strings.Contains(a.audit.String(), `"kind":"revert"`) {
 		t.Fatalf("the first console reverted a setting it no longer owned:\n%s", a.audit.String())
+	}
+}
+
+// TestAppCommandAPI: an application's command has the built-ins' means: a
+// further permission declared in the table (Require), a confirmation for a
+// pause (Confirm), the process's heavy slot (Exclusive), and streaming
+// (Flush).
+func TestAppCommandAPI(t *testing.T) {
+	export := Command{Name: "export", Usage: "[--secrets] [--pause]", Summary: "export the cache", Requires: []string{"cmd:export-secrets"},
+		Run: func(ctx context.Context, r *Request) error {
+			fs := newFlagSet("export")
+			secrets, pause := fs.Bool("secrets", false, ""), fs.Bool("pause", false, "")
+			if err := r.ParseFlags(fs, false); err != nil {
+				return err
+			}
+			if *secrets {
+				if err := r.Require("cmd:export-secrets"); err != nil {
+					return err
+				}
+			}
+			if *pause {
+				if err := r.Confirm("export --pause", 2*time.Second); err != nil {
+					return err
+				}
+				release, err := r.Exclusive()
+				if err != nil {
+					return err
+				}
+				defer release()
+			}
+			fmt.Fprintln(r.Out, "part 1")
+			r.Flush()
+			fmt.Fprintln(r.Out, "part 2")
+			return nil
+		}}
+	sneaky := Command{Name: "sneaky", Summary: "asks for what it did not declare", Run: func(ctx context.Context, r *Request) error {
+		return r.Require("cmd:heapdump-full")
+	}}
+	f := newFixture(t, func(o *Options) {
+		o.Commands = []Command{export, sneaky}
+		enf, err := policy.New(policy.Options{PolicyText: opsrepl.DefaultPolicy +
+			"g, viewer, role:viewer\ng, operator, role:operator\ng, admin, role:admin\n" +
+			"p, role:operator, cmd:export, run, allow\np, role:admin, cmd:export-secrets, run, allow\n"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Authorizer = enf
+	})
+	op, admin := f.dial(t, "operator"), f.dial(t, "admin")
+	tests := []struct {
+		c          *tconn
+		line, code string
+		says       string
+	}{
+		{op, "export", "", "part 1\npart 2"},
+		{op, "export --secrets", string(wire.CodeForbidden), "cmd:export-secrets"},
+		{admin, "export --secrets", "", "part 2"},
+		{admin, "export --pause", string(wire.CodeBadRequest), "about 2s; run it again with --yes"},
+		{admin, "export --pause --yes", "", "part 2"},
+		{admin, "sneaky", string(wire.CodeInternal), "internal error"},
+	}
+	for _, tt := range tests {
+		tt.c.t = t
+		final, out, _, evs := tt.c.run(tt.line)
+		if string(final.Code) != tt.code || !strings.Contains(out+final.Message, tt.says) {
+			t.Errorf("%s: got %+v %q; want %q saying %q", tt.line, final, out, tt.code, tt.says)
+		}
+		if tt.code == "" && len(evs) < 3 { // two output events (Flush), then the result
+			t.Errorf("%s: %d events; want the output flushed in two parts", tt.line, len(evs))
+		}
+	}
+	if !strings.Contains(f.audit.String(), `"object":"cmd:export-secrets","decision":"deny"`) {
+		t.Error("the refused further permission is not audited")
+	}
+	// A policy may name the declared object; a misspelt one is refused.
+	if err := f.srv.CheckObjects([]string{"cmd:export-secrets"}); err != nil {
+		t.Errorf("CheckObjects(cmd:export-secrets): %v", err)
+	}
+	if err := f.srv.CheckObjects([]string{"cmd:export-secret"}); err == nil {
+		t.Error("CheckObjects(cmd:export-secret): got no error")
+	}
+	if _, err := New(Options{Authenticator: f.srv.opts.Authenticator, Authorizer: f.srv.opts.Authorizer, Audit: audit.Discard,
+		Commands: []Command{{Name: "bad", Summary: "x", Requires: []string{"eval"}, Run: sneaky.Run}}}); err == nil {
+		t.Error("New with Requires eval: got no error")
 	}
 }

@@ -40,7 +40,8 @@ func builtinCommands() []*Command {
 		{Name: "buildinfo", Summary: "Go version, module versions, build settings", Run: runBuildinfo},
 		{Name: "gc", Summary: "run a GC; show the heap before and after", Cost: Heavy, Run: runGC},
 		{Name: "heapdump", Usage: "[--gc | --after-gc [--wait DURATION] | --full --yes]", Summary: "download a heap profile (pprof)", Cost: Heavy, Run: runHeapdump,
-			Help: "Open it with go tool pprof. --gc runs a GC first; --after-gc waits for the next GC cycle (at most --wait, 10m or less) and snapshots right after it. --full --yes writes a runtime heap dump instead: it stops the world, and needs cmd:heapdump-full."},
+			Requires: []string{objHeapdumpFull},
+			Help:     "Open it with go tool pprof. --gc runs a GC first; --after-gc waits for the next GC cycle (at most --wait, 10m or less) and snapshots right after it. --full --yes writes a runtime heap dump instead: it stops the world, and needs cmd:heapdump-full."},
 		{Name: "leakcheck", Usage: "[--for DURATION | --cycles N] [--top N]", Summary: "does the heap grow across GC cycles, and where?", Cost: Heavy, Run: runLeakcheck,
 			Help: leakcheckHelp},
 		{Name: "profile", Usage: "cpu|heap|allocs|block|mutex|goroutine|threadcreate [--seconds N]", Summary: "download a pprof profile", Cost: Heavy, Run: runProfile,
@@ -211,7 +212,7 @@ func runMemstats(ctx context.Context, c *Request) error {
 		if err := write(); err != nil {
 			return err
 		}
-		c.flush()
+		c.Flush()
 		if *count > 0 && n >= *count {
 			return nil
 		}
@@ -226,14 +227,14 @@ func runMemstats(ctx context.Context, c *Request) error {
 func runGoroutines(ctx context.Context, c *Request) error {
 	fs := flag.NewFlagSet("goroutines", flag.ContinueOnError)
 	full := fs.Bool("full", false, "")
-	yes := fs.Bool("yes", false, "")
 	filter := fs.String("filter", "", "")
 	if err := c.ParseFlags(fs, false); err != nil {
 		return err
 	}
-	if *full && !*yes {
-		return wire.Errorf(wire.CodeBadRequest, "goroutines --full stops the whole process for about %s (%d goroutines); run it again with --yes to go ahead",
-			diag.PredictStackPause().Round(time.Millisecond), runtime.NumGoroutine())
+	if *full {
+		if err := c.Confirm(fmt.Sprintf("goroutines --full (%d goroutines)", runtime.NumGoroutine()), diag.PredictStackPause()); err != nil {
+			return err
+		}
 	}
 	var re *regexp.Regexp
 	if *filter != "" {
@@ -245,7 +246,7 @@ func runGoroutines(ctx context.Context, c *Request) error {
 	if !*full {
 		return diag.WriteGoroutinesFiltered(c.Out, re)
 	}
-	release, err := c.exclusive() // one stop-the-world pause: one at a time
+	release, err := c.Exclusive() // one stop-the-world pause: one at a time
 	if err != nil {
 		return err
 	}
@@ -265,7 +266,7 @@ func runGCWatch(ctx context.Context, c *Request) error {
 	w := diag.NewGCWatcher()
 	cycles := diag.GCCycles(ctx)
 	fmt.Fprintf(c.Out, "%-8s  %-12s  %-12s  %s\n", "cycle", "heap live", "heap goal", "longest pause")
-	c.flush()
+	c.Flush()
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -275,7 +276,7 @@ func runGCWatch(ctx context.Context, c *Request) error {
 		st := w.Read()
 		fmt.Fprintf(c.Out, "%-8d  %-12s  %-12s  %s\n", st.Cycle, diag.FormatBytes(float64(st.HeapLive)),
 			diag.FormatBytes(float64(st.Goal)), time.Duration(st.PauseMax*float64(time.Second)).Round(time.Microsecond))
-		c.flush()
+		c.Flush()
 		if *count > 0 && n >= *count {
 			return nil
 		}
@@ -340,7 +341,6 @@ func runHeapdump(ctx context.Context, c *Request) error {
 	afterGC := fs.Bool("after-gc", false, "wait for the next GC cycle to complete, then take the profile")
 	wait := fs.Duration("wait", time.Minute, "how long --after-gc waits for a cycle")
 	full := fs.Bool("full", false, "")
-	yes := fs.Bool("yes", false, "")
 	if err := c.ParseFlags(fs, false); err != nil {
 		return err
 	}
@@ -348,7 +348,7 @@ func runHeapdump(ctx context.Context, c *Request) error {
 		if *gc || *afterGC {
 			return wire.Errorf(wire.CodeBadRequest, "heapdump: --full does not combine with --gc or --after-gc")
 		}
-		return fullHeapdump(ctx, c, *yes)
+		return fullHeapdump(ctx, c)
 	}
 	switch {
 	case *wait <= 0 || *wait > 10*time.Minute:
@@ -371,7 +371,7 @@ func runHeapdump(ctx context.Context, c *Request) error {
 			return wire.Errorf(wire.CodeTimeout, "heapdump: no GC cycle completed within %s (use --gc to force one)", *wait)
 		}
 		fmt.Fprintf(c.Out, "GC cycle %d completed; profile taken after it\n", diag.NewGCWatcher().Read().Cycle)
-		c.flush()
+		c.Flush()
 	}
 	var buf bytes.Buffer
 	if err := diag.WriteHeapProfile(&buf); err != nil {

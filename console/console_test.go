@@ -533,7 +533,7 @@ func TestPolicyNamesOnlyKnownCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = New(Options{Authenticator: AuthenticatorFunc(func(*http.Request) (string, error) { return "", nil }), Authorizer: bad})
+	_, err = New(Options{Authenticator: AuthenticatorFunc(func(*http.Request) (string, error) { return "", nil }), Authorizer: bad, Audit: audit.Discard})
 	if err == nil || !strings.Contains(err.Error(), "cmd:heapdmp") {
 		t.Fatalf("New with a policy naming an unknown command: got %v; want an error naming it", err)
 	}
@@ -569,7 +569,7 @@ func TestNewRequiresAuth(t *testing.T) {
 		}
 	}
 	bad := new(interp.Exports).Func("x", "F", 42)
-	if _, err := New(Options{Authenticator: authn, Authorizer: allow, Exports: bad}); err == nil {
+	if _, err := New(Options{Authenticator: authn, Authorizer: allow, Audit: audit.Discard, Exports: bad}); err == nil {
 		t.Error("New with an invalid export: got no error")
 	}
 }

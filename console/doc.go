@@ -9,7 +9,7 @@
 //	srv, err := console.New(console.Options{
 //		Authenticator: tokens,  // *auth.Tokens
 //		Authorizer:    enf,     // *policy.Enforcer
-//		Audit:         auditLog, // *audit.Log
+//		Audit:         auditLog, // *audit.Log (required; audit.Discard to opt out)
 //		Exports:       new(interp.Exports).Func("shop/cache", "Len", cache.Len),
 //	})
 //	if err != nil { ... }

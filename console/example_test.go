@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 
 	opsrepl "github.com/opsrepl/opsrepl"
+	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/auth"
 	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console"
@@ -15,12 +18,20 @@ import (
 	"github.com/opsrepl/opsrepl/policy"
 )
 
-// Example embeds the console in a service: tokens, policy, exports, mount.
+// Example embeds the console in a service: tokens, policy, audit log,
+// exports, mount.
 func Example() {
 	tokens, _ := auth.NewTokens(map[string]string{"alice": "alice-secret-token-0123456789"})
 	enf, _ := policy.New(policy.Options{PolicyText: opsrepl.DefaultPolicy + "g, alice, role:admin\n"})
+	dir, _ := os.MkdirTemp("", "ops-repl-example")
+	defer os.RemoveAll(dir)
+	log, err := audit.Open(audit.Options{Path: filepath.Join(dir, "audit.jsonl")}) // 0600, hash-chained
+	if err != nil {
+		panic(err)
+	}
+	defer log.Close()
 	exports := new(interp.Exports).Func("shop/orders", "Pending", func() int { return 3 })
-	srv, err := console.New(console.Options{Authenticator: tokens, Authorizer: enf, Exports: exports})
+	srv, err := console.New(console.Options{Authenticator: tokens, Authorizer: enf, Audit: log, Exports: exports})
 	if err != nil {
 		panic(err)
 	}
@@ -43,5 +54,12 @@ func Example() {
 		panic(err)
 	}
 	fmt.Println(final.Type, final.Value)
-	// Output: result 6
+	c.Close()
+	srv.Close()
+
+	rep, _ := audit.Verify(audit.VerifyOptions{}, filepath.Join(dir, "audit.jsonl"))
+	fmt.Println("audit chain intact:", rep.OK())
+	// Output:
+	// result 6
+	// audit chain intact: true
 }

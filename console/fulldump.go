@@ -39,8 +39,8 @@ func predictDumpPause(heap uint64) time.Duration {
 
 // fullHeapdump writes a runtime heap dump to a temporary file in
 // Options.DumpDir and streams it. The file is removed whatever happens.
-func fullHeapdump(ctx context.Context, c *Request, yes bool) error {
-	if err := c.require(objHeapdumpFull); err != nil {
+func fullHeapdump(ctx context.Context, c *Request) error {
+	if err := c.Require(objHeapdumpFull); err != nil {
 		return err
 	}
 	dir := c.s.srv.opts.DumpDir
@@ -49,9 +49,9 @@ func fullHeapdump(ctx context.Context, c *Request, yes bool) error {
 	}
 	heap := heapInUse()
 	pause := predictDumpPause(heap)
-	if !yes {
-		return wire.Errorf(wire.CodeBadRequest, "heapdump --full stops the whole process for about %s (%s of heap at up to %d s per GiB) and writes about %s to %s; run it again with --yes to go ahead",
-			pause.Round(100*time.Millisecond), diag.FormatBytes(float64(heap)), dumpSecondsPerGiB, diag.FormatBytes(float64(heap)*1.3), dir)
+	if err := c.Confirm(fmt.Sprintf("heapdump --full (%s of heap at up to %d s per GiB; it writes about %s to %s)",
+		diag.FormatBytes(float64(heap)), dumpSecondsPerGiB, diag.FormatBytes(float64(heap)*1.3), dir), pause); err != nil {
+		return err
 	}
 	need := heap + heap/2
 	if free, ok := diag.FreeDisk(dir); ok && free < need {
@@ -70,13 +70,13 @@ func fullHeapdump(ctx context.Context, c *Request, yes bool) error {
 	}
 	defer f.Close()
 	fmt.Fprintf(c.Out, "dumping %s of heap; predicted pause %s…\n", diag.FormatBytes(float64(heap)), pause.Round(time.Millisecond))
-	c.flush()
+	c.Flush()
 	start := time.Now()
 	debug.WriteHeapDump(f.Fd())
 	took := time.Since(start)
 	fmt.Fprintf(c.Out, "pause: predicted %s, observed %s\n", pause.Round(time.Millisecond), took.Round(time.Millisecond))
 	c.detail = fmt.Sprintf("full heap dump: heap %d bytes, pause predicted %s observed %s", heap, pause.Round(time.Millisecond), took.Round(time.Millisecond))
-	c.flush()
+	c.Flush()
 	h := sha256.New()
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("heapdump --full: %w", err)

@@ -82,7 +82,7 @@ func runLeakcheck(ctx context.Context, c *Request) error {
 		defer forceTimer.Stop()
 		force = forceTimer.C
 	}
-	c.flush()
+	c.Flush()
 watch:
 	for {
 		select {
@@ -104,7 +104,7 @@ watch:
 		s := diag.HeapSample{At: time.Since(start), Cycle: st.Cycle, Live: st.HeapLive, Goroutines: runtime.NumGoroutine()}
 		samples = append(samples, s)
 		fmt.Fprintf(c.Out, "  cycle %-6d live %-10s goroutines %d\n", s.Cycle, diag.FormatBytes(float64(s.Live)), s.Goroutines)
-		c.flush()
+		c.Flush()
 		if *cycles > 0 && len(samples) >= *cycles {
 			break
 		}

@@ -49,7 +49,7 @@ func runProfile(ctx context.Context, c *Request) error {
 			return wire.Errorf(wire.CodeBusy, "profile cpu: a CPU profile is already running in this process (%v)", err)
 		}
 		fmt.Fprintf(c.Out, "profiling the CPU for %ds…\n", *secs)
-		c.flush()
+		c.Flush()
 		err := sleepCtx(ctx, time.Duration(*secs)*time.Second)
 		pprof.StopCPUProfile()
 		if err != nil {
@@ -79,7 +79,7 @@ func runTrace(ctx context.Context, c *Request) error {
 		return wire.Errorf(wire.CodeBusy, "trace: an execution trace is already running in this process (%v)", err)
 	}
 	fmt.Fprintf(c.Out, "tracing for %ds…\n", *secs)
-	c.flush()
+	c.Flush()
 	// A busy process can trace tens of MiB a second; the trace is held in
 	// memory, so it stops early at maxTrace.
 	deadline := time.Now().Add(time.Duration(*secs) * time.Second)

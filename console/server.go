@@ -73,7 +73,8 @@ type Options struct {
 	// before it runs (if that write fails, the request is refused with
 	// "internal") and an outcome record after; and records of sessions,
 	// refused handshakes (aggregated, see RefusalInterval) and settings
-	// that revert. Default: none (a warning is logged at New).
+	// that revert. Required: audit.Discard runs the console unaudited, on
+	// purpose.
 	Audit *audit.Log
 	// Exports are the application symbols the Go REPL can reach, each
 	// package subject to the policy object pkg:<import path>. Default: none.
@@ -270,6 +271,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Authorizer == nil {
 		return nil, errors.New("console: Options.Authorizer is required")
 	}
+	if opts.Audit == nil {
+		return nil, errors.New("console: Options.Audit is required: give it an audit log (audit.Open), or audit.Discard to run the console unaudited on purpose")
+	}
 	if err := opts.Exports.Err(); err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
@@ -328,6 +332,11 @@ func New(opts Options) (*Server, error) {
 		case s.commands[c.Name] != nil:
 			return nil, fmt.Errorf("console: command %q is defined twice", c.Name)
 		}
+		for _, o := range c.Requires {
+			if name, ok := strings.CutPrefix(o, access.CommandPrefix); !ok || !isWord(name) {
+				return nil, fmt.Errorf("console: command %q requires %q: further objects are cmd:NAME, with a name of letters, digits and dashes", c.Name, o)
+			}
+		}
 		s.commands[c.Name] = c
 		s.names = append(s.names, c.Name)
 	}
@@ -342,8 +351,8 @@ func New(opts Options) (*Server, error) {
 	if r, ok := opts.Authenticator.(interface{ OnRevoke(func(subjects []string)) }); ok {
 		r.OnRevoke(s.revoke) // a revoked token's sessions end (auth.Tokens.Watch)
 	}
-	if opts.Audit == nil {
-		s.log.Warn("console: no audit log configured; requests will not be audited")
+	if opts.Audit == audit.Discard {
+		s.log.Warn("console: audit.Discard: requests will not be audited")
 	}
 	return s, nil
 }
@@ -365,18 +374,24 @@ func (s *Server) checkPolicy() error {
 }
 
 // CheckObjects returns an error naming the first object the console
-// would never ask about: a cmd: object that matches no command, or an
-// object that is none of cmd:NAME, eval, pkg:PATH (a typo there would
+// would never ask about: a cmd: object that is no command and no
+// command's Requires, or an object that is none of cmd:NAME, eval, pkg:PATH (a typo there would
 // silently never match). Pass it as the validator of a policy reload
 // (policy.WatchOptions.Validate) so that a new policy is checked like the
 // one New was given.
 func (s *Server) CheckObjects(objects []string) error {
+	declared := map[string]bool{} // the further objects commands ask for
+	for _, cmd := range s.commands {
+		for _, o := range cmd.Requires {
+			declared[o] = true
+		}
+	}
 	for _, obj := range objects {
 		name, isCmd := strings.CutPrefix(obj, access.CommandPrefix)
 		switch {
-		case isCmd && !strings.ContainsAny(name, "*?{}") && s.commands[name] == nil && obj != objHeapdumpFull:
+		case isCmd && !strings.ContainsAny(name, "*?{}") && s.commands[name] == nil && !declared[obj]:
 			return fmt.Errorf("console: the policy names %s, but there is no command %q (commands: %s)", obj, name, strings.Join(s.names, ", "))
-		case !isCmd && obj != access.Eval && obj != "*" && !strings.HasPrefix(obj, access.PackagePrefix):
+		case !isCmd && obj != access.Eval && obj != access.Any && !strings.HasPrefix(obj, access.PackagePrefix):
 			return fmt.Errorf("console: the policy names the object %q, which the console never asks about (objects are cmd:NAME, eval and pkg:IMPORT/PATH)", obj)
 		}
 	}
@@ -753,7 +768,7 @@ func (s *Server) revoke(subjects []string) {
 	for _, sess := range ended {
 		s.log.Info("console: closing a session whose credentials were revoked", "session", sess.id, "subject", sess.subject)
 		s.auditWrite(audit.Record{Kind: audit.KindSession, Session: sess.id, Subject: sess.subject, Remote: sess.remote,
-			Outcome: "revoked", Message: "the subject's credentials were revoked (token file reloaded); the session is closed"})
+			Outcome: audit.OutcomeRevoked, Message: "the subject's credentials were revoked (token file reloaded); the session is closed"})
 		sess.sendEvent(wire.Event{Type: wire.EventNotice, Message: "your credentials were revoked: this session ends"})
 		sess.shutdown(websocket.ClosePolicyViolation, "credentials revoked")
 	}
@@ -808,9 +823,6 @@ func loopbackDefault(addr string) string {
 }
 
 func (s *Server) auditWrite(r audit.Record) {
-	if s.opts.Audit == nil {
-		return
-	}
 	if err := s.opts.Audit.Write(r); err != nil {
 		s.log.Error("console: audit write failed", "err", err)
 	}

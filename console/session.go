@@ -117,7 +117,7 @@ func newSession(srv *Server, conn *websocket.Conn, subject, remote string) *sess
 // serve runs the session until the client leaves or the server closes it.
 func (s *session) serve() {
 	defer s.srv.unregister(s)
-	open := audit.Record{Kind: audit.KindSession, Session: s.id, Subject: s.subject, Remote: s.remote, Outcome: "open"}
+	open := audit.Record{Kind: audit.KindSession, Session: s.id, Subject: s.subject, Remote: s.remote, Outcome: audit.OutcomeOpen}
 	if dir := s.srv.opts.TranscriptDir; dir != "" {
 		cast, err := openTranscript(dir, s.id, s.subject, s.remote, s.srv.opts.MaxTranscriptBytes, s.srv.castBudget)
 		if err != nil {
@@ -176,7 +176,7 @@ func (s *session) serve() {
 	why := s.closeText
 	s.mu.Unlock()
 	s.srv.auditWrite(audit.Record{Kind: audit.KindSession, Session: s.id, Subject: s.subject, Remote: s.remote,
-		Outcome: "closed", Message: why, Transcript: open.Transcript, DurationMS: ms(time.Since(s.start))})
+		Outcome: audit.OutcomeClosed, Message: why, Transcript: open.Transcript, DurationMS: ms(time.Since(s.start))})
 	s.srv.log.Info("console: session closed", "session", s.id, "subject", s.subject)
 }
 
@@ -423,9 +423,6 @@ func (t *tally) add(b []byte, text bool) {
 // request may run. When that fails the request is refused: nothing runs
 // unaudited.
 func (s *session) intent(rec audit.Record) error {
-	if s.srv.opts.Audit == nil {
-		return nil
-	}
 	if err := s.srv.opts.Audit.WriteSync(rec); err != nil {
 		s.srv.log.Error("console: cannot write the audit record; refusing the request", "session", s.id, "request", rec.Request, "err", err)
 		return wire.Errorf(wire.CodeInternal, "the audit log cannot be written, so the request was refused (see the server log)")
@@ -628,25 +625,23 @@ func (s *session) allowed(object string) bool {
 
 // run is the state of one request as it goes through handle.
 type run struct {
-	req     wire.Request
-	rec     audit.Record // the intent record, completed as decisions are made
-	written bool         // the intent record is written
-	tally   *tally
+	req   wire.Request
+	rec   audit.Record // the intent record, completed as decisions are made
+	tally *tally
 }
 
-// decide records a policy decision for obj and writes the intent record.
-// A deny is returned as err (after the record is written); so is a failed
-// write.
+// decide records a policy decision for obj and writes the intent record,
+// synced. A deny is returned as err (after the record is written); so is
+// a failed write.
 func (s *session) decide(r *run, obj string, allowed bool, deny *wire.Error) error {
-	r.rec.Object, r.rec.Decision = obj, "allow"
+	r.rec.Object, r.rec.Decision = obj, audit.DecisionAllow
 	if allowed {
 		s.cast.input(s.subject, r.req.Line) // before anything it prints
 	} else {
-		r.rec.Decision, r.rec.Message = "deny", deny.Message
+		r.rec.Decision, r.rec.Message = audit.DecisionDeny, deny.Message
 		s.cast.input(s.subject, clipText(r.req.Line))
 		clipLine(&r.rec)
 	}
-	r.written = true
 	if err := s.intent(r.rec); err != nil {
 		return err
 	}
@@ -669,46 +664,106 @@ func (s *session) authorize(r *run, obj string, deny *wire.Error) error {
 	return s.decide(r, obj, true, nil)
 }
 
-// handle runs one request: parse the line, authorize, audit the intent,
-// execute, audit the outcome.
+// target is what a line asks for: a command with the rest of the line,
+// or Go source; and the policy object that decides it.
+type target struct {
+	cmd    *Command // nil for Go
+	rest   string   // the line after the command's name
+	src    string   // Go source
+	object string
+	open   bool        // a command that grants nothing: no policy check
+	deny   *wire.Error // the refusal if the policy says no
+}
+
+// resolve reads a (non-blank) line: a command's name first, "eval
+// SOURCE", or else Go.
+func (s *session) resolve(line string) (target, error) {
+	word, rest := firstWord(strings.TrimSpace(line))
+	if cmd := s.srv.commands[word]; cmd != nil {
+		return target{cmd: cmd, rest: rest, object: cmd.object(), open: cmd.open,
+			deny: wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", s.subject, cmd.Name, cmd.object())}, nil
+	}
+	src := line
+	if word == evalWord {
+		if src = rest; src == "" {
+			return target{}, wire.Errorf(wire.CodeBadRequest, "eval: give Go source to evaluate, e.g. eval gc := 1")
+		}
+	}
+	t := target{src: src, object: access.Eval,
+		deny: wire.Errorf(wire.CodeForbidden, "%s may not evaluate Go (policy object eval, action run); type help for the commands you may run", s.subject)}
+	if trimmed := strings.TrimSpace(line); isWord(trimmed) && !s.allowed(access.Eval) {
+		t.deny = wire.Errorf(wire.CodeBadRequest, "unknown command %.40q; type help for the commands you may run", trimmed)
+	}
+	return t, nil
+}
+
+// handle is the request pipeline, top to bottom: resolve the line to a
+// command or Go; authorize its policy object (and the reason the policy
+// may want), writing the intent record, allowed or denied, and syncing it
+// before anything runs; run it within its limits; send its one final
+// event; write the outcome record. A blank line does nothing and leaves
+// no record.
 func (s *session) handle(ctx context.Context, req wire.Request) {
 	start := time.Now()
 	r := &run{req: req, rec: s.record(req), tally: newTally()}
 	r.rec.Time = start
-	var value string
+	blank := strings.TrimSpace(req.Line) == ""
+
+	var (
+		t       target
+		decided bool // the intent record is written (with the decision)
+		value   string
+	)
 	err := context.Cause(ctx) // cancelled while it waited
-	if err == nil {
-		value, err = s.execute(ctx, r)
+	if err == nil && !blank {
+		t, err = s.resolve(req.Line)
+	}
+	if err == nil && !blank {
+		decided = true
+		if t.open {
+			err = s.decide(r, t.object, true, nil)
+		} else {
+			err = s.authorize(r, t.object, t.deny)
+		}
+	}
+	if err == nil && !blank {
+		if t.cmd != nil {
+			value, err = s.command(ctx, r, t)
+		} else {
+			value, err = s.evaluate(ctx, r, strings.TrimSpace(req.Line), t.src)
+		}
 	}
 	if err == nil && ctx.Err() != nil {
 		err = context.Cause(ctx)
 	}
-	var final wire.Event
-	code, msg := "ok", ""
-	switch {
-	case errors.Is(err, interp.ErrIncomplete):
-		code = "incomplete"
-		final = wire.Event{Type: wire.EventIncomplete, ID: req.ID}
-	case err != nil:
-		we := s.classify(ctx, err)
-		code, msg = string(we.Code), we.Message
-		if we.Code == wire.CodeInternal {
-			s.srv.log.Error("console: request failed", "session", s.id, "request", req.ID, "err", err)
-		}
-		final = wire.Event{Type: wire.EventError, ID: req.ID, Code: we.Code, Message: we.Message}
-	default:
-		final = wire.Event{Type: wire.EventResult, ID: req.ID, Value: value}
-	}
+
+	final, code, msg := s.final(ctx, req.ID, value, err)
 	s.finish(req.ID) // the id is free again once its final event is out
 	s.sendEvent(final)
-	if strings.TrimSpace(req.Line) == "" {
+	if blank {
 		return
 	}
-	if !r.written { // ended before any decision (cancelled, bad arguments)
+	if !decided { // ended before its decision (cancelled while waiting, a bad eval)
 		s.cast.input(s.subject, clipText(req.Line))
 		s.srv.auditWrite(r.rec)
 	}
 	s.srv.auditWrite(s.outcome(r.rec, code, msg, r.tally, time.Since(start)))
+}
+
+// final is the request's final event for its value or error, with the
+// outcome's code and message for the audit record.
+func (s *session) final(ctx context.Context, id uint64, value string, err error) (ev wire.Event, code, msg string) {
+	switch {
+	case errors.Is(err, interp.ErrIncomplete):
+		return wire.Event{Type: wire.EventIncomplete, ID: id}, audit.OutcomeIncomplete, ""
+	case err != nil:
+		we := s.classify(ctx, err)
+		if we.Code == wire.CodeInternal {
+			s.srv.log.Error("console: request failed", "session", s.id, "request", id, "err", err)
+		}
+		return wire.Event{Type: wire.EventError, ID: id, Code: we.Code, Message: we.Message}, string(we.Code), we.Message
+	}
+	return wire.Event{Type: wire.EventResult, ID: id, Value: value}, audit.OutcomeOK, ""
 }
 
 // classify maps an execution error to its public form.
@@ -747,55 +802,32 @@ func (s *session) classify(ctx context.Context, err error) *wire.Error {
 	return publicError(err)
 }
 
-// execute authorizes and runs one line, writing the intent record once
-// the decision is made and before anything runs.
-func (s *session) execute(ctx context.Context, r *run) (value string, err error) {
-	req := r.req
-	line := strings.TrimSpace(req.Line)
-	if line == "" {
-		return "", nil
+// command runs an authorized command: its arguments, the confirmation of
+// a StopsTheWorld command, the process's heavy slot for a Heavy one, then
+// its Run, which may ask for the further objects it declares.
+func (s *session) command(ctx context.Context, r *run, t target) (string, error) {
+	cmd := t.cmd
+	args, err := splitArgs(t.rest)
+	if err != nil {
+		return "", wire.Errorf(wire.CodeBadRequest, "%s: %v", cmd.Name, err)
 	}
-	word, rest := firstWord(line)
-	cmd := s.srv.commands[word]
-	src := req.Line
-	switch {
-	case word == evalWord:
-		src = rest
-		if src == "" {
-			return "", wire.Errorf(wire.CodeBadRequest, "eval: give Go source to evaluate, e.g. eval gc := 1")
-		}
-	case cmd != nil:
-		obj := cmd.object()
-		if cmd.open {
-			err = s.decide(r, obj, true, nil)
-		} else {
-			err = s.authorize(r, obj, wire.Errorf(wire.CodeForbidden, "%s may not run %s (policy object %s, action run)", s.subject, cmd.Name, obj))
-		}
+	args, yes, err := confirm(cmd, args)
+	if err != nil {
+		return "", err
+	}
+	if cmd.Cost != Cheap {
+		release, err := process.flight.acquire(fmt.Sprintf("%s (run by %s)", cmd.Name, s.subject))
 		if err != nil {
 			return "", err
 		}
-		args, err := splitArgs(rest)
-		if err != nil {
-			return "", wire.Errorf(wire.CodeBadRequest, "%s: %v", cmd.Name, err)
-		}
-		if args, err = confirm(cmd, args); err != nil {
-			return "", err
-		}
-		if cmd.Cost != Cheap {
-			release, err := process.flight.acquire(fmt.Sprintf("%s (run by %s)", cmd.Name, s.subject))
-			if err != nil {
-				return "", err
-			}
-			defer release()
-		}
-		ew := &eventWriter{s: s, id: req.ID, tally: r.tally}
-		c := &Request{Args: args, Subject: s.subject, Out: ew, s: s, id: req.ID, cmd: cmd, run: r, raw: rest}
-		err = runCommand(ctx, cmd, c)
-		ew.flush()
-		r.rec.Detail = c.detail
-		return c.value, err
+		defer release()
 	}
-	return s.evaluate(ctx, r, line, src)
+	ew := &eventWriter{s: s, id: r.req.ID, tally: r.tally}
+	c := &Request{Args: args, Subject: s.subject, Out: ew, s: s, id: r.req.ID, cmd: cmd, run: r, raw: t.rest, yes: yes}
+	err = runCommand(ctx, cmd, c)
+	ew.flush()
+	r.rec.Detail = c.detail
+	return c.value, err
 }
 
 // needsReason reports whether the policy wants a reason before subject

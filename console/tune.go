@@ -85,7 +85,7 @@ func (t *tuning) revert(name string, p *revert) {
 	}
 	delete(t.pending, name)
 	was := p.apply(p.original)
-	p.owner.auditWrite(audit.Record{Kind: audit.KindRevert, Outcome: "ok", Detail: fmt.Sprintf("%s %s -> %s (TTL ended)", name, p.show(was), p.show(p.original))})
+	p.owner.auditWrite(audit.Record{Kind: audit.KindRevert, Outcome: audit.OutcomeOK, Detail: fmt.Sprintf("%s %s -> %s (TTL ended)", name, p.show(was), p.show(p.original))})
 	p.owner.log.Info("console: runtime setting reverted", "setting", name, "value", p.show(p.original))
 }
 
@@ -102,7 +102,7 @@ func (t *tuning) revertOwned(s *Server) {
 		delete(t.pending, name)
 		p.timer.Stop()
 		was := p.apply(p.original)
-		s.auditWrite(audit.Record{Kind: audit.KindRevert, Outcome: "ok", Detail: fmt.Sprintf("%s %s -> %s (console closed)", name, p.show(was), p.show(p.original))})
+		s.auditWrite(audit.Record{Kind: audit.KindRevert, Outcome: audit.OutcomeOK, Detail: fmt.Sprintf("%s %s -> %s (console closed)", name, p.show(was), p.show(p.original))})
 	}
 }
 

@@ -234,10 +234,10 @@ func (d *Demo) writeState() error {
 
 // policyChanged audits and logs a reload of the live policy file.
 func (d *Demo) policyChanged(ch policy.Change) {
-	rec := audit.Record{Kind: audit.KindPolicy, Outcome: "reloaded", OldHash: ch.OldHash, NewHash: ch.NewHash,
+	rec := audit.Record{Kind: audit.KindPolicy, Outcome: audit.OutcomeReloaded, OldHash: ch.OldHash, NewHash: ch.NewHash,
 		Detail: fmt.Sprintf("%s: %d rules in force", ch.Path, ch.Rules)}
 	if ch.Err != nil {
-		rec.Outcome, rec.Message, rec.Detail = "rejected", ch.Err.Error(), ""
+		rec.Outcome, rec.Message, rec.Detail = audit.OutcomeRejected, ch.Err.Error(), ""
 		d.log.Error("demo: policy change rejected; the old policy stays in force", "err", ch.Err, "old", ch.OldHash, "new", ch.NewHash)
 	} else {
 		d.log.Info("demo: policy reloaded", "path", ch.Path, "rules", ch.Rules, "old", ch.OldHash, "new", ch.NewHash)
@@ -249,10 +249,10 @@ func (d *Demo) policyChanged(ch policy.Change) {
 
 // tokensChanged audits and logs a reload of the token file.
 func (d *Demo) tokensChanged(ch auth.Change) {
-	rec := audit.Record{Kind: audit.KindTokens, Outcome: "reloaded", OldHash: ch.OldHash, NewHash: ch.NewHash,
+	rec := audit.Record{Kind: audit.KindTokens, Outcome: audit.OutcomeReloaded, OldHash: ch.OldHash, NewHash: ch.NewHash,
 		Detail: fmt.Sprintf("%s: %d tokens in force; revoked: %s", ch.Path, ch.Tokens, strings.Join(ch.Revoked, ", "))}
 	if ch.Err != nil {
-		rec.Outcome, rec.Message, rec.Detail = "rejected", ch.Err.Error(), ""
+		rec.Outcome, rec.Message, rec.Detail = audit.OutcomeRejected, ch.Err.Error(), ""
 		d.log.Error("demo: token file change rejected; the tokens in force stay", "err", ch.Err)
 	} else {
 		d.log.Info("demo: token file reloaded", "tokens", ch.Tokens, "revoked", ch.Revoked)

@@ -39,6 +39,7 @@ import (
 	"time"
 
 	opsrepl "github.com/opsrepl/opsrepl"
+	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/auth"
 	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console"
@@ -99,7 +100,7 @@ func runTarget(heapMiB int) error {
 	if err != nil {
 		return err
 	}
-	srv, err := console.New(console.Options{Authenticator: tokens, Authorizer: enf, DumpDir: dir})
+	srv, err := console.New(console.Options{Authenticator: tokens, Authorizer: enf, Audit: audit.Discard, DumpDir: dir})
 	if err != nil {
 		return err
 	}

@@ -174,7 +174,7 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 		}
 		return true
 	}
-	isDenied := func(r audit.Record) bool { return r.Decision == "deny" || r.Kind == audit.KindHandshake }
+	isDenied := func(r audit.Record) bool { return r.Decision == audit.DecisionDeny || r.Kind == audit.KindHandshake }
 	wanted := func(r audit.Record) bool { return match(r) && (!*denied || isDenied(r)) }
 
 	var rows []*showRow
@@ -255,7 +255,7 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 			if r.Kind == audit.KindPolicy {
 				what += fmt.Sprintf(" (%.12s → %.12s)", r.OldHash, r.NewHash)
 			}
-			if r.Transcript != "" && r.Outcome == "open" {
+			if r.Transcript != "" && r.Outcome == audit.OutcomeOpen {
 				what += " (transcript " + r.Transcript + ")"
 			}
 		} else {

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/opsrepl/opsrepl/access"
+	"github.com/opsrepl/opsrepl/audit"
 
 	"github.com/opsrepl/opsrepl/console"
 	"github.com/opsrepl/opsrepl/policy"
@@ -124,7 +125,7 @@ func consoleWouldTake(enf *policy.Enforcer, path string, appCommands []string) e
 		cmds = append(cmds, console.Command{Name: name, Summary: "application command",
 			Run: func(context.Context, *console.Request) error { return nil }})
 	}
-	srv, err := console.New(console.Options{Authorizer: enf, Commands: cmds, InProcessEval: true,
+	srv, err := console.New(console.Options{Authorizer: enf, Audit: audit.Discard, Commands: cmds, InProcessEval: true,
 		Authenticator: console.AuthenticatorFunc(func(*http.Request) (string, error) { return "", errors.New("none") })})
 	if err != nil {
 		return err

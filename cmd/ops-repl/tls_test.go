@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/console"
 	"github.com/opsrepl/opsrepl/policy"
 )
@@ -66,7 +67,7 @@ func TestClientCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := console.New(console.Options{Authorizer: enf, TLS: &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool}})
+	srv, err := console.New(console.Options{Authorizer: enf, Audit: audit.Discard, TLS: &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool}})
 	if err != nil {
 		t.Fatal(err)
 	}
