@@ -51,8 +51,8 @@ const (
 	OutcomeRejected   = "rejected"   // a policy or token file was refused; the old one stays
 )
 
-// ZeroHash is the prev of the first record of a chain.
-const ZeroHash = "0000000000000000000000000000000000000000000000000000000000000000"
+// zeroHash is the prev of the first record of a chain.
+const zeroHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // Record is one audit line. Seq and Prev are set by the Log; Prev is the
 // SHA-256 (hex) of the previous line's exact bytes, without its newline.
@@ -181,7 +181,7 @@ func Open(opts Options) (*Log, error) {
 		f.Close()
 		return nil, fmt.Errorf("audit: %s: %w", opts.Path, err)
 	}
-	l := &Log{opts: opts, f: f, w: f, unlock: unlock, head: ZeroHash}
+	l := &Log{opts: opts, f: f, w: f, unlock: unlock, head: zeroHash}
 	fail := func(err error) (*Log, error) {
 		unlock()
 		f.Close()
@@ -245,7 +245,7 @@ var Discard = &Log{discard: true}
 
 // New returns a Log that writes a fresh chain to w (no rotation, no
 // lock). WriteSync calls w's Sync method, if it has one.
-func New(w io.Writer) *Log { return &Log{w: w, head: ZeroHash, opts: Options{MaxBytes: -1}} }
+func New(w io.Writer) *Log { return &Log{w: w, head: zeroHash, opts: Options{MaxBytes: -1}} }
 
 // Write appends r as one line, in one write call, setting r.Seq and
 // r.Prev (and r.Time, when zero). Free-text fields are redacted first.
@@ -443,7 +443,7 @@ func rotatedEnd(path string) (seq uint64, last []byte, err error) {
 }
 
 // Head returns the sequence number and hash of the last record written
-// (0 and ZeroHash for an empty chain). Keeping the head somewhere the
+// (0 and zeroHash for an empty chain). Keeping the head somewhere the
 // log's writers cannot reach lets Verify detect records removed from the
 // end, which the chain alone cannot.
 func (l *Log) Head() (seq uint64, hash string) {
@@ -555,7 +555,7 @@ func lastIndexByte(f *os.File, end, floor int64) (int64, error) {
 // parseRecord reads b as a record with a sequence number and a prev hash.
 func parseRecord(b []byte) (Record, bool) {
 	var r Record
-	if err := json.Unmarshal(b, &r); err != nil || r.Seq == 0 || len(r.Prev) != len(ZeroHash) {
+	if err := json.Unmarshal(b, &r); err != nil || r.Seq == 0 || len(r.Prev) != len(zeroHash) {
 		return r, false
 	}
 	return r, true

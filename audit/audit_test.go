@@ -348,8 +348,8 @@ func TestRedaction(t *testing.T) {
 			if strings.Contains(buf.String(), tt.secret) {
 				t.Fatalf("secret %q in %s", tt.secret, buf.String())
 			}
-			if !strings.Contains(buf.String(), Redacted) {
-				t.Fatalf("no %s marker in %s", Redacted, buf.String())
+			if !strings.Contains(buf.String(), redacted) {
+				t.Fatalf("no %s marker in %s", redacted, buf.String())
 			}
 		})
 	}

@@ -6,8 +6,8 @@ import (
 	"strings"
 )
 
-// Redacted replaces a secret in a record.
-const Redacted = "[REDACTED]"
+// redacted replaces a secret in a record.
+const redacted = "[REDACTED]"
 
 var (
 	// "Authorization: Bearer x", "authorization=x", Go strings too.
@@ -27,11 +27,11 @@ var secretPatterns = []struct {
 	re   *regexp.Regexp
 	repl string
 }{
-	{reAuthorization, "${1}" + Redacted},
-	{reBearer, "${1}" + Redacted},
-	{reProtocol, "${1}" + Redacted},
-	{reHex64, Redacted},
-	{reAssign, "${1}" + Redacted},
+	{reAuthorization, "${1}" + redacted},
+	{reBearer, "${1}" + redacted},
+	{reProtocol, "${1}" + redacted},
+	{reHex64, redacted},
+	{reAssign, "${1}" + redacted},
 }
 
 // quoted is a secret as it appears in an operator's text (with what

@@ -230,8 +230,8 @@ func (v *verifier) record(path string, b []byte) {
 	switch {
 	case !v.started:
 		v.started = true
-		if r.Seq == 1 && r.Prev != ZeroHash {
-			v.rep.Broken = &Problem{File: path, Line: v.line, Seq: r.Seq, Reason: "record 1 was changed after it was written: its prev must be " + ZeroHash[:8] + "…"}
+		if r.Seq == 1 && r.Prev != zeroHash {
+			v.rep.Broken = &Problem{File: path, Line: v.line, Seq: r.Seq, Reason: "record 1 was changed after it was written: its prev must be " + zeroHash[:8] + "…"}
 			return
 		}
 		if r.Seq != 1 {

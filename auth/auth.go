@@ -60,7 +60,7 @@ type entry struct {
 // NewToken returns a fresh random token for subject and the token-file line
 // ("SUBJECT SHA256-HEX") that makes the server accept it.
 func NewToken(subject string) (token, line string, err error) {
-	if err := ValidSubject(subject); err != nil {
+	if err := validSubject(subject); err != nil {
 		return "", "", err
 	}
 	var b [32]byte
@@ -68,11 +68,11 @@ func NewToken(subject string) (token, line string, err error) {
 		return "", "", fmt.Errorf("auth: random token: %w", err)
 	}
 	token = hex.EncodeToString(b[:])
-	return token, subject + " " + Hash(token), nil
+	return token, subject + " " + hash(token), nil
 }
 
 // Hash returns the hex SHA-256 of token, the form a token file stores.
-func Hash(token string) string {
+func hash(token string) string {
 	h := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(h[:])
 }
@@ -80,7 +80,7 @@ func Hash(token string) string {
 // ValidSubject reports (as an error) whether s can name a subject: 1 to 64
 // characters from letters, digits and . _ @ -. Colons are excluded so a
 // subject can never be mistaken for a role ("role:admin") or object.
-func ValidSubject(s string) error {
+func validSubject(s string) error {
 	switch {
 	case s == "" || len(s) > 64:
 		return fmt.Errorf("auth: subject must be 1 to 64 characters; got %d", len(s))
@@ -96,7 +96,7 @@ func ValidSubject(s string) error {
 func NewTokens(tokens map[string]string) (*Tokens, error) {
 	s := &tokenSet{}
 	for subject, token := range tokens {
-		if err := ValidSubject(subject); err != nil {
+		if err := validSubject(subject); err != nil {
 			return nil, err
 		}
 		if len(token) < 16 {
@@ -129,7 +129,7 @@ func LoadFile(path string) (*Tokens, error) {
 
 // Parse reads token-file lines: "SUBJECT SHA256-HEX", blank lines and
 // # comments. Any malformed line is an error naming its line number.
-func Parse(r io.Reader) (*Tokens, error) {
+func parse(r io.Reader) (*Tokens, error) {
 	s, err := parseSet(r)
 	if err != nil {
 		return nil, err
@@ -153,7 +153,7 @@ func parseSet(r io.Reader) (*tokenSet, error) {
 		if len(f) != 2 {
 			return nil, fmt.Errorf("line %d: want \"SUBJECT SHA256-HEX\"", n)
 		}
-		if err := ValidSubject(f[0]); err != nil {
+		if err := validSubject(f[0]); err != nil {
 			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
 		raw, err := hex.DecodeString(f[1])
@@ -205,7 +205,7 @@ func (t *Tokens) Lookup(token string) (subject string, ok bool) {
 // header, or in a wire.BearerProtocolPrefix subprotocol. Errors wrap
 // ErrUnauthenticated and never contain the token.
 func (t *Tokens) Authenticate(r *http.Request) (string, error) {
-	token, err := BearerToken(r)
+	token, err := bearerToken(r)
 	if err != nil {
 		return "", err
 	}
@@ -219,7 +219,7 @@ func (t *Tokens) Authenticate(r *http.Request) (string, error) {
 // BearerToken extracts the bearer token from r: the Authorization header
 // ("Bearer TOKEN", scheme case-insensitive), or else a subprotocol
 // wire.BearerProtocolPrefix+TOKEN. Both at once is an error.
-func BearerToken(r *http.Request) (string, error) {
+func bearerToken(r *http.Request) (string, error) {
 	var fromProto string
 	for _, p := range websocketProtocols(r) {
 		if strings.HasPrefix(p, wire.BearerProtocolPrefix) {

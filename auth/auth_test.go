@@ -24,7 +24,7 @@ func TestNewTokenRoundTrip(t *testing.T) {
 	if strings.Contains(line, tok) {
 		t.Fatalf("the token-file line contains the token itself: %q", line)
 	}
-	ts, err := Parse(strings.NewReader("# comment\n\n" + line + "\n"))
+	ts, err := parse(strings.NewReader("# comment\n\n" + line + "\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestNewTokenRoundTrip(t *testing.T) {
 }
 
 func TestParseErrors(t *testing.T) {
-	h := Hash("x")
+	h := hash("x")
 	tests := []struct{ name, in, want string }{
 		{"one field", "alice\n", "line 1"},
 		{"three fields", "alice " + h + " extra\n", "line 1"},
@@ -57,7 +57,7 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse(strings.NewReader(tt.in))
+			_, err := parse(strings.NewReader(tt.in))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Parse: got %v; want an error containing %q", err, tt.want)
 			}
@@ -130,7 +130,7 @@ func TestNewTokensRejects(t *testing.T) {
 
 func ExampleNewToken() {
 	tok, line, _ := NewToken("alice") // tok goes to alice; line to the token file
-	tokens, _ := Parse(strings.NewReader(line))
+	tokens, _ := parse(strings.NewReader(line))
 	subject, ok := tokens.Lookup(tok)
 	fmt.Println(subject, ok, len(strings.Fields(line)[1]))
 	// Output: alice true 64

@@ -23,7 +23,7 @@ import (
 
 	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/console/wire"
-	"github.com/opsrepl/opsrepl/diag"
+	"github.com/opsrepl/opsrepl/internal/diag"
 	"github.com/opsrepl/opsrepl/policy"
 
 	opsrepl "github.com/opsrepl/opsrepl"

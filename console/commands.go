@@ -19,7 +19,7 @@ import (
 	"github.com/opsrepl/opsrepl/access"
 
 	"github.com/opsrepl/opsrepl/console/wire"
-	"github.com/opsrepl/opsrepl/diag"
+	"github.com/opsrepl/opsrepl/internal/diag"
 )
 
 const (

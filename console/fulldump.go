@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/opsrepl/opsrepl/console/wire"
-	"github.com/opsrepl/opsrepl/diag"
+	"github.com/opsrepl/opsrepl/internal/diag"
 )
 
 // objHeapdumpFull is the permission a full heap dump needs on top of

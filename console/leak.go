@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/opsrepl/opsrepl/console/wire"
-	"github.com/opsrepl/opsrepl/diag"
+	"github.com/opsrepl/opsrepl/internal/diag"
 )
 
 const maxLeakWindow = 10 * time.Minute

@@ -37,9 +37,11 @@ func (r Rate) refill() time.Duration {
 	return time.Duration(float64(r.Burst) / r.PerSecond * float64(time.Second))
 }
 
-// maxSources bounds the per-source state (limiters, refusal windows), so a
-// flood from many addresses cannot grow it without bound: past it, new
-// sources share one overflow entry.
+// maxSources bounds the per-source state, so a flood from many addresses
+// cannot grow it without bound. Past it, the rate limiters forget an
+// entry at random (an address's bucket is never shared with another), and
+// the refusal windows count the refusals of new sources in one "overflow"
+// window per outcome.
 const maxSources = 10000
 
 // sourceKey is the address a limit is kept for: the client IP, or its /64

@@ -921,7 +921,7 @@ func TestRevokedTokenEndsSessions(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tokens")
 	var lines string
 	for _, sub := range []string{"viewer", "admin"} {
-		lines += sub + " " + auth.Hash(testTokens[sub]) + "\n"
+		lines += sub + " " + tokenHash(testTokens[sub]) + "\n"
 	}
 	os.WriteFile(path, []byte(lines), 0o600)
 	tokens, err := auth.LoadFile(path)
@@ -934,7 +934,7 @@ func TestRevokedTokenEndsSessions(t *testing.T) {
 	go tokens.Watch(ctx, auth.WatchOptions{Interval: 10 * time.Millisecond, Quiet: 50 * time.Millisecond})
 	viewer, admin := f.dial(t, "viewer"), f.dial(t, "admin")
 
-	os.WriteFile(path, []byte("admin "+auth.Hash(testTokens["admin"])+"\n"), 0o600)
+	os.WriteFile(path, []byte("admin "+tokenHash(testTokens["admin"])+"\n"), 0o600)
 	ce := viewer.closed()
 	notice := false
 	for len(viewer.notices) > 0 {
@@ -949,3 +949,6 @@ func TestRevokedTokenEndsSessions(t *testing.T) {
 	}
 	waitFor(t, "the revocation's audit record", func() bool { return strings.Contains(f.audit.String(), `"outcome":"revoked"`) })
 }
+
+// tokenHash is a token as a token file stores it: its hex SHA-256.
+func tokenHash(token string) string { return sha256Hex([]byte(token)) }

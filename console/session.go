@@ -937,7 +937,7 @@ func (s *session) sendStream(ctx context.Context, id uint64, name string, size i
 }
 
 // eventWriter turns writes into output events. It batches small writes
-// (a table is written cell by cell) and sends when it holds outputChunk
+// (a table is written cell by cell) and sends when it holds chunkBytes
 // bytes, when flushAfter has passed since the last send (so slow output
 // still streams), and at the end of the request. Events are split at rune
 // boundaries so no event carries half a UTF-8 character.

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/opsrepl/opsrepl/console/wire"
-	"github.com/opsrepl/opsrepl/diag"
+	"github.com/opsrepl/opsrepl/internal/diag"
 )
 
 // transcript records what a session's operator saw as an asciicast v2

@@ -14,7 +14,7 @@ import (
 
 	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/console/wire"
-	"github.com/opsrepl/opsrepl/diag"
+	"github.com/opsrepl/opsrepl/internal/diag"
 )
 
 // defaultTTL is how long a runtime setting stays before it reverts.

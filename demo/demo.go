@@ -78,7 +78,7 @@ type Demo struct {
 }
 
 // Start creates the state folder, tokens and policy, and serves the app
-// and the console until Close.
+// and the console until Close, or until ctx ends.
 func Start(ctx context.Context, opts Options) (*Demo, error) {
 	dir := opts.Dir
 	if dir == "" {
@@ -186,6 +186,13 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		d.srv.Serve(ln)
 		wg.Wait()
 		close(d.done)
+	}()
+	go func() { // ctx ending stops the demo as Close does
+		select {
+		case <-ctx.Done():
+			d.Close()
+		case <-d.done:
+		}
 	}()
 	return d, nil
 }

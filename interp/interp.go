@@ -291,7 +291,7 @@ func (in *Interpreter) evalError(ctx context.Context, err error) error {
 			return &EvalError{Msg: pv.(error).Error()}
 		case string:
 			if pv == "nil type" { // yaegi's compiler on range over int or func
-				return &EvalError{Msg: "the interpreter cannot compile this: range over an integer or a function is not supported (Go 1.22-level language)"}
+				return &EvalError{Msg: "the interpreter cannot compile this: range over an integer (Go 1.22) or a function (Go 1.23) is not supported: write for i := 0; i < N; i++"}
 			}
 		}
 		s, ferr := in.format(ctx, reflect.ValueOf(p.Value))

@@ -91,7 +91,7 @@ func New(opts Options) (*Enforcer, error) {
 // load builds a complete enforcer for policy text, without touching the
 // current one.
 func (p *Enforcer) load(text string) (*loaded, error) {
-	rules, err := Parse(text)
+	rules, err := parse(text)
 	if err != nil {
 		return nil, err
 	}
@@ -99,11 +99,11 @@ func (p *Enforcer) load(text string) (*loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &loaded{e: e, rules: rules, hash: Hash([]byte(text))}, nil
+	return &loaded{e: e, rules: rules, hash: hash([]byte(text))}, nil
 }
 
 // Hash returns the hex SHA-256 of a policy text, the form Change reports.
-func Hash(text []byte) string { return watchfile.Hash(text) }
+func hash(text []byte) string { return watchfile.Hash(text) }
 
 // Authorize reports whether subject may perform action on object. An error
 // means no decision could be made; callers must treat it as a denial.
@@ -198,7 +198,7 @@ func (p *Enforcer) apply(b []byte, readErr error, validate func(objects []string
 		ch.Err = fmt.Errorf("policy: read policy: %w; the policy in force is unchanged", readErr)
 		return ch, true
 	}
-	ch.NewHash = Hash(b)
+	ch.NewHash = hash(b)
 	if ch.NewHash == old.hash {
 		return ch, false
 	}
@@ -272,12 +272,12 @@ type Rule struct {
 	Line   int
 }
 
-// ErrEmpty is returned by Parse for a policy without any rule.
-var ErrEmpty = errors.New("policy has no rule")
+// errEmpty is returned by Parse for a policy without any rule.
+var errEmpty = errors.New("policy has no rule")
 
 // Parse parses policy text strictly: every non-blank, non-comment line must
 // be "p, SUBJECT, OBJECT, ACTION, allow|deny" or "g, SUBJECT, ROLE".
-func Parse(text string) ([]Rule, error) {
+func parse(text string) ([]Rule, error) {
 	var rules []Rule
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
@@ -327,7 +327,7 @@ func Parse(text string) ([]Rule, error) {
 		return nil, fmt.Errorf("line %d: %w", n+1, err)
 	}
 	if len(rules) == 0 {
-		return nil, ErrEmpty
+		return nil, errEmpty
 	}
 	return rules, nil
 }

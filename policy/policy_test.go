@@ -121,7 +121,7 @@ func TestParse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rules, err := Parse(tt.in)
+			rules, err := parse(tt.in)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("Parse: got %v; want an error containing %q", err, tt.wantErr)
@@ -136,8 +136,8 @@ func TestParse(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Parse(""); !errors.Is(err, ErrEmpty) {
-		t.Fatalf("Parse(\"\"): got %v; want ErrEmpty", err)
+	if _, err := parse(""); !errors.Is(err, errEmpty) {
+		t.Fatalf("parse(\"\"): got %v; want errEmpty", err)
 	}
 }
 

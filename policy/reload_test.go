@@ -55,7 +55,7 @@ func TestReload(t *testing.T) {
 					t.Fatalf("got a change for the content in force: %+v", ch)
 				}
 			case tt.wantErr == "":
-				if ch.Err != nil || !changed || ch.OldHash != old || ch.NewHash != Hash([]byte(tt.content)) {
+				if ch.Err != nil || !changed || ch.OldHash != old || ch.NewHash != hash([]byte(tt.content)) {
 					t.Fatalf("got %+v; want applied with old and new hashes", ch)
 				}
 			default:
