@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/traefik/yaegi/stdlib"
+	"github.com/opsrepl/opsrepl/interp/internal/stdsyms"
 )
 
 // TestEveryNativeClassified: every function of the allowlisted packages
@@ -16,7 +16,7 @@ import (
 func TestEveryNativeClassified(t *testing.T) {
 	seen := map[string]bool{}
 	var missing []string
-	for key, syms := range stdlib.Symbols {
+	for key, syms := range stdsyms.Symbols {
 		i := strings.LastIndexByte(key, '/')
 		if i < 0 || !stdlibAllow[key[:i]] {
 			continue
@@ -90,5 +90,25 @@ func TestUnclassifiedNativeLeftOut(t *testing.T) {
 	}
 	if _, ok := m["Known"]; !ok {
 		t.Fatal("a classified function was dropped")
+	}
+}
+
+// TestSymbolTableIsTheAllowlist: the generated table holds exactly the
+// allowlisted packages (regenerate it with go generate ./interp/... when
+// the allowlist changes).
+func TestSymbolTableIsTheAllowlist(t *testing.T) {
+	got := map[string]bool{}
+	for key := range stdsyms.Symbols {
+		got[key[:strings.LastIndexByte(key, '/')]] = true
+	}
+	for p := range stdlibAllow {
+		if !got[p] {
+			t.Errorf("package %s is allowed but not in the table", p)
+		}
+	}
+	for p := range got {
+		if !stdlibAllow[p] {
+			t.Errorf("package %s is in the table but not allowed", p)
+		}
 	}
 }

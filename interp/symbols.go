@@ -8,11 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/traefik/yaegi/stdlib"
+	"github.com/opsrepl/opsrepl/interp/internal/stdsyms"
 )
 
 // stdlibAllow lists the standard library packages an interpreter gets, by
-// import path. It is an allowlist: nothing else from stdlib.Symbols is
+// import path. It is an allowlist: nothing else from stdsyms.Symbols is
 // copied, so packages such as os, net, reflect, runtime, unsafe and syscall
 // are unreachable. Per-package curation happens in curate.
 var stdlibAllow = map[string]bool{
@@ -30,8 +30,10 @@ var stdlibAllow = map[string]bool{
 // dropped names, per package: callbacks that run user code on a new
 // goroutine (a panic there kills the host), and growth without bounds.
 var dropped = map[string][]string{
-	"time":    {"AfterFunc", "Tick", "NewTicker", "NewTimer", "After", "LoadLocation"},
-	"strings": {"Builder", "NewReplacer"},
+	"time": {"AfterFunc", "Tick", "NewTicker", "NewTimer", "After", "LoadLocation"},
+	"strings": {"Builder", "NewReplacer",
+		// Iterators: the interpreter cannot range over a function.
+		"FieldsFuncSeq", "FieldsSeq", "Lines", "SplitAfterSeq", "SplitSeq"},
 	"strconv": {"AppendQuote", "AppendQuoteToASCII", "AppendQuoteToGraphic"}, // Quote's, unbounded
 }
 
@@ -42,7 +44,7 @@ var dropped = map[string][]string{
 func symbolTable(exp *Exports, pkgs []string, out *switchWriter, maxBytes uint64) (map[string]map[string]reflect.Value, error) {
 	sleepCtx := out.context
 	table := map[string]map[string]reflect.Value{}
-	for key, syms := range stdlib.Symbols {
+	for key, syms := range stdsyms.Symbols {
 		importPath := key[:max(strings.LastIndexByte(key, '/'), 0)]
 		if !stdlibAllow[importPath] || key == "fmt/fmt" { // fmt: see fmtSymbols
 			continue
@@ -65,7 +67,7 @@ func symbolTable(exp *Exports, pkgs []string, out *switchWriter, maxBytes uint64
 		keepClassified(importPath, m)
 		table[key] = m
 	}
-	if stdlib.Symbols["fmt/fmt"] == nil {
+	if stdsyms.Symbols["fmt/fmt"] == nil {
 		return nil, fmt.Errorf("interp: the yaegi standard library table has no fmt")
 	}
 	trees := new(errTrees)
