@@ -1,0 +1,5 @@
+//go:build !console
+
+package main
+
+func sandboxMain() {}
