@@ -10,8 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/opsrepl/opsrepl/access"
-
 	"github.com/opsrepl/opsrepl/audit"
 )
 
@@ -123,19 +121,14 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time (2006-01-02T15:04:05Z), a date (2006-01-02) or a duration (90m)", s)
 }
 
-type showRow struct {
-	intent  audit.Record
-	outcome *audit.Record
-	other   bool // not a request: the record alone
-}
-
 func auditShow(args []string, stdout io.Writer, now time.Time) error {
 	fs := flag.NewFlagSet("audit show", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	subject := fs.String("subject", "", "")
-	cmd := fs.String("cmd", "", "")
+	var f audit.Filter
+	fs.StringVar(&f.Subject, "subject", "", "")
+	fs.StringVar(&f.Command, "cmd", "", "")
 	since := fs.String("since", "", "")
-	denied := fs.Bool("denied", false, "")
+	fs.BoolVar(&f.Denied, "denied", false, "")
 	jsonOut := fs.Bool("json", false, "")
 	if err := parseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -147,144 +140,80 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 	if fs.NArg() == 0 {
 		return exitf(exitUsage, "audit show: give the log file(s)")
 	}
-	var from time.Time
 	if *since != "" {
 		t, err := parseSince(*since, now)
 		if err != nil {
 			return exitf(exitUsage, "audit show: %v", err)
 		}
-		from = t
+		f.Since = t
 	}
-	match := func(r audit.Record) bool {
-		if *subject != "" && r.Subject != *subject {
-			return false
-		}
-		if !from.IsZero() && r.Time.Before(from) {
-			return false
-		}
-		if *cmd != "" {
-			word, _, _ := strings.Cut(strings.TrimSpace(r.Line), " ")
-			obj := access.Command(*cmd)
-			if *cmd == access.Eval {
-				obj = access.Eval
-			}
-			if r.Object != obj && !strings.HasPrefix(r.Object, obj+"-") && word != *cmd {
-				return false
-			}
-		}
-		return true
-	}
-	isDenied := func(r audit.Record) bool { return r.Decision == audit.DecisionDeny || r.Kind == audit.KindHandshake }
-	wanted := func(r audit.Record) bool { return match(r) && (!*denied || isDenied(r)) }
-
-	var rows []*showRow
-	open := map[string]*showRow{} // session/request → row awaiting its outcome
-	enc := json.NewEncoder(stdout)
-	for _, path := range fs.Args() {
-		err := audit.Scan(path, func(r audit.Record) error {
-			key := fmt.Sprint(r.Session, "/", r.Request)
-			switch r.Kind {
-			case audit.KindIntent:
-				if row := open[key]; row != nil && row.outcome == nil {
-					// A further decision for the same request (a flag that
-					// needs more rights): it supersedes the first.
-					if r.Decision != "" {
-						row.intent.Object, row.intent.Decision, row.intent.Message = r.Object, r.Decision, r.Message
-					}
-					if *jsonOut && wanted(row.intent) {
-						enc.Encode(r)
-					}
-					return nil
-				}
-				row := &showRow{intent: r}
-				open[key] = row
-				rows = append(rows, row)
-				if *jsonOut && wanted(r) {
-					enc.Encode(r)
-				}
-			case audit.KindOutcome:
-				if row := open[key]; row != nil {
-					rr := r
-					row.outcome = &rr
-					delete(open, key)
-					if *jsonOut && wanted(row.intent) {
-						enc.Encode(r)
-					}
-				}
-			default:
-				if *cmd != "" && r.Object == "" {
-					return nil
-				}
-				if wanted(r) {
-					if *jsonOut {
-						enc.Encode(r)
-					} else {
-						rows = append(rows, &showRow{intent: r, other: true})
-					}
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return exitf(exitUsage, "%v", err)
-		}
+	entries, err := audit.Entries(f, fs.Args()...)
+	if err != nil {
+		return exitf(exitUsage, "%v", err)
 	}
 	if *jsonOut {
+		enc := json.NewEncoder(stdout)
+		for _, e := range entries {
+			for _, r := range e.Records {
+				enc.Encode(r)
+			}
+		}
+		return nil
+	}
+	if len(entries) == 0 {
+		fmt.Fprintln(stdout, "(no matching record)")
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tSEQ\tSUBJECT\tREMOTE\tSESSION\tRESULT\tMS\tWHAT")
-	n := 0
-	for _, row := range rows {
-		r := row.intent
-		if !row.other && !wanted(r) {
-			continue
-		}
-		n++
-		result, ms, what := r.Outcome, "", ""
-		if row.other {
-			what = r.Kind
-			if r.Count > 1 {
-				what += fmt.Sprintf(" ×%d", r.Count)
-			}
-			for _, s := range []string{r.Message, r.Detail} {
-				if s != "" {
-					what += ": " + s
-				}
-			}
-			if r.Kind == audit.KindPolicy {
-				what += fmt.Sprintf(" (%.12s → %.12s)", r.OldHash, r.NewHash)
-			}
-			if r.Transcript != "" && r.Outcome == audit.OutcomeOpen {
-				what += " (transcript " + r.Transcript + ")"
-			}
-		} else {
-			result = r.Decision
-			if row.outcome != nil {
-				result = strings.TrimPrefix(result+" "+row.outcome.Outcome, " ")
-				ms = fmt.Sprintf("%.1f", row.outcome.DurationMS)
-			} else {
-				result = strings.TrimPrefix(result+" (no outcome)", " ")
-			}
-			what = strings.ReplaceAll(r.Line, "\n", "⏎")
-			if rs := []rune(what); len(rs) > 120 {
-				what = string(rs[:117]) + "…"
-			}
-			if r.LineBytes > 0 {
-				what += fmt.Sprintf(" [%d bytes in all, sha256 %.12s…]", r.LineBytes, r.LineSHA256)
-			}
-			if r.Reason != "" {
-				what += "  [reason: " + r.Reason + "]"
-			}
-		}
+	for _, e := range entries {
+		r := e.Record
+		result, ms, what := showResult(e)
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"), r.Seq,
 			dash(safeText(r.Subject)), dash(safeText(r.Remote)), dash(safeText(r.Session)), dash(safeText(result)), dash(ms), safeText(what))
 	}
-	tw.Flush()
-	if n == 0 {
-		fmt.Fprintln(stdout, "(no matching record)")
+	return tw.Flush()
+}
+
+// showResult is an entry's RESULT, MS and WHAT columns.
+func showResult(e *audit.Entry) (result, ms, what string) {
+	r := e.Record
+	if !e.IsRequest() {
+		what = r.Kind
+		if r.Count > 1 {
+			what += fmt.Sprintf(" ×%d", r.Count)
+		}
+		for _, s := range []string{r.Message, r.Detail} {
+			if s != "" {
+				what += ": " + s
+			}
+		}
+		if r.Kind == audit.KindPolicy {
+			what += fmt.Sprintf(" (%.12s → %.12s)", r.OldHash, r.NewHash)
+		}
+		if r.Transcript != "" && r.Outcome == audit.OutcomeOpen {
+			what += " (transcript " + r.Transcript + ")"
+		}
+		return r.Outcome, "", what
 	}
-	return nil
+	result = r.Decision
+	if e.Outcome != nil {
+		result = strings.TrimPrefix(result+" "+e.Outcome.Outcome, " ")
+		ms = fmt.Sprintf("%.1f", e.Outcome.DurationMS)
+	} else {
+		result = strings.TrimPrefix(result+" (no outcome)", " ")
+	}
+	what = strings.ReplaceAll(r.Line, "\n", "⏎")
+	if rs := []rune(what); len(rs) > 120 {
+		what = string(rs[:117]) + "…"
+	}
+	if r.LineBytes > 0 {
+		what += fmt.Sprintf(" [%d bytes in all, sha256 %.12s…]", r.LineBytes, r.LineSHA256)
+	}
+	if r.Reason != "" {
+		what += "  [reason: " + r.Reason + "]"
+	}
+	return result, ms, what
 }
 
 func dash(s string) string {
