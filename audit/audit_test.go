@@ -211,8 +211,12 @@ func TestTornTailThenRecovery(t *testing.T) {
 	}
 
 	// The recover record excuses exactly the bytes it describes.
+	// Edit the torn line itself (line 4), not the first "ab" in the file:
+	// a record's hash may start with it too.
 	b, _ := os.ReadFile(path)
-	os.WriteFile(path, bytes.Replace(b, []byte(`"prev":"ab`), []byte(`"prev":"cd`), 1), 0o600)
+	ls := strings.SplitAfter(string(b), "\n")
+	ls[3] = strings.Replace(ls[3], `"prev":"ab`, `"prev":"cd`, 1)
+	os.WriteFile(path, []byte(strings.Join(ls, "")), 0o600)
 	if rep := verify(t, VerifyOptions{}, path); rep.OK() || rep.Broken.Line != 4 {
 		t.Fatalf("got %+v; want line 4 broken once its bytes changed", rep.Broken)
 	}
