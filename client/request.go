@@ -67,14 +67,17 @@ func (r *Request) push(it item) {
 	}
 }
 
-// pop returns the next queued item, if any.
-func (r *Request) pop() (item, bool) {
+// pop returns the next queued item, if any; ended says, in the same
+// look, that no item will come: the queue is empty and the last item was
+// taken (checked apart, a final item pushed between the two looks would
+// be lost).
+func (r *Request) pop() (it item, ok, ended bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.queue) == 0 {
-		return item{}, false
+		return item{}, false, r.ended
 	}
-	it := r.queue[0]
+	it = r.queue[0]
 	r.queue[0] = item{}
 	r.queue = r.queue[1:]
 	r.queued -= size(it.ev)
@@ -84,7 +87,10 @@ func (r *Request) pop() (item, bool) {
 		default:
 		}
 	}
-	return it, true
+	if it.last && it.ev.Type == "" {
+		r.endErr = it.err
+	}
+	return it, true, false
 }
 
 // Next returns the request's next event, waiting for it. After the final
@@ -94,18 +100,14 @@ func (r *Request) pop() (item, bool) {
 // stream goes on to the final event).
 func (r *Request) Next(ctx context.Context) (wire.Event, error) {
 	for {
-		if it, ok := r.pop(); ok {
-			if it.last && it.ev.Type == "" {
-				r.mu.Lock()
-				r.endErr = it.err
-				r.mu.Unlock()
-			}
+		it, ok, ended := r.pop()
+		switch {
+		case ok:
 			return it.ev, it.err
-		}
-		r.mu.Lock()
-		ended, endErr := r.ended, r.endErr
-		r.mu.Unlock()
-		if ended {
+		case ended:
+			r.mu.Lock()
+			endErr := r.endErr
+			r.mu.Unlock()
 			if endErr != nil {
 				return wire.Event{}, endErr
 			}
@@ -258,7 +260,7 @@ func (c *Conn) once(ctx context.Context, req wire.Request, h Handler, retry bool
 			ev  wire.Event
 			err error
 		)
-		if it, ok := r.pop(); ok {
+		if it, ok, _ := r.pop(); ok {
 			ev, err = it.ev, it.err
 			if it.last && ev.Type == "" {
 				return wire.Event{}, err // the connection ended
