@@ -159,6 +159,20 @@ func (r *Request) SendFile(ctx context.Context, name string, data []byte) error 
 	return r.s.sendFile(ctx, r.id, name, data, r.run.tally)
 }
 
+// SendStream sends size bytes read from src as a file transfer, in chunks
+// (it holds one at a time, whatever the size); sha256 (hex) is the
+// content's, which the client checks. A read that ends early fails the
+// request.
+func (r *Request) SendStream(ctx context.Context, name string, size int64, sha256 string, src io.Reader) error {
+	return r.s.sendStream(ctx, r.id, name, size, sha256, src, r.run.tally)
+}
+
+// Allowed reports whether the policy lets this request's subject have
+// object (cmd:NAME, eval, pkg:PATH), without recording a decision: for
+// output that depends on it, as help's list does. A permission the run
+// needs goes through Require, which is audited.
+func (r *Request) Allowed(object string) bool { return r.s.allowed(object) }
+
 // Flush sends buffered output now: streaming commands call it after each
 // sample.
 func (r *Request) Flush() {

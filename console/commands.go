@@ -119,7 +119,7 @@ func runHelp(ctx context.Context, c *Request) error {
 	if hidden := len(c.s.srv.names) - len(mine); hidden > 0 {
 		fmt.Fprintf(c.Out, "(%d more commands exist that your policy does not let you run.)\n", hidden)
 	}
-	if c.s.allowed(access.Eval) {
+	if c.Allowed(access.Eval) {
 		fmt.Fprint(c.Out, "\n"+evalHelp)
 	}
 	return nil

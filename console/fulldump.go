@@ -95,5 +95,5 @@ func fullHeapdump(ctx context.Context, c *Request) error {
 		return fmt.Errorf("heapdump --full: %w", err)
 	}
 	name := fmt.Sprintf("heapdump-%s.dump", stamp())
-	return c.s.sendStream(ctx, c.id, name, size, hex.EncodeToString(h.Sum(nil)), f, c.run.tally)
+	return c.SendStream(ctx, name, size, hex.EncodeToString(h.Sum(nil)), f)
 }
