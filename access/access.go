@@ -49,6 +49,13 @@ func ActionOf(object string) string {
 // with). It does not know the commands: the console checks their names.
 func Check(object, action string) error {
 	isCmd, isPkg := strings.HasPrefix(object, CommandPrefix), strings.HasPrefix(object, PackagePrefix)
+	// The policy matches objects with Casbin's keyMatch: a '*' matches
+	// anything, but only as the last character (one in the middle ends the
+	// comparison there: cmd:*-full would match every command), and nothing
+	// else is a pattern (cmd:g? or cmd:{gc,trace} would match nothing).
+	if i := strings.IndexAny(object, "*?{}[]"); i >= 0 && (object[i] != '*' || i != len(object)-1) {
+		return fmt.Errorf("the object %q: a policy pattern may only end in * (cmd:*, pkg:shop/*); ?, {}, [] and a * elsewhere do not match as they read", object)
+	}
 	switch {
 	case object == "" || isCmd && object == CommandPrefix || isPkg && object == PackagePrefix:
 		return fmt.Errorf("the object %q names nothing (objects are cmd:NAME, eval and pkg:PATH)", object)

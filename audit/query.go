@@ -94,7 +94,12 @@ func Entries(f Filter, paths ...string) ([]*Entry, error) {
 					e.Outcome = &rr
 					e.Records = append(e.Records, r)
 					delete(open, key)
+					return nil
 				}
+				// An outcome with no intent before it (a summary of
+				// throttled requests, say): an entry of its own, never
+				// dropped.
+				all = append(all, &Entry{Record: r, Records: []Record{r}})
 			default:
 				all = append(all, &Entry{Record: r, Records: []Record{r}})
 			}

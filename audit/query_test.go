@@ -22,6 +22,7 @@ func TestEntries(t *testing.T) {
 		{Kind: KindIntent, Session: "s2", Request: 2, Subject: "bob", Line: "1+2", Object: "eval", Decision: DecisionAllow, Time: t0.Add(3 * time.Second)},
 		{Kind: KindHandshake, Remote: "10.0.0.9:1234", Outcome: "unauthenticated", Time: t0.Add(4 * time.Second)},
 		{Kind: KindOutcome, Session: "s2", Request: 1, Subject: "bob", Outcome: OutcomeOK, Time: t0.Add(5 * time.Second)},
+		{Kind: KindOutcome, Session: "s2", Subject: "bob", Outcome: "throttled", Count: 7, Time: t0.Add(6 * time.Second)},
 	} {
 		if err := l.Write(r); err != nil {
 			t.Fatal(err)
@@ -33,12 +34,12 @@ func TestEntries(t *testing.T) {
 		f    Filter
 		want []string // each entry: its line, or its kind
 	}{
-		{"all", Filter{}, []string{"session", "heapdump --full --yes", "memstats", "1+2", "handshake"}},
-		{"subject", Filter{Subject: "bob"}, []string{"memstats", "1+2"}},
+		{"all", Filter{}, []string{"session", "heapdump --full --yes", "memstats", "1+2", "handshake", "outcome"}},
+		{"subject", Filter{Subject: "bob"}, []string{"memstats", "1+2", "outcome"}},
 		{"denied: the further decision counts, and refused handshakes", Filter{Denied: true}, []string{"heapdump --full --yes", "handshake"}},
 		{"command, further objects included", Filter{Command: "heapdump"}, []string{"heapdump --full --yes"}},
 		{"eval", Filter{Command: "eval"}, []string{"1+2"}},
-		{"since", Filter{Since: t0.Add(3 * time.Second)}, []string{"1+2", "handshake"}},
+		{"since", Filter{Since: t0.Add(3 * time.Second)}, []string{"1+2", "handshake", "outcome"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -119,7 +121,10 @@ func ParseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		var ue *url.Error
-		if errors.As(err, &ue) {
+		switch {
+		case strings.Contains(raw, "@"):
+			err = errors.New("it does not parse") // the parser's words may quote the password
+		case errors.As(err, &ue):
 			err = ue.Err // without the URL it quotes
 		}
 		return nil, fmt.Errorf("bad URL %q: %w", shown, err)
@@ -143,21 +148,19 @@ func ParseURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// withoutUserinfo replaces what comes before an '@' in raw's authority
-// (user and password) with "…".
+// withoutUserinfo replaces everything between the scheme and the last
+// '@' of raw (a user and a password, which may hold '/', '?' or '#') with
+// "…".
 func withoutUserinfo(raw string) string {
+	at := strings.LastIndex(raw, "@")
+	if at < 0 {
+		return raw
+	}
 	start := 0
-	if i := strings.Index(raw, "://"); i >= 0 {
+	if i := strings.Index(raw, "://"); i >= 0 && i < at {
 		start = i + 3
 	}
-	end := len(raw)
-	if i := strings.IndexAny(raw[start:], "/?#"); i >= 0 {
-		end = start + i
-	}
-	if at := strings.LastIndex(raw[start:end], "@"); at >= 0 {
-		return raw[:start] + "…" + raw[start+at:]
-	}
-	return raw
+	return raw[:start] + "…" + raw[at:]
 }
 
 // Dial connects to the console at rawURL, authenticates and reads the
@@ -244,19 +247,28 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Conn, error) {
 	return c, nil
 }
 
-// checkHello refuses a hello whose fields could not have come from a
-// console: they end up in prompts and banners, so nothing else may pass.
+// checkHello refuses a hello whose fields could drive a terminal: they
+// end up in prompts and banners. A subject or role may be any printable
+// text up to 256 bytes (an Authenticator or a policy may name them as it
+// likes); control and formatting characters are refused.
 func checkHello(h wire.Event) error {
-	if !wire.IsSubject(h.Subject) {
-		return fmt.Errorf("the hello names no valid subject")
+	plain := func(s string) bool {
+		if s == "" || len(s) > 256 || !utf8.ValidString(s) {
+			return false
+		}
+		for _, r := range s {
+			if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+				return false
+			}
+		}
+		return true
 	}
-	if !wire.IsSubject(h.Session) {
-		return fmt.Errorf("the hello's session id is not a plain name")
+	if !plain(h.Subject) || !plain(h.Session) {
+		return fmt.Errorf("the hello's subject or session is not plain text")
 	}
 	for _, r := range h.Roles {
-		// Policy role names: a subject's characters, and ':' (role:admin).
-		if !wire.IsSubject(strings.ReplaceAll(r, ":", "_")) {
-			return fmt.Errorf("the hello names a role that is not a valid name")
+		if !plain(r) {
+			return fmt.Errorf("the hello names a role that is not plain text")
 		}
 	}
 	return nil

@@ -484,14 +484,18 @@ func TestParseURL(t *testing.T) {
 		{in: "ws://h/?token=x", err: "never sent in URLs"},
 		{in: "", err: "no URL"},
 		// A password in a URL is never repeated in the error.
-		{in: "ws://op:SECRET@host:badport/x", err: "invalid port"},
+		{in: "ws://op:SECRET@host:badport/x", err: "does not parse"},
 		{in: "ftp://op:SECRET@host/x", err: "not ftp://"},
 		{in: "op:SECRET@host:1/x", err: "no scheme"},
 		{in: "ws://op:SECRET@/x", err: "no host"},
+		{in: "ws://alice:SECR/ET@host:1/x", err: "does not parse"},
+		{in: "ws://alice:SECR#ET@host:1/x", err: "does not parse"},
+		{in: "ws://alice:SECR?ET@host:badport/x", err: "does not parse"},
+		{in: "alice:SECR/ET@host:1/x", err: "no scheme"},
 	}
 	for _, tt := range tests {
 		u, err := client.ParseURL(tt.in)
-		if err != nil && strings.Contains(err.Error(), "SECRET") {
+		if err != nil && strings.Contains(err.Error(), "SECR") {
 			t.Errorf("%q: the error repeats the password: %v", tt.in, err)
 		}
 		switch {
@@ -545,6 +549,7 @@ func TestHelloChecked(t *testing.T) {
 		"empty subject":      func(h *wire.Event) { h.Subject = "" },
 		"escape in role":     func(h *wire.Event) { h.Roles = []string{"role:admin\x1b[2J"} },
 		"newline in session": func(h *wire.Event) { h.Session = "5e55\nfake banner" },
+		"bidi override":      func(h *wire.Event) { h.Subject = "adm\u202eni" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			h := good
@@ -555,6 +560,16 @@ func TestHelloChecked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHelloAccepted: names an Authenticator or a policy may use pass.
+func TestHelloAccepted(t *testing.T) {
+	h := wire.Event{Type: wire.EventHello, Session: "5e55", Subject: "system:serviceaccount:ns:bot", Roles: []string{"role:team/sre", "role:on call", "role:équipe"}, Server: wire.Subprotocol}
+	c, err := client.Dial(context.Background(), fakeHello(t, h, func(ws *websocket.Conn) { ws.ReadMessage() }), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 }
 
 // TestBacklog: a server that sends faster than the request is read fills

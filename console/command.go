@@ -110,7 +110,8 @@ func (r *Request) Require(object string) error {
 }
 
 // Confirm returns nil when the operator confirmed the run with --yes (the
-// console's confirmation flag, taken out of Args for every command), and
+// console's confirmation flag: it is taken out of Args for every command,
+// so a command does not define a flag of that name), and
 // otherwise the error that asks for it, saying what stops the world and
 // for how long. A StopsTheWorld command is confirmed before it runs; a
 // command that stops the world only with some flags calls Confirm.

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/console/wire"
 )
 
@@ -630,5 +633,51 @@ func TestPlainGET(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "WebSocket endpoint") {
 		t.Fatalf("got %d %q; want 400 saying what the endpoint is", resp.StatusCode, body)
+	}
+}
+
+// TestInFlightRefusalAuditedApart: a frame refused because its id is in
+// flight is audited under request 0, so the request that has the id keeps
+// its own intent and outcome in the log.
+func TestInFlightRefusalAuditedApart(t *testing.T) {
+	f := newFixture(t, nil)
+	r := f.raw(t, "admin")
+	r.write(`{"type":"run","id":5,"line":"gcwatch"}`)
+	r.write(`{"type":"run","id":5,"line":"whoami"}`)
+	for { // gcwatch's header may come first
+		ev := r.event()
+		if ev.ID == 0 {
+			if ev.Code != wire.CodeBadRequest {
+				t.Fatalf("got %+v", ev)
+			}
+			break
+		}
+	}
+	r.write(`{"type":"cancel","id":6,"target":5}`)
+	if evs, _ := r.until(5); evs[len(evs)-1].Code != wire.CodeCanceled {
+		t.Fatalf("5 ended with %+v", evs[len(evs)-1])
+	}
+	r.drop()
+	f.srv.Close()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	os.WriteFile(path, []byte(f.audit.String()), 0o600)
+	es, err := audit.Entries(audit.Filter{}, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gcwatch, refused *audit.Entry
+	for _, e := range es {
+		switch {
+		case e.IsRequest() && e.Record.Line == "gcwatch":
+			gcwatch = e
+		case e.IsRequest() && e.Record.Line == "whoami":
+			refused = e
+		}
+	}
+	if gcwatch == nil || gcwatch.Outcome == nil || gcwatch.Outcome.Outcome != string(wire.CodeCanceled) || gcwatch.Record.Request != 5 {
+		t.Fatalf("gcwatch's entry: %+v", gcwatch)
+	}
+	if refused == nil || refused.Record.Request != 0 || refused.Outcome == nil || refused.Outcome.Outcome != string(wire.CodeBadRequest) {
+		t.Fatalf("the refused frame's entry: %+v", refused)
 	}
 }

@@ -389,7 +389,7 @@ func (s *Server) CheckObjects(objects []string) error {
 	for _, obj := range objects {
 		name, isCmd := strings.CutPrefix(obj, access.CommandPrefix)
 		switch {
-		case isCmd && !strings.ContainsAny(name, "*?{}") && s.commands[name] == nil && !declared[obj]:
+		case isCmd && !strings.HasSuffix(name, "*") && s.commands[name] == nil && !declared[obj]:
 			return fmt.Errorf("console: the policy names %s, but there is no command %q (commands: %s)", obj, name, strings.Join(s.names, ", "))
 		case !isCmd && obj != access.Eval && obj != access.Any && !strings.HasPrefix(obj, access.PackagePrefix):
 			return fmt.Errorf("console: the policy names the object %q, which the console never asks about (objects are cmd:NAME, eval and pkg:IMPORT/PATH)", obj)

@@ -326,11 +326,12 @@ func (s *session) enqueue(req wire.Request) {
 // intent (never run) and its outcome.
 func (s *session) refuse(req wire.Request, we *wire.Error) {
 	s.cast.input(s.subject, clipText(req.Line))
-	s.answer(req.ID, we)
+	id, we := s.answer(req.ID, we)
 	rec := s.record(req)
+	rec.Request = id // 0 for an id in flight: its own records keep that id
 	clipLine(&rec)
 	s.srv.auditWrite(rec)
-	s.srv.auditWrite(s.outcome(rec, string(we.Code), we.Message, nil, 0))
+	s.srv.auditWrite(s.outcome(rec, string(we.Code), clipText(we.Message), nil, 0))
 }
 
 // inFlight reports whether a run with id waits or runs.
@@ -343,13 +344,15 @@ func (s *session) inFlight(id uint64) bool {
 
 // answer sends the error that refuses a frame to the frame's id, unless a
 // request in flight has that id: that request's one final event is still
-// to come, so the refusal goes to id 0 and names the id.
-func (s *session) answer(id uint64, we *wire.Error) {
+// to come, so the refusal goes to id 0 and names the id. It returns the id
+// and the error it answered with.
+func (s *session) answer(id uint64, we *wire.Error) (uint64, *wire.Error) {
 	if id != 0 && s.inFlight(id) {
 		we = wire.Errorf(we.Code, "a frame with id %d, the id of a request in flight: %s", id, we.Message)
 		id = 0
 	}
 	s.sendError(id, we)
+	return id, we
 }
 
 // clipKeep is how much of a refused request's line its record keeps.

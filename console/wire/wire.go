@@ -154,37 +154,60 @@ func whole(n json.RawMessage, field string) (uint64, error) {
 		return 0, Errorf(CodeBadRequest, "malformed request: %q must be a number", field)
 	}
 	// The number's text, read exactly: 1.0000000000000001 is not 1, though
-	// a float64 would say it is. A JSON number's exponent could ask for a
-	// huge value: past 20, it is out of range anyway.
+	// a float64 would say it is. The text is bounded first (exact
+	// arithmetic on a megabyte of digits would take seconds), and so is
+	// the exponent it may carry.
 	text := string(n)
+	if len(text) > MaxNumberText {
+		return 0, Errorf(CodeBadRequest, "malformed request: %q is a number of %d characters; at most %d", field, len(text), MaxNumberText)
+	}
 	if i := strings.IndexAny(text, "eE"); i >= 0 {
-		if e, err := strconv.Atoi(strings.TrimPrefix(text[i+1:], "+")); err != nil || e > 20 || e < -20 {
+		if e, err := strconv.Atoi(strings.TrimPrefix(text[i+1:], "+")); err != nil || e > MaxNumberText || e < -MaxNumberText {
 			return 0, Errorf(CodeBadRequest, "malformed request: %q must be a whole number from 0 to %d; got %s", field, uint64(MaxID), n)
 		}
 	}
 	v, ok := new(big.Rat).SetString(text)
 	switch {
 	case !ok || !v.IsInt() || v.Sign() < 0:
-		return 0, Errorf(CodeBadRequest, "malformed request: %q must be a whole number; got %s", field, n)
+		return 0, Errorf(CodeBadRequest, "malformed request: %q must be a whole number; got %s", field, n) // n is at most MaxNumberText
 	case v.Num().Cmp(big.NewInt(MaxID)) > 0:
 		return 0, Errorf(CodeBadRequest, "malformed request: %q is above %d (2^53−1, the largest integer every JSON library reads exactly)", field, uint64(MaxID))
 	}
 	return v.Num().Uint64(), nil
 }
 
+// MaxNumberText is the longest text a number of a request may have.
+const MaxNumberText = 40
+
 // requestKeys are the object keys a request may have, spelt exactly:
 // encoding/json would also take "ID" or "Type".
 var requestKeys = map[string]bool{"type": true, "id": true, "line": true, "pos": true, "target": true}
 
-// exactKeys checks that the object b has only requestKeys, as spelt.
+// exactKeys checks that the object b has only requestKeys, as spelt, each
+// at most once (encoding/json would take "ID" for "id", and the last of
+// two "id"s).
 func exactKeys(b []byte) error {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil // the decoder after it says what is wrong
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil // not an object: the decoder after it says what is wrong
 	}
-	for k := range m {
-		if !requestKeys[k] {
-			return Errorf(CodeBadRequest, "malformed request: unknown field %q (fields are type, id, line, pos, target, in lower case)", k)
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		k, _ := t.(string)
+		switch {
+		case !requestKeys[k]:
+			return Errorf(CodeBadRequest, "malformed request: unknown field %.40q (fields are type, id, line, pos, target, in lower case)", k)
+		case seen[k]:
+			return Errorf(CodeBadRequest, "malformed request: the field %q is given twice", k)
+		}
+		seen[k] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil
 		}
 	}
 	return nil
@@ -193,15 +216,32 @@ func exactKeys(b []byte) error {
 // readableID is the id of a frame that failed to decode, if it has a
 // whole one, else 0.
 func readableID(b []byte) uint64 {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(b, &m) != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return 0
 	}
-	id, err := whole(m["id"], "id") // exactly "id"
+	var id json.RawMessage
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return 0
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return 0
+		}
+		if t == "id" { // exactly "id"
+			if id != nil {
+				return 0 // two ids: neither is the frame's
+			}
+			id = v
+		}
+	}
+	n, err := whole(id, "id")
 	if err != nil {
 		return 0
 	}
-	return id
+	return n
 }
 
 func decodeRequest(b []byte) (Request, error) {
