@@ -924,19 +924,21 @@ func TestShutdownFinalEvents(t *testing.T) {
 	c := f.dial(t, "admin")
 	running := c.send(wire.Request{Type: wire.TypeRun, Line: "gcwatch"})
 	waiting := c.send(wire.Request{Type: wire.TypeRun, Line: "whoami"})
-	time.Sleep(100 * time.Millisecond) // gcwatch runs until cancelled; whoami waits behind it
+	waitFor(t, "gcwatch running, whoami waiting", func() bool {
+		return strings.Contains(f.audit.String(), `"line":"gcwatch","object":"cmd:gcwatch","decision":"allow"`)
+	})
 	go f.srv.Close()
-	finals := map[uint64]wire.Event{}
+	all := map[uint64][]wire.Event{}
 	for _, id := range []uint64{running, waiting} {
-		evs, _ := c.read(id)
-		finals[id] = evs[len(evs)-1]
+		all[id], _ = c.read(id)
 	}
 	if ce := c.closed(); ce.Code != websocket.CloseGoingAway {
 		t.Errorf("then: %v; want close 1001", ce)
 	}
 	for _, id := range []uint64{running, waiting} {
-		if ev, ok := finals[id]; !ok || ev.Type != wire.EventError || ev.Code != wire.CodeUnavailable {
-			t.Errorf("request %d: final %+v (present %v); want unavailable", id, ev, ok)
+		evs := all[id]
+		if ev := evs[len(evs)-1]; ev.Type != wire.EventError || ev.Code != wire.CodeUnavailable {
+			t.Errorf("request %d: final %+v; want unavailable\nits events: %+v\naudit:\n%s", id, ev, evs, f.audit.String())
 		}
 	}
 }
