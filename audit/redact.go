@@ -4,34 +4,33 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // redacted replaces a secret in a record.
 const redacted = "[REDACTED]"
 
-var (
-	// "Authorization: Bearer x", "authorization=x", Go strings too.
-	reAuthorization = regexp.MustCompile(`(?i)(authorization["']?\s*[:=,]\s*[\["'\x60]*\s*)(?:(?:bearer|basic|token|digest)\s+["'\x60]?)?[^\s"'\x60,;)}\]]+`)
-	reBearer        = regexp.MustCompile(`(?i)\b(bearer\s+["'\x60]?)[A-Za-z0-9._~+/=-]{8,}`)
-	reProtocol      = regexp.MustCompile(`(ops-repl\.bearer\.)[^\s"'\x60,;)}]+`)
-	// ops-repl tokens (and other 256-bit secrets) are 64 hex digits: any
-	// run of 64 or more, whatever surrounds it (tok_…, 0x…).
-	reHex64 = regexp.MustCompile(`[0-9A-Fa-f]{64,}`)
-	// password = "…", api_key: …, secret := "…"
-	reAssign = regexp.MustCompile(`(?i)\b((?:password|passwd|secret|api[_-]?key|access[_-]?key|private[_-]?key)\w*["']?\s*(?::=|[:=])\s*)("[^"]*"|'[^']*'|\x60[^\x60]*\x60|[^\s,;)}]+)`)
-)
-
 // secretPatterns find secrets in what an operator typed, with what a
-// match becomes.
-var secretPatterns = []struct {
+// match becomes. They are compiled on first use, not at package init,
+// which every start of a program linking the audit (the one-shot CLI
+// included) would pay.
+var secretPatterns = sync.OnceValue(func() []secretPattern {
+	return []secretPattern{
+		// "Authorization: Bearer x", "authorization=x", Go strings too.
+		{regexp.MustCompile(`(?i)(authorization["']?\s*[:=,]\s*[\["'\x60]*\s*)(?:(?:bearer|basic|token|digest)\s+["'\x60]?)?[^\s"'\x60,;)}\]]+`), "${1}" + redacted},
+		{regexp.MustCompile(`(?i)\b(bearer\s+["'\x60]?)[A-Za-z0-9._~+/=-]{8,}`), "${1}" + redacted},
+		{regexp.MustCompile(`(ops-repl\.bearer\.)[^\s"'\x60,;)}]+`), "${1}" + redacted},
+		// ops-repl tokens (and other 256-bit secrets) are 64 hex digits:
+		// any run of 64 or more, whatever surrounds it (tok_…, 0x…).
+		{regexp.MustCompile(`[0-9A-Fa-f]{64,}`), redacted},
+		// password = "…", api_key: …, secret := "…"
+		{regexp.MustCompile(`(?i)\b((?:password|passwd|secret|api[_-]?key|access[_-]?key|private[_-]?key)\w*["']?\s*(?::=|[:=])\s*)("[^"]*"|'[^']*'|\x60[^\x60]*\x60|[^\s,;)}]+)`), "${1}" + redacted},
+	}
+})
+
+type secretPattern struct {
 	re   *regexp.Regexp
 	repl string
-}{
-	{reAuthorization, "${1}" + redacted},
-	{reBearer, "${1}" + redacted},
-	{reProtocol, "${1}" + redacted},
-	{reHex64, redacted},
-	{reAssign, "${1}" + redacted},
 }
 
 // quoted is a secret as it appears in an operator's text (with what
@@ -42,7 +41,7 @@ type quoted struct{ match, redacted string }
 // findSecrets returns the secrets in s, in context.
 func findSecrets(s string) []quoted {
 	var out []quoted
-	for _, p := range secretPatterns {
+	for _, p := range secretPatterns() {
 		for _, m := range p.re.FindAllStringSubmatchIndex(s, -1) {
 			match := s[m[0]:m[1]]
 			out = append(out, quoted{match, string(p.re.ExpandString(nil, p.repl, s, m))})
@@ -53,7 +52,7 @@ func findSecrets(s string) []quoted {
 
 // redactInput removes every secret the patterns find.
 func redactInput(s string) string {
-	for _, p := range secretPatterns {
+	for _, p := range secretPatterns() {
 		s = p.re.ReplaceAllString(s, p.repl)
 	}
 	return s

@@ -53,6 +53,9 @@ type Options struct {
 	// InProcessEval evaluates Go inside the demo's process instead of in
 	// child processes (see console.Options.InProcessEval): unsafe.
 	InProcessEval bool
+	// HandshakeRate limits one subject's connection attempts (see
+	// console.Options.HandshakeRate). Default: the console's.
+	HandshakeRate console.Rate
 }
 
 // Demo is a running demo service.
@@ -127,6 +130,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		Interp:        opts.Interp,
 		Sandbox:       opts.Sandbox,
 		InProcessEval: opts.InProcessEval,
+		HandshakeRate: opts.HandshakeRate,
 		LogLevel:      &d.logLevel,
 		DumpDir:       d.Dir,
 		TranscriptDir: d.TranscriptDir,

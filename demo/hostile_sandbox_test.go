@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/opsrepl/opsrepl/client"
+	"github.com/opsrepl/opsrepl/console"
 	"github.com/opsrepl/opsrepl/console/wire"
 	"github.com/opsrepl/opsrepl/interp"
 	"github.com/opsrepl/opsrepl/sandbox"
@@ -103,7 +104,7 @@ func testHostileSandboxed(t *testing.T) {
 	c.Close()
 	before := settle(t, ready.Debug, nil)
 
-	slots := make(chan struct{}, 3) // cases at a time
+	slots := make(chan struct{}, 4) // cases at a time (the sandbox keeps up to 8 children)
 	t.Run("cases", func(t *testing.T) {
 		for _, hc := range append(hostileCases[:len(hostileCases):len(hostileCases)], childOnlyCases...) {
 			t.Run(hc.name, func(t *testing.T) {
@@ -225,7 +226,10 @@ func TestHostileHost(t *testing.T) {
 	}
 	d, err := Start(context.Background(), Options{Dir: dir,
 		Interp:  interp.Options{Timeout: hostileTimeout, MaxHeapGrowth: 64 << 20},
-		Sandbox: sandbox.Options{MaxMemory: 512 << 20}})
+		Sandbox: sandbox.Options{MaxMemory: 512 << 20},
+		// Each case opens two sessions: let them come faster than an
+		// operator's would.
+		HandshakeRate: console.Rate{PerSecond: 1000, Burst: 1000}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -201,8 +202,18 @@ func runSnippet(t *testing.T, c *client.Conn, src string) (wire.Event, string) {
 const childEnv = "OPSREPL_HOSTILE_CASE"
 
 // TestMain: the demo evaluates Go in children of this test binary.
+//
+// Most hostile cases wait in another process until their time limit
+// stops them, so more of them run at once than the machine has CPUs:
+// -test.parallel defaults to 8 here unless it is given.
 func TestMain(m *testing.M) {
 	sandbox.Main()
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		flag.Set("test.parallel", "8")
+	}
 	os.Exit(m.Run())
 }
 
@@ -277,8 +288,8 @@ func TestHostile(t *testing.T) {
 	if len(hostileCases) < 35 {
 		t.Fatalf("only %d hostile cases", len(hostileCases))
 	}
-	t.Run("sandboxed", testHostileSandboxed)
-	t.Run("in-process", testHostileInProcess)
+	t.Run("sandboxed", func(t *testing.T) { t.Parallel(); testHostileSandboxed(t) })
+	t.Run("in-process", func(t *testing.T) { t.Parallel(); testHostileInProcess(t) })
 }
 
 // testHostileInProcess runs each snippet in a service process of its own

@@ -40,7 +40,7 @@ var fmtDropped = []string{
 // its functions as fmt.Stringer.
 func fmtSymbols(stdout io.Writer, trees *errTrees, maxBytes uint64) (map[string]reflect.Value, map[reflect.Value][]reflect.Type) {
 	m := map[string]reflect.Value{}
-	for name, v := range stdsyms.Symbols["fmt/fmt"] {
+	for name, v := range stdsyms.Table()["fmt/fmt"] {
 		m[name] = v
 	}
 	for _, name := range fmtDropped {

@@ -204,21 +204,31 @@ func (h *heapBudget) room(n uint64) (ok bool, limit uint64) {
 	if ok, limit = h.fits(n); ok {
 		return ok, limit
 	}
+	ok, _, limit = h.collectFits(n)
+	return ok, limit
+}
+
+// collectFits collects, unless another collection ran in the last 100 ms
+// (collected is then false), and reports whether n more bytes fit.
+func (h *heapBudget) collectFits(n uint64) (ok, collected bool, limit uint64) {
 	h.mu.Lock()
-	collect := time.Since(h.lastGC) >= 100*time.Millisecond
-	if collect {
+	collected = time.Since(h.lastGC) >= 100*time.Millisecond
+	if collected {
 		h.lastGC = time.Now()
 	}
 	h.mu.Unlock()
-	if !collect {
-		return ok, limit
+	if collected {
+		runtime.GC()
 	}
-	runtime.GC()
-	return h.fits(n)
+	ok, limit = h.fits(n)
+	return ok, collected, limit
 }
 
 // heapWatch stops an eval once the heap budget is spent: it checks every
-// couple of milliseconds until ctx ends.
+// couple of milliseconds until ctx ends. Over the budget, it stops the
+// eval only if the heap is still over right after a collection: garbage,
+// which an eval that holds nothing may produce faster than the
+// collector's own pace, does not count.
 func heapWatch(ctx context.Context, h *heapBudget, stop context.CancelCauseFunc) {
 	t := time.NewTicker(2 * time.Millisecond)
 	defer t.Stop()
@@ -227,7 +237,10 @@ func heapWatch(ctx context.Context, h *heapBudget, stop context.CancelCauseFunc)
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if ok, _ := h.fits(0); !ok {
+			if ok, _ := h.fits(0); ok {
+				continue
+			}
+			if ok, collected, _ := h.collectFits(0); !ok && collected {
 				stop(ErrMemoryLimit)
 				return
 			}

@@ -356,3 +356,25 @@ func constChain(first, name string, n int) string {
 	}
 	return src
 }
+
+// TestGarbageIsNotGrowth: an eval that makes garbage but keeps nothing is
+// not stopped for memory, even when the collector's goal, set by a large
+// heap before it, lets that garbage pile up past MaxHeapGrowth.
+func TestGarbageIsNotGrowth(t *testing.T) {
+	in := newTest(t, Options{Timeout: 30 * time.Second, MaxHeapGrowth: 64 << 20})
+	ballast := make([]byte, 256<<20)
+	ballast[len(ballast)-1] = 1
+	runtime.GC() // the goal is now about twice the ballast
+	runtime.KeepAlive(ballast)
+	ballast = nil
+	var out bytes.Buffer
+	// Each concatenation makes 4 KiB of garbage (600 MiB in all) that no
+	// guard of make or of a native sees.
+	v, err := in.Eval(context.Background(), `s := strings.Repeat("x", 4095); n := 0; for i := 0; i < 150000; i++ { t := s + "y"; n += len(t) }; n`, &out)
+	if err != nil {
+		t.Fatalf("an eval that keeps nothing: %v", err)
+	}
+	if v != fmt.Sprint(150000*4096) {
+		t.Fatalf("got %q", v)
+	}
+}

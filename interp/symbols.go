@@ -12,7 +12,7 @@ import (
 )
 
 // stdlibAllow lists the standard library packages an interpreter gets, by
-// import path. It is an allowlist: nothing else from stdsyms.Symbols is
+// import path. It is an allowlist: nothing else from stdsyms.Table() is
 // copied, so packages such as os, net, reflect, runtime, unsafe and syscall
 // are unreachable. Per-package curation happens in curate.
 var stdlibAllow = map[string]bool{
@@ -44,7 +44,7 @@ var dropped = map[string][]string{
 func symbolTable(exp *Exports, pkgs []string, out *switchWriter, maxBytes uint64) (map[string]map[string]reflect.Value, error) {
 	sleepCtx := out.context
 	table := map[string]map[string]reflect.Value{}
-	for key, syms := range stdsyms.Symbols {
+	for key, syms := range stdsyms.Table() {
 		importPath := key[:max(strings.LastIndexByte(key, '/'), 0)]
 		if !stdlibAllow[importPath] || key == "fmt/fmt" { // fmt: see fmtSymbols
 			continue
@@ -67,7 +67,7 @@ func symbolTable(exp *Exports, pkgs []string, out *switchWriter, maxBytes uint64
 		keepClassified(importPath, m)
 		table[key] = m
 	}
-	if stdsyms.Symbols["fmt/fmt"] == nil {
+	if stdsyms.Table()["fmt/fmt"] == nil {
 		return nil, fmt.Errorf("interp: the yaegi standard library table has no fmt")
 	}
 	trees := new(errTrees)

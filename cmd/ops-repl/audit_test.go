@@ -120,6 +120,7 @@ func TestAuditVerifyAndShow(t *testing.T) {
 // TestLivePolicy: a grant appended to the demo's policy file takes effect
 // within 10 s; emptying the file changes nothing.
 func TestLivePolicy(t *testing.T) {
+	t.Parallel() // its own demo; it waits on a file watcher
 	d := ownDemo(t)
 	if r := runCLI(t, as(d, "viewer"), "", "-c", "gc"); r.code != exitDenied {
 		t.Fatalf("viewer gc before the grant: got %d", r.code)
@@ -333,6 +334,7 @@ func TestAuditShowEscapes(t *testing.T) {
 // TestRevokedExit3: credentials revoked while a request runs end the
 // client with exit 3 (not authenticated), not 1 (the request failed).
 func TestRevokedExit3(t *testing.T) {
+	t.Parallel() // its own demo; it waits on a file watcher
 	d := ownDemo(t)
 	done := make(chan result, 1)
 	go func() { done <- runCLI(t, as(d, "operator"), "", "-c", "gcwatch") }()
