@@ -9,6 +9,7 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"strings"
+	"time"
 )
 
 // Stat is one runtime figure.
@@ -34,6 +35,7 @@ var memMetrics = []struct{ name, key, unit string }{
 	{"GOGC", "/gc/gogc:percent", "percent"},
 	{"GOMEMLIMIT", "/gc/gomemlimit:bytes", "bytes"},
 	{"GC CPU time", "/cpu/classes/gc/total:cpu-seconds", "seconds"},
+	{"longest GC pause (since start)", "/sched/pauses/total/gc:seconds", "seconds"},
 }
 
 // ReadMemStats samples memory and GC figures from runtime/metrics. It does
@@ -53,12 +55,28 @@ func ReadMemStats() []Stat {
 			v = float64(s.Value.Uint64())
 		case metrics.KindFloat64:
 			v = s.Value.Float64()
+		case metrics.KindFloat64Histogram:
+			v = histogramMax(s.Value.Float64Histogram())
 		default:
 			continue
 		}
 		out = append(out, Stat{Name: memMetrics[i].name, Metric: s.Name, Value: v, Unit: memMetrics[i].unit})
 	}
 	return out
+}
+
+// histogramMax returns the upper bound of h's highest non-empty bucket
+// (its lower bound when that is the open-ended last one), or 0.
+func histogramMax(h *metrics.Float64Histogram) float64 {
+	for i := len(h.Counts) - 1; i >= 0; i-- {
+		if h.Counts[i] > 0 {
+			if math.IsInf(h.Buckets[i+1], 1) {
+				return h.Buckets[i]
+			}
+			return h.Buckets[i+1]
+		}
+	}
+	return 0
 }
 
 // Lookup returns the value of the stat with the given metric key.
@@ -107,6 +125,9 @@ func FormatValue(v float64, unit string) string {
 		}
 		return fmt.Sprintf("%.0f%%", v)
 	case "seconds":
+		if v > 0 && v < 0.1 {
+			return time.Duration(v * 1e9).Round(time.Microsecond).String()
+		}
 		return fmt.Sprintf("%.3f s", v)
 	}
 	return fmt.Sprintf("%.0f", v)

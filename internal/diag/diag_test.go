@@ -42,7 +42,8 @@ func TestFormatValue(t *testing.T) {
 		{1 << 63, "bytes", "unlimited"},
 		{100, "percent", "100%"},
 		{-1, "percent", "off"},
-		{0.0125, "seconds", "0.013 s"},
+		{0.0125, "seconds", "12.5ms"},
+		{0.25, "seconds", "0.250 s"},
 		{1234, "count", "1234"},
 	}
 	for _, tt := range tests {
