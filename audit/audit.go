@@ -65,6 +65,8 @@ type Record struct {
 	Session string `json:"session,omitempty"`
 	Subject string `json:"subject,omitempty"`
 	Remote  string `json:"remote,omitempty"`
+	// Client is the client's User-Agent, on a session's open record.
+	Client string `json:"client,omitempty"`
 	// Request is the request id within the session.
 	Request uint64 `json:"request,omitempty"`
 	// Line is the request as the operator sent it (a command line, or the

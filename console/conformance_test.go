@@ -36,7 +36,11 @@ type rawConn struct {
 // raw opens a session as subject and reads its hello.
 func (f *fixture) raw(t *testing.T, subject string) *rawConn {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}}
+	// A write buffer larger than any frame a rule sends: each frame then
+	// leaves in one write. (With gorilla's 4 KiB default, a frame over
+	// MaxMessageBytes goes out in pieces, and the server's close can
+	// reset the connection under a piece still being written.)
+	d := websocket.Dialer{Subprotocols: []string{wire.Subprotocol}, WriteBufferSize: 64 << 10}
 	ws, _, err := d.Dial(f.url, http.Header{"Authorization": {"Bearer " + testTokens[subject]}})
 	if err != nil {
 		t.Fatalf("dial as %s: %v", subject, err)

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/opsrepl/opsrepl/access"
 
@@ -151,6 +152,19 @@ type Options struct {
 	// be incomplete; one evaluation can exhaust its memory or crash it.
 	// Use it only where a child cannot be started. Default: false.
 	InProcessEval bool
+	// Web serves the web console: a plain GET of the console's path with
+	// a trailing slash (…/ops-repl/) returns a page that opens sessions
+	// on the same endpoint, with the browser's own token or client
+	// certificate; a plain GET without the slash is redirected there. The
+	// page and its script are part of this package (nothing is fetched
+	// from elsewhere) and are served with a Content-Security-Policy that
+	// lets them talk to this origin only. Mount the Server on both paths:
+	//
+	//	mux.Handle("/ops-repl", srv)
+	//	mux.Handle("/ops-repl/", srv)
+	//
+	// Default: false; a plain GET gets 400 saying what the endpoint is.
+	Web bool
 	// Interp holds the limits of each session's Go interpreter: time
 	// (Timeout, default 10s), output (MaxOutput, 1 MiB), heap growth
 	// (MaxHeapGrowth, 256 MiB), one allocation (MaxAlloc, 256 MiB), call
@@ -438,6 +452,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusMethodNotAllowed, wire.CodeBadRequest, "a WebSocket upgrade is a GET request, not "+r.Method, "", 0)
 		return
 	}
+	if !websocket.IsWebSocketUpgrade(r) && s.opts.Web && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		serveWeb(w, r)
+		return
+	}
 	if !websocket.IsWebSocketUpgrade(r) {
 		refuse(http.StatusBadRequest, wire.CodeBadRequest, "this is the ops-repl console, a WebSocket endpoint: connect with the ops-repl client (ops-repl --url URL), or a WebSocket client offering the subprotocol "+wire.Subprotocol+" (see PROTOCOL.md)", "", 0)
 		return
@@ -498,6 +516,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := newSession(s, conn, subject, r.RemoteAddr)
+	sess.client = clientName(r.UserAgent())
 	sess.limit = s.sessionLimit(subject)
 	if ok, why := s.register(sess); !ok {
 		code, outcome := websocket.CloseTryAgainLater, wire.CodeLimit
@@ -512,6 +531,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess.serve()
+}
+
+// clientName is a User-Agent as the audit keeps it: printable, at most
+// 200 bytes.
+func clientName(ua string) string {
+	ua = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || !unicode.IsPrint(r) {
+			return -1
+		}
+		return r
+	}, ua)
+	if len(ua) > 200 {
+		ua = strings.ToValidUTF8(ua[:200], "")
+	}
+	return ua
 }
 
 // grantsAnything reports whether the policy lets subject run any command

@@ -65,6 +65,7 @@ type session struct {
 	subject string
 	roles   []string
 	remote  string
+	client  string // User-Agent, for the audit
 	start   time.Time
 	limit   int // the session count it may open within (MaxSessions, less the reserve for others)
 
@@ -117,7 +118,7 @@ func newSession(srv *Server, conn *websocket.Conn, subject, remote string) *sess
 // serve runs the session until the client leaves or the server closes it.
 func (s *session) serve() {
 	defer s.srv.unregister(s)
-	open := audit.Record{Kind: audit.KindSession, Session: s.id, Subject: s.subject, Remote: s.remote, Outcome: audit.OutcomeOpen}
+	open := audit.Record{Kind: audit.KindSession, Session: s.id, Subject: s.subject, Remote: s.remote, Client: s.client, Outcome: audit.OutcomeOpen}
 	if dir := s.srv.opts.TranscriptDir; dir != "" {
 		cast, err := openTranscript(dir, s.id, s.subject, s.remote, s.srv.opts.MaxTranscriptBytes, s.srv.castBudget)
 		if err != nil {

@@ -61,6 +61,7 @@ type Options struct {
 // Demo is a running demo service.
 type Demo struct {
 	ConsoleURL string // ws://…/ops-repl
+	WebURL     string // http://…/ops-repl/, the web console
 	AppURL     string // http://…/
 	AuditPath  string // the audit log
 	PolicyPath string // the live policy file (reloaded when it changes)
@@ -137,6 +138,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		// Everyone trying the demo shares its three subjects: allow each
 		// half of the sessions, not the default 8.
 		MaxSessionsPerSubject: 32,
+		Web:                   true,
 		Commands: []console.Command{{
 			Name:    "cache-stats",
 			Summary: "the demo's cache size and request counters",
@@ -149,6 +151,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(ConsolePath, d.console)
+	mux.Handle(ConsolePath+"/", d.console) // the web console
 	mux.Handle("/", d.app)
 
 	addr := opts.Listen
@@ -164,6 +167,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 	}
 	hostport := ln.Addr().String()
 	d.ConsoleURL = "ws://" + hostport + ConsolePath
+	d.WebURL = "http://" + hostport + ConsolePath + "/"
 	d.AppURL = "http://" + hostport + "/"
 	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
 

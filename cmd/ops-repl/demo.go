@@ -30,11 +30,12 @@ const demoUsage = `Usage:
   ops-repl demo --serve [--listen ADDR] [--dir DIR] [--leak]
       run the demo headless, logging to stderr; once ready, print one JSON
       line on stdout:
-      {"url":…,"app":…,"audit":…,"policy":…,"tokens":{"viewer":…,"operator":…,"admin":…}}
+      {"url":…,"web":…,"app":…,"audit":…,"policy":…,"tokens":{"viewer":…,"operator":…,"admin":…}}
       then serve until SIGINT or SIGTERM, and exit 0
 
 Flags:
-  --listen ADDR  address of the demo (app at /, console at /ops-repl);
+  --listen ADDR  address of the demo (app at /, console at /ops-repl,
+                 web console at /ops-repl/);
                  a missing host means 127.0.0.1 (default 127.0.0.1:0, a free port)
   --dir DIR      state folder: tokens, live policy.csv, audit.jsonl
                  (default: a new temporary folder)
@@ -44,6 +45,7 @@ Flags:
 // readyLine is the --serve contract: one JSON line on stdout.
 type readyLine struct {
 	URL    string            `json:"url"`
+	Web    string            `json:"web"` // the web console's page; added with it (fields are only ever added)
 	App    string            `json:"app"`
 	Audit  string            `json:"audit"`
 	Policy string            `json:"policy"`
@@ -97,7 +99,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	if *serve {
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		b, _ := json.Marshal(readyLine{URL: d.ConsoleURL, App: d.AppURL, Audit: d.AuditPath, Policy: d.PolicyPath, Tokens: d.Tokens})
+		b, _ := json.Marshal(readyLine{URL: d.ConsoleURL, Web: d.WebURL, App: d.AppURL, Audit: d.AuditPath, Policy: d.PolicyPath, Tokens: d.Tokens})
 		fmt.Fprintf(stdout, "%s\n", b)
 		if f, ok := stdout.(*os.File); ok {
 			f.Sync()
@@ -109,13 +111,14 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	fmt.Fprintf(stderr, `ops-repl demo
   app      %s
   console  %s
+  web      %s (sign in with a token from the state folder)
   state    %s (tokens: token-viewer, token-operator, token-admin)
   audit    %s
   log      %s/demo.log
 Try other roles from a second terminal:
   go run ./cmd/ops-repl --url %s --token-file %s/token-viewer
 
-`, d.AppURL, d.ConsoleURL, d.Dir, d.AuditPath, d.Dir, d.ConsoleURL, d.Dir)
+`, d.AppURL, d.ConsoleURL, d.WebURL, d.Dir, d.AuditPath, d.Dir, d.ConsoleURL, d.Dir)
 	err = run(ctx, []string{"--url", d.ConsoleURL, "--token-file", d.Dir + "/token-admin"}, getenv, stdin, stdout, stderr)
 	fmt.Fprintf(stderr, "demo stopped; its tokens, policy and audit log stay in %s\n", d.Dir)
 	return err
