@@ -952,3 +952,24 @@ func TestRevokedTokenEndsSessions(t *testing.T) {
 
 // tokenHash is a token as a token file stores it: its hex SHA-256.
 func tokenHash(token string) string { return sha256Hex([]byte(token)) }
+
+// TestCrossOriginCostsNothing: another site's attempts, with valid
+// credentials (a browser sends a client certificate by itself), are
+// refused before they are authenticated, so they never use up the
+// subject's attempts.
+func TestCrossOriginCostsNothing(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.HandshakeRate = Rate{PerSecond: 0.001, Burst: 3} })
+	for i := 0; i < 10; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		_, err := client.Dial(ctx, f.url, client.Options{Token: testTokens["viewer"], HandshakeRetries: -1,
+			Header: http.Header{"Origin": {"http://evil.example"}}})
+		cancel()
+		var re *client.RefusedError
+		if !errors.As(err, &re) || re.Status != http.StatusForbidden {
+			t.Fatalf("cross-origin attempt %d: %v; want 403", i+1, err)
+		}
+	}
+	if got, _ := f.handshake(t, testTokens["viewer"]); got != http.StatusSwitchingProtocols {
+		t.Fatalf("the subject's own attempt after another site's: got %d; want 101", got)
+	}
+}

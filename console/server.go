@@ -460,7 +460,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, wire.CodeBadRequest, "this is the ops-repl console, a WebSocket endpoint: connect with the ops-repl client (ops-repl --url URL), or a WebSocket client offering the subprotocol "+wire.Subprotocol+" (see PROTOCOL.md)", "", 0)
 		return
 	}
-	// 2. Authenticate first (a hash and a constant-time compare, or a
+	// 2. Origin, before credentials: a page on another site may not drive
+	// the console, and a browser would send a client certificate for it,
+	// so its attempts must not count against the operator's own.
+	if !sameOrigin(r) {
+		refuse(http.StatusForbidden, wire.CodeForbidden, "cross-origin request refused", "", 0)
+		return
+	}
+	// 3. Authenticate first (a hash and a constant-time compare, or a
 	// certificate check): failures are limited per source address, so
 	// that a flood from an address (on loopback, everyone's) never refuses
 	// a valid credential; a subject's own attempts are limited per
@@ -482,7 +489,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusTooManyRequests, wire.CodeThrottled, fmt.Sprintf("too many connection attempts by %s (limit %g per second); retry later", subject, s.opts.HandshakeRate.PerSecond), subject, wait)
 		return
 	}
-	// 3. A subject the policy grants nothing gets no session; the session
+	// 4. A subject the policy grants nothing gets no session; the session
 	// limits keep ReservedSessions for those who may use ReservedFor.
 	if !s.grantsAnything(subject) {
 		refuse(http.StatusForbidden, wire.CodeForbidden, fmt.Sprintf("%s may do nothing here: the policy grants it no command", subject), subject, 0)
@@ -494,11 +501,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.subjectCount(subject) >= s.opts.MaxSessionsPerSubject {
 		refuse(http.StatusTooManyRequests, wire.CodeLimit, fmt.Sprintf("%s has too many sessions open (limit %d); close one", subject, s.opts.MaxSessionsPerSubject), subject, 5*time.Second)
-		return
-	}
-	// 4. Origin: browsers on other sites may not drive the console.
-	if !sameOrigin(r) {
-		refuse(http.StatusForbidden, wire.CodeForbidden, "cross-origin request refused", subject, 0)
 		return
 	}
 	// 5. Subprotocol.

@@ -26,21 +26,33 @@ var webTypes = map[string]string{
 var plainHost = regexp.MustCompile(`^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
 
 // serveWeb answers a plain GET when Options.Web is on: the page at the
-// console's path with a trailing slash, its files right under it.
+// console's path with a trailing slash, its files right under it. The
+// console's path is the ServeMux pattern that routed the request; without
+// one (the Server is the whole handler, or sits behind StripPrefix) it is
+// the root. Nothing from the request goes into a redirect.
 func serveWeb(w http.ResponseWriter, r *http.Request) {
 	p, mount := r.URL.Path, patternPath(r.Pattern)
+	if mount != "" && !strings.HasPrefix(p, strings.TrimSuffix(mount, "/")) {
+		mount = "" // the path was rewritten (StripPrefix): serve it as the root
+	}
+	if mount == "" {
+		mount = "/"
+	}
+	dir := path.Dir(p)
+	if !strings.HasSuffix(dir, "/") {
+		dir += "/"
+	}
 	base := path.Base(p)
 	name := ""
 	switch {
-	case mount != "" && !strings.HasSuffix(mount, "/"),
-		mount == "" && !strings.HasSuffix(p, "/") && webTypes[base] == "":
+	case !strings.HasSuffix(mount, "/"):
 		// The console's own path: the page lives under it, so that its
 		// relative links stay within the mount.
-		http.Redirect(w, r, base+"/", http.StatusSeeOther)
+		http.Redirect(w, r, mount+"/", http.StatusSeeOther)
 		return
-	case p == mount || (mount == "" && strings.HasSuffix(p, "/")):
+	case p == mount:
 		name = "index.html"
-	case base != "index.html" && webTypes[base] != "" && (mount == "" || path.Dir(p)+"/" == mount):
+	case base != "index.html" && webTypes[base] != "" && dir == mount:
 		name = base
 	default:
 		http.NotFound(w, r)
@@ -85,6 +97,7 @@ func webCSP(r *http.Request) string {
 		}
 		connect += " " + scheme + r.Host
 	}
-	return "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src " + connect +
-		"; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+	return "default-src 'self'; script-src 'self'; style-src 'self'; connect-src " + connect +
+		"; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'" +
+		"; require-trusted-types-for 'script'; trusted-types 'none'"
 }

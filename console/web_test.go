@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +63,7 @@ func TestWebConsole(t *testing.T) {
 			}
 			csp := h.Get("Content-Security-Policy")
 			for _, want := range []string{"default-src 'self'", "script-src 'self';", "style-src 'self';", "frame-ancestors 'none'",
-				"connect-src 'self' ws://" + strings.TrimPrefix(hs.URL, "http://") + ";", "object-src 'none'", "base-uri 'none'"} {
+				"connect-src 'self' ws://" + strings.TrimPrefix(hs.URL, "http://") + ";", "object-src 'none'", "base-uri 'none'", "require-trusted-types-for 'script'", "trusted-types 'none'"} {
 				if !strings.Contains(csp, want) {
 					t.Errorf("Content-Security-Policy %q lacks %q", csp, want)
 				}
@@ -76,6 +77,41 @@ func TestWebConsole(t *testing.T) {
 				}
 			}
 		})
+	}
+
+	// Mounted otherwise: as the whole handler, at the root, behind
+	// StripPrefix. Nothing from the request goes into a redirect.
+	root := http.NewServeMux()
+	root.Handle("/", f.srv)
+	strip := http.NewServeMux()
+	strip.Handle("/s/", http.StripPrefix("/s", f.srv))
+	for _, m := range []struct {
+		name    string
+		handler http.Handler
+		ok, bad []string
+	}{
+		{"whole handler", f.srv, []string{"/", "/app.js", "/app.css"}, []string{"/%5Cevil.test", "/any/dir/app.js", "/x/", "/x", "/index.html"}},
+		{"root pattern", root, []string{"/", "/app.js"}, []string{"/%5Cevil.test", "/any/dir/app.js", "/x/"}},
+		{"StripPrefix", strip, []string{"/s/", "/s/app.js"}, []string{"/s/%5Cevil.test", "/s/x/app.js"}},
+	} {
+		hs := httptest.NewServer(m.handler)
+		for _, p := range append(m.ok, m.bad...) {
+			req, _ := http.NewRequest(http.MethodGet, hs.URL+p, nil)
+			req.URL.Opaque = p
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			want := http.StatusOK
+			if !slices.Contains(m.ok, p) {
+				want = http.StatusNotFound
+			}
+			if resp.StatusCode != want || resp.Header.Get("Location") != "" {
+				t.Errorf("%s: GET %s: %d, Location %q; want %d, no redirect", m.name, p, resp.StatusCode, resp.Header.Get("Location"), want)
+			}
+		}
+		hs.Close()
 	}
 
 	// Off by default: a plain GET says what the endpoint is.

@@ -60,6 +60,7 @@
           if (!hello) {
             if (ev.type === 'hello') {
               hello = ev;
+              this.token = null; // the page keeps one copy, for the chart session
               resolve(ev);
             }
             return;
@@ -72,6 +73,7 @@
           }
           const pending = [...this.reqs.values()];
           this.reqs.clear();
+          if (this.file) this.file.h.fileAbort && this.file.h.fileAbort(this.file);
           this.file = null;
           for (const h of pending) h.closed && h.closed(e);
           if (hello && this.onclose) this.onclose(e);
@@ -93,7 +95,7 @@
       if (ev.type === 'file_end') {
         const f = this.file;
         this.file = null;
-        if (f && f.h === h) h.fileEnd && h.fileEnd(f);
+        if (f && f.h === h && !f.dropped) h.fileEnd && h.fileEnd(f);
         return;
       }
       const final = FINAL.has(ev.type);
@@ -109,9 +111,15 @@
 
     chunk(buf) {
       const f = this.file;
-      if (!f) return;
-      f.parts.push(buf);
+      if (!f || f.dropped) return;
       f.got += buf.byteLength;
+      if (f.got > f.ev.size) {
+        f.dropped = true;
+        f.parts = [];
+        f.h.fileAbort && f.h.fileAbort(f, 'more bytes arrived than announced; nothing kept');
+        return;
+      }
+      f.parts.push(buf);
       f.h.fileProgress && f.h.fileProgress(f);
     }
 
@@ -241,15 +249,25 @@
     $('token').focus();
   }
 
-  $('signin-form').addEventListener('submit', (e) => {
-    e.preventDefault();
-    const tok = $('token').value.trim();
+  // A token is HTTP token characters (it travels as a subprotocol name);
+  // "Bearer TOKEN", as pasted from a header, is taken too.
+  function signIn() {
+    const tok = $('token').value.trim().replace(/^bearer\s+/i, '');
     $('token').value = '';
     if (!tok) {
       $('signin-error').textContent = 'Paste a token, or use a client certificate.';
-      return;
+    } else if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(tok)) {
+      $('signin-error').textContent = 'That is not a token: a token is letters, digits and a few signs such as - _ . ~, with no spaces.';
+    } else {
+      connect(tok);
     }
-    connect(tok);
+  }
+  $('connect').addEventListener('click', signIn);
+  $('token').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.isComposing) {
+      e.preventDefault();
+      signIn();
+    }
   });
   if (location.protocol === 'https:') {
     $('cert').hidden = false;
@@ -310,7 +328,7 @@
       fileStart(f) { f.view = fileView(f); },
       fileProgress(f) { f.view.progress(f.got); },
       fileEnd(f) { f.view.finish(f); },
-      fileAbort(f) { f.view.fail('the request ended before the file was complete; nothing kept'); },
+      fileAbort(f, why) { f.view.fail(why || 'the transfer ended before the file was complete; nothing kept'); },
       closed() {
         running = 0;
         busy(false);
@@ -368,13 +386,14 @@
       }
       closeCompletions();
     }
+    if (e.isComposing) return; // an input method is composing: its Enter is its own
     if (e.key === 'Enter' && !e.shiftKey) {
       e.preventDefault();
       submit();
     } else if (e.key === 'Tab' && !e.shiftKey && input.value.trim() !== '') {
       e.preventDefault();
       complete();
-    } else if (e.key === 'c' && e.ctrlKey && input.selectionStart === input.selectionEnd) {
+    } else if (e.key.toLowerCase() === 'c' && e.ctrlKey && !e.altKey && !e.metaKey && input.selectionStart === input.selectionEnd) {
       e.preventDefault();
       if (running) cancelRun();
       else {
@@ -409,15 +428,19 @@
   function byteOffset(s, i) { return utf8.encode(s.slice(0, i)).length; }
   function charOffset(s, bytes) { return fromUTF8.decode(utf8.encode(s).slice(0, bytes)).length; }
 
+  // complete asks the server about the source so far: the unfinished
+  // lines before this one, then this one up to the caret.
   function complete() {
     if (!main) return;
     const line = input.value;
     const caret = input.selectionStart;
-    main.complete(line, byteOffset(line, caret), {
+    const before = pending ? pending + '\n' : '';
+    const skip = utf8.encode(before).length;
+    main.complete(before + line, skip + byteOffset(line, caret), {
       event(ev) {
-        if (ev.type !== 'completions' || input.value !== line) return;
+        if (ev.type !== 'completions' || input.value !== line || (ev.start || 0) < skip) return;
         const items = ev.items || [];
-        const start = charOffset(line, ev.start || 0);
+        const start = charOffset(line, (ev.start || 0) - skip);
         if (items.length === 0) return;
         if (items.length === 1) {
           replace(start, caret, items[0]);
@@ -500,10 +523,23 @@
     return [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
   }
 
+  // MAX_DOWNLOAD bounds what the page holds: a file is kept in memory
+  // until it is saved.
+  const MAX_DOWNLOAD = 1 << 30;
+  let lastURL = null; // the one finished file the page still holds
+
   function fileView(f) {
     const name = safeName(f.ev.name);
     const size = Number(f.ev.size) || 0;
     const box = show('', 'file');
+    if (size > MAX_DOWNLOAD) {
+      f.dropped = true;
+      if (main) main.cancel(f.ev.id);
+      box.className = 'file error';
+      box.textContent = name + ': ' + formatBytes(size) + ' is more than this page holds (' +
+        formatBytes(MAX_DOWNLOAD) + '); the request is cancelled. Use the CLI for this file.';
+      return { progress() {}, fail() {}, finish() {} };
+    }
     const label = document.createElement('span');
     label.textContent = 'Receiving ' + name + ' (' + formatBytes(size) + ') ';
     const bar = document.createElement('progress');
@@ -520,6 +556,8 @@
       },
       async finish(done) {
         bar.remove();
+        const parts = done.parts;
+        done.parts = [];
         if (done.got !== size) {
           this.fail('received ' + done.got + ' bytes, expected ' + size + '; nothing kept');
           return;
@@ -529,14 +567,21 @@
           return;
         }
         label.textContent = 'Checking ' + name + '…';
-        const blob = new Blob(done.parts, { type: 'application/octet-stream' });
+        const blob = new Blob(parts, { type: 'application/octet-stream' });
+        parts.length = 0;
         const sum = hex(await crypto.subtle.digest('SHA-256', await blob.arrayBuffer()));
         if (sum !== String(f.ev.sha256).toLowerCase()) {
           this.fail('SHA-256 mismatch (got ' + sum + '); nothing kept');
           return;
         }
         const a = document.createElement('a');
+        if (lastURL) {
+          URL.revokeObjectURL(lastURL.href); // one file at a time: the earlier one's link goes
+          lastURL.removeAttribute('href');
+          lastURL.textContent = '(no longer held: run the command again)';
+        }
         a.href = URL.createObjectURL(blob);
+        lastURL = a;
         a.download = name;
         a.dataset.sha256 = sum;
         a.textContent = 'Save ' + name;

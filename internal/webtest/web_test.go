@@ -250,6 +250,30 @@ func TestSignInEachRole(t *testing.T) {
 	}
 }
 
+// TestSignInMistakes: a pasted "Bearer TOKEN" is taken; text that is no
+// token, or a wrong one, is refused without the page repeating it.
+func TestSignInMistakes(t *testing.T) {
+	t.Parallel()
+	d := startDemo(t)
+	ctx := tab(t)
+	run(t, ctx, chromedp.Navigate(d.WebURL), chromedp.WaitVisible(chromedp.CSS("#token")))
+	for _, bad := range []string{"not a token at all", strings.Repeat("0", 64)} {
+		eval[string](t, ctx, fmt.Sprintf(`document.getElementById("token").value = %q`, bad))
+		run(t, ctx, chromedp.Click(chromedp.CSS("#connect")))
+		waitJS(t, ctx, "the page says the token was not taken", `document.getElementById("signin-error").innerText !== ""`)
+		if msg := text(t, ctx, "#signin-error"); strings.Contains(msg, bad) {
+			t.Fatalf("the page repeats what was pasted: %q", msg)
+		}
+		if v := eval[string](t, ctx, `document.getElementById("token").value`); v != "" {
+			t.Fatalf("the field still holds %q", v)
+		}
+		eval[string](t, ctx, `document.getElementById("signin-error").innerText = ""`)
+	}
+	eval[string](t, ctx, fmt.Sprintf(`document.getElementById("token").value = %q`, "Bearer "+d.Tokens["operator"]))
+	run(t, ctx, chromedp.SendKeys(chromedp.CSS("#token"), kb.Enter))
+	waitJS(t, ctx, "signed in with a pasted header", `document.getElementById("who").innerText.startsWith("operator")`)
+}
+
 func TestViewerRefusedHeapdump(t *testing.T) {
 	t.Parallel()
 	d := startDemo(t)
@@ -278,6 +302,12 @@ func TestREPL(t *testing.T) {
 	if out := text(t, ctx, "#output"); !strings.Contains(out, "line 0\nline 1\nline 2") {
 		t.Fatalf("the loop printed:\n%s", out)
 	}
+	// Completion inside unfinished Go sees the lines before.
+	enter(t, ctx, "for j := 0; j < 1; j++ {")
+	run(t, ctx, chromedp.SendKeys(chromedp.CSS("#input"), "fmt.Printl"+kb.Tab))
+	waitJS(t, ctx, "Tab completes inside the block", `document.getElementById("input").value === "fmt.Println"`)
+	clearInput(t, ctx)
+	enter(t, ctx, "}")
 
 	// History: ↑ brings the last line back.
 	run(t, ctx, chromedp.SendKeys(chromedp.CSS("#input"), kb.ArrowUp))
