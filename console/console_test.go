@@ -924,9 +924,17 @@ func TestShutdownFinalEvents(t *testing.T) {
 	c := f.dial(t, "admin")
 	running := c.send(wire.Request{Type: wire.TypeRun, Line: "gcwatch"})
 	waiting := c.send(wire.Request{Type: wire.TypeRun, Line: "whoami"})
-	waitFor(t, "gcwatch running, whoami waiting", func() bool {
+	waitFor(t, "gcwatch running", func() bool {
 		return strings.Contains(f.audit.String(), `"line":"gcwatch","object":"cmd:gcwatch","decision":"allow"`)
 	})
+	// The server reads frames in order and answers a completion at once:
+	// once one sent after whoami is answered, whoami is waiting there (not
+	// still in flight on the wire, where a shutdown would only close it).
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := c.c.Complete(ctx, "who", -1); err != nil {
+		t.Fatalf("complete: %v", err)
+	}
 	go f.srv.Close()
 	all := map[uint64][]wire.Event{}
 	for _, id := range []uint64{running, waiting} {
