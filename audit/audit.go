@@ -69,6 +69,9 @@ type Record struct {
 	Client string `json:"client,omitempty"`
 	// Request is the request id within the session.
 	Request uint64 `json:"request,omitempty"`
+	// Fleet is the fleet request a request belongs to, as its client
+	// named it (one id across every console it was sent to).
+	Fleet string `json:"fleet,omitempty"`
 	// Line is the request as the operator sent it (a command line, or the
 	// full Go source of an eval), after redaction.
 	Line string `json:"line,omitempty"`

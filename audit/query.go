@@ -21,6 +21,8 @@ type Entry struct {
 	// Records are the request's records as written: its intents, then its
 	// outcome. For other kinds, the record alone.
 	Records []Record
+	// Path is the log file the entry was read from.
+	Path string
 }
 
 // IsRequest reports whether e is a request (intent and outcome).
@@ -38,6 +40,9 @@ type Filter struct {
 	// Denied keeps the requests the policy refused, and refused
 	// handshakes.
 	Denied bool
+	// Fleet keeps the requests of this fleet request (sent to many
+	// consoles at once; read their logs together).
+	Fleet string
 }
 
 // Match reports whether f selects e.
@@ -45,6 +50,7 @@ func (f Filter) Match(e *Entry) bool {
 	r := e.Record
 	switch {
 	case f.Subject != "" && r.Subject != f.Subject,
+		f.Fleet != "" && r.Fleet != f.Fleet,
 		!f.Since.IsZero() && r.Time.Before(f.Since):
 		return false
 	case f.Command != "":
@@ -85,7 +91,7 @@ func Entries(f Filter, paths ...string) ([]*Entry, error) {
 					e.Records = append(e.Records, r)
 					return nil
 				}
-				e := &Entry{Record: r, Records: []Record{r}}
+				e := &Entry{Record: r, Records: []Record{r}, Path: path}
 				open[key] = e
 				all = append(all, e)
 			case KindOutcome:
@@ -99,9 +105,9 @@ func Entries(f Filter, paths ...string) ([]*Entry, error) {
 				// An outcome with no intent before it (a summary of
 				// throttled requests, say): an entry of its own, never
 				// dropped.
-				all = append(all, &Entry{Record: r, Records: []Record{r}})
+				all = append(all, &Entry{Record: r, Records: []Record{r}, Path: path})
 			default:
-				all = append(all, &Entry{Record: r, Records: []Record{r}})
+				all = append(all, &Entry{Record: r, Records: []Record{r}, Path: path})
 			}
 			return nil
 		})

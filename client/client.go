@@ -64,6 +64,10 @@ type Options struct {
 	// server could not read. It is called on the connection's reading
 	// goroutine and must not block. Nil: they are dropped.
 	Notice func(wire.Event)
+	// Fleet, when set, is sent with every run: the id of a fleet request
+	// (the same line sent to many consoles), which each console writes
+	// into its audit record of the request. See wire.ValidFleet.
+	Fleet string
 }
 
 func (o Options) withDefaults() Options {

@@ -215,7 +215,7 @@ type Handler struct {
 // returns ctx's error at once. A request refused as throttled is sent
 // again for up to Options.ThrottleWait.
 func (c *Conn) Run(ctx context.Context, line string, h Handler) (wire.Event, error) {
-	return c.do(ctx, wire.Request{Type: wire.TypeRun, Line: line}, h)
+	return c.do(ctx, wire.Request{Type: wire.TypeRun, Line: line, Fleet: c.opts.Fleet}, h)
 }
 
 // Complete asks for completions of line with the cursor at byte offset pos

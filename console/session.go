@@ -393,7 +393,7 @@ func (s *session) record(req wire.Request) audit.Record {
 	reason := s.reason
 	s.mu.Unlock()
 	return audit.Record{Time: time.Now(), Kind: audit.KindIntent, Session: s.id, Subject: s.subject, Remote: s.remote,
-		Request: req.ID, Line: req.Line, Reason: reason}
+		Request: req.ID, Fleet: req.Fleet, Line: req.Line, Reason: reason}
 }
 
 // outcome is the outcome record that goes with intent.

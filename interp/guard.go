@@ -26,8 +26,27 @@ type guard struct {
 	depth    atomic.Int32
 	heap     *heapBudget
 
-	slot      reflect.Value // the value Format renders
+	// slot is the value Format renders, and formatted what it made. A
+	// Format stopped by the deadline may still run on the interpreter's
+	// goroutine after the eval returns: both are read and written under
+	// fmu.
+	fmu       sync.Mutex
+	slot      reflect.Value
 	formatted string
+}
+
+// setSlot sets the value Format renders, clearing the last rendering.
+func (g *guard) setSlot(v reflect.Value) {
+	g.fmu.Lock()
+	g.slot, g.formatted = v, ""
+	g.fmu.Unlock()
+}
+
+// rendered returns what Format made of the slot.
+func (g *guard) rendered() string {
+	g.fmu.Lock()
+	defer g.fmu.Unlock()
+	return g.formatted
 }
 
 // symbols returns the __opsrepl package.
@@ -112,7 +131,13 @@ func (g *guard) make(probe any, n any) int {
 // format renders g.slot. It runs inside an eval, so an interpreted String
 // or Error method it calls is stopped by the eval's deadline.
 func (g *guard) format() {
-	g.formatted = formatValue(g.slot, g.maxOut)
+	g.fmu.Lock()
+	v := g.slot
+	g.fmu.Unlock()
+	s := formatValue(v, g.maxOut) // may run interpreted methods: not under fmu
+	g.fmu.Lock()
+	g.formatted = s
+	g.fmu.Unlock()
 }
 
 // formatValue renders a result in at most about limit bytes: a long

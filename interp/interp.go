@@ -257,8 +257,8 @@ func (in *Interpreter) format(ctx context.Context, v reflect.Value) (string, err
 	if plain(v) {
 		return formatValue(v, in.opts.MaxOutput), nil
 	}
-	in.guard.slot = v
-	defer func() { in.guard.slot = reflect.Value{} }()
+	in.guard.setSlot(v)
+	defer in.guard.setSlot(reflect.Value{})
 	_, err := in.yi.EvalWithContext(ctx, guardPkg+".Format()")
 	if ctx.Err() != nil {
 		in.broken = true
@@ -274,7 +274,7 @@ func (in *Interpreter) format(ctx context.Context, v reflect.Value) (string, err
 		}
 		return "", &EvalError{Msg: "cannot format the result: " + stripPosition(err.Error())}
 	}
-	return in.guard.formatted, nil
+	return in.guard.rendered(), nil
 }
 
 // EvalError is a compile or run-time failure of evaluated source. Msg is

@@ -213,7 +213,7 @@ func TestStopResets(t *testing.T) {
 			if !errors.Is(err, tt.want) && !(tt.want == errStopped && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrMemoryLimit))) {
 				t.Fatalf("Eval(%q): got %v; want %v", tt.src, err, tt.want)
 			}
-			if d := time.Since(start); d > 5*time.Second {
+			if d := time.Since(start); d > 30*time.Second { // a stop that never comes, not a slow machine
 				t.Fatalf("Eval(%q) took %v to stop", tt.src, d)
 			}
 			if out.Len() > 100 {

@@ -24,9 +24,11 @@ const auditUsage = `Usage:
         --head HASH  a record hash kept elsewhere: the chain must contain it
                      (detects records removed from the end)
 
-  ops-repl audit show [--subject S] [--cmd C] [--since T] [--denied] [--json] FILE…
+  ops-repl audit show [--subject S] [--cmd C] [--since T] [--denied] [--fleet ID] [--json] FILE…
       list requests (each intent joined with its outcome) and other events.
         --subject S  only this subject
+        --fleet ID   only the requests of this fleet request (ops-repl
+                     --targets prints its id); give every target's log
         --cmd C      only this command (or eval)
         --since T    only from T on: RFC 3339 time, a date (2006-01-02), or a
                      duration meaning "ago" (90m, 24h)
@@ -129,6 +131,7 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 	fs.StringVar(&f.Command, "cmd", "", "")
 	since := fs.String("since", "", "")
 	fs.BoolVar(&f.Denied, "denied", false, "")
+	fs.StringVar(&f.Fleet, "fleet", "", "")
 	jsonOut := fs.Bool("json", false, "")
 	if err := parseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -165,10 +168,17 @@ func auditShow(args []string, stdout io.Writer, now time.Time) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	logs := fs.NArg() > 1 // which log each entry comes from matters
+	if logs {
+		fmt.Fprint(tw, "LOG\t")
+	}
 	fmt.Fprintln(tw, "TIME\tSEQ\tSUBJECT\tREMOTE\tSESSION\tRESULT\tMS\tWHAT")
 	for _, e := range entries {
 		r := e.Record
 		result, ms, what := showResult(e)
+		if logs {
+			fmt.Fprintf(tw, "%s\t", safeText(e.Path))
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"), r.Seq,
 			dash(safeText(r.Subject)), dash(safeText(r.Remote)), dash(safeText(r.Session)), dash(safeText(result)), dash(ms), safeText(what))
 	}

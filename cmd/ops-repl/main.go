@@ -19,6 +19,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/opsrepl/opsrepl/auth"
 	"github.com/opsrepl/opsrepl/client"
@@ -62,6 +63,17 @@ Flags:
                      ~/.local/share/ops-repl/downloads)
   --version          print the version, protocol and Go version, and exit
 
+Many targets (instead of --url; with -c or -f):
+  --targets SPEC     run on every target of SPEC, a comma-separated list of
+                     ws:// URLs, file:PATH (a URL a line, or Prometheus
+                     file_sd JSON), dns:NAME:PORT (every A/AAAA address),
+                     dnssrv:NAME (the SRV records _ops-repl._tcp.NAME)
+  --target-tokens F  lines "TARGET TOKEN", TARGET as written in SPEC;
+                     otherwise the token above is used for every target
+  --concurrency N    targets at once (default 32)
+  --target-timeout D time for each target (default 30s)
+  --yes              run Go, or lines that may change the targets, on all
+
 Lines: a command (help lists yours), or Go source when your role allows it;
 "eval SOURCE" evaluates Go that starts with a command's name.
 
@@ -72,6 +84,8 @@ Exit codes:
   3  not authenticated, not permitted (or a reason is required first),
      credentials revoked, or throttled (HTTP 429)
   4  cannot connect, connection lost, or protocol error
+With --targets, the worst target's code: 4 if one was unreachable, else 3
+if one refused, else 1 if a line failed on one, else 0.
 `
 
 func main() {
@@ -165,8 +179,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		caFile    = fs.String("ca", "", "")
 		reason    = fs.String("reason", "", "")
 		cmds      lines
+		ff        fleetFlags
 	)
 	fs.Var(&cmds, "c", "")
+	fs.StringVar(&ff.spec, "targets", "", "")
+	fs.StringVar(&ff.tokensFile, "target-tokens", "", "")
+	fs.IntVar(&ff.concurrency, "concurrency", 32, "")
+	fs.DurationVar(&ff.timeout, "target-timeout", 30*time.Second, "")
+	fs.BoolVar(&ff.yes, "yes", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			io.WriteString(stdout, usage)
@@ -188,6 +208,38 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	tok, err := resolveToken(*token, *tokenFile, getenv("OPS_REPL_TOKEN"))
 	if err != nil {
 		return err
+	}
+	if ff.spec != "" {
+		if *urlFlag != "" {
+			return exitf(exitUsage, "--url and --targets cannot be used together")
+		}
+		if len(cmds) == 0 && *file == "" {
+			return exitf(exitUsage, "--targets runs -c LINE or -f FILE on every target; it has no interactive session")
+		}
+		ls := []string(cmds)
+		if *file != "" {
+			if ls, err = fileLines(*file, stdin); err != nil {
+				return err
+			}
+		}
+		if ff.concurrency < 1 || ff.timeout <= 0 {
+			return exitf(exitUsage, "--concurrency and --target-timeout must be positive")
+		}
+		tlsConf, err := clientTLS("wss://targets", *certFile, *keyFile, *caFile)
+		if err != nil {
+			return err
+		}
+		p := &printer{stdout: stdout, stderr: stderr, json: *jsonOut, dir: *outDir, lastNL: true}
+		if p.dir == "" {
+			p.dir, _ = defaultOutDir(getenv)
+		}
+		if isTerminal(stderr) {
+			p.progress = stderr
+		}
+		return runFleet(ctx, ff, ls, tok, tlsConf, p, stderr)
+	}
+	if ff.yes || ff.tokensFile != "" {
+		return exitf(exitUsage, "--yes and --target-tokens go with --targets")
 	}
 	if pu, err := client.ParseURL(u); err == nil && pu.Scheme == "ws" && !isLoopback(pu.Host) && tok != "" {
 		fmt.Fprintf(stderr, "ops-repl: warning: sending credentials to %s without TLS (ws://); use wss://\n", pu.Host)
@@ -226,18 +278,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case len(cmds) > 0:
 		return runLines(ctx, c, p, cmds, false, stderr)
 	case *file != "":
-		var r io.Reader = stdin
-		if *file != "-" {
-			f, err := os.Open(*file)
-			if err != nil {
-				return exitf(exitUsage, "%v", err)
-			}
-			defer f.Close()
-			r = f
-		}
-		ls, err := readLines(r)
+		ls, err := fileLines(*file, stdin)
 		if err != nil {
-			return exitf(exitUsage, "reading %s: %v", *file, err)
+			return err
 		}
 		return runLines(ctx, c, p, ls, true, stderr)
 	case !isTerminal(stdin):
@@ -275,6 +318,24 @@ func resolveToken(flagTok, file, env string) (string, error) {
 		return tok, nil
 	}
 	return strings.TrimSpace(firstNonEmpty(flagTok, env)), nil
+}
+
+// fileLines reads the lines of -f FILE (- for stdin).
+func fileLines(name string, stdin io.Reader) ([]string, error) {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, exitf(exitUsage, "%v", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	ls, err := readLines(r)
+	if err != nil {
+		return nil, exitf(exitUsage, "reading %s: %v", name, err)
+	}
+	return ls, nil
 }
 
 func readLines(r io.Reader) ([]string, error) {

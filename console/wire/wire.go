@@ -76,6 +76,26 @@ type Request struct {
 	Pos *int `json:"pos,omitempty"`
 	// Target is the id of the request to stop (cancel).
 	Target uint64 `json:"target,omitempty"`
+	// Fleet names the fleet request this run belongs to, when a client
+	// sends the same line to many consoles: each writes it into its audit
+	// record of the request. 1 to 64 letters, digits and . _ - (run only).
+	Fleet string `json:"fleet,omitempty"`
+}
+
+// MaxFleet is the longest fleet id.
+const MaxFleet = 64
+
+// ValidFleet reports whether id may be a fleet id.
+func ValidFleet(id string) bool {
+	if id == "" || len(id) > MaxFleet {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Event is a server-to-client frame. Which fields are set depends on Type.
@@ -142,6 +162,7 @@ type rawRequest struct {
 	Line   string          `json:"line"`
 	Pos    json.RawMessage `json:"pos"`
 	Target json.RawMessage `json:"target"`
+	Fleet  *string         `json:"fleet"`
 }
 
 // whole reads the JSON value n as a whole number from 0 to MaxID; absent
@@ -181,7 +202,7 @@ const MaxNumberText = 40
 
 // requestKeys are the object keys a request may have, spelt exactly:
 // encoding/json would also take "ID" or "Type".
-var requestKeys = map[string]bool{"type": true, "id": true, "line": true, "pos": true, "target": true}
+var requestKeys = map[string]bool{"type": true, "id": true, "line": true, "pos": true, "target": true, "fleet": true}
 
 // exactKeys checks that the object b has only requestKeys, as spelt, each
 // at most once (encoding/json would take "ID" for "id", and the last of
@@ -200,7 +221,7 @@ func exactKeys(b []byte) error {
 		k, _ := t.(string)
 		switch {
 		case !requestKeys[k]:
-			return Errorf(CodeBadRequest, "malformed request: unknown field %.40q (fields are type, id, line, pos, target, in lower case)", k)
+			return Errorf(CodeBadRequest, "malformed request: unknown field %.40q (fields are type, id, line, pos, target, fleet, in lower case)", k)
 		case seen[k]:
 			return Errorf(CodeBadRequest, "malformed request: the field %q is given twice", k)
 		}
@@ -279,6 +300,15 @@ func decodeRequest(b []byte) (Request, error) {
 		}
 		pos := int(min(p, uint64(len(r.Line))+1))
 		r.Pos = &pos
+	}
+	if raw.Fleet != nil {
+		if r.Type != TypeRun {
+			return r, Errorf(CodeBadRequest, "only run takes \"fleet\"")
+		}
+		if !ValidFleet(*raw.Fleet) {
+			return r, Errorf(CodeBadRequest, "\"fleet\" must be 1 to %d letters, digits and . _ -", MaxFleet)
+		}
+		r.Fleet = *raw.Fleet
 	}
 	if len(r.Line) > MaxLine {
 		return r, Errorf(CodeLimit, "line is %d bytes; the limit is %d", len(r.Line), MaxLine)
