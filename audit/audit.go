@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -137,7 +138,19 @@ type Options struct {
 	// or replaced (the log then continues in a new file at Path, starting
 	// with a reopen record). Default: none.
 	Logger *slog.Logger
+	// Mirror, if set, receives a copy of each record as one JSON line,
+	// once it is in the file (and synced, for WriteSync): os.Stderr, for a
+	// cluster's log pipeline (Fluent Bit, Vector, Loki) to collect next to
+	// the hash-chained file, which stays the record. A slow or failing
+	// mirror never holds up the log: up to MirrorBuffer lines wait for
+	// it, and past that lines are dropped and counted (a line
+	// {"kind":"mirror","dropped":N} says so). Close waits up to a second
+	// for it to catch up. Default: none.
+	Mirror io.Writer
 }
+
+// MirrorBuffer is how many records may wait for a slow Options.Mirror.
+const MirrorBuffer = 4096
 
 // Log appends hash-chained records. It is safe for concurrent use; one
 // Log, in one process, owns a file at a time (Open takes a lock).
@@ -153,6 +166,7 @@ type Log struct {
 	head    string // hash of the last record written
 	err     error  // a failed write: the log refuses everything after it
 	closed  bool
+	mirror  *mirror // Options.Mirror's queue, or nil
 	// holdRotation keeps the next record in the current file.
 	holdRotation bool
 	checked      time.Time // when the path was last checked (checkPath)
@@ -187,6 +201,9 @@ func Open(opts Options) (*Log, error) {
 		return nil, fmt.Errorf("audit: %s: %w", opts.Path, err)
 	}
 	l := &Log{opts: opts, f: f, w: f, unlock: unlock, head: zeroHash}
+	if opts.Mirror != nil {
+		l.mirror = startMirror(opts.Mirror)
+	}
 	fail := func(err error) (*Log, error) {
 		unlock()
 		f.Close()
@@ -324,7 +341,53 @@ func (l *Log) append(r Record, durable bool) error {
 			}
 		}
 	}
+	l.mirror.send(b)
 	return nil
+}
+
+// mirror copies records to Options.Mirror on a goroutine of its own.
+type mirror struct {
+	lines   chan []byte
+	dropped atomic.Int64
+	done    chan struct{}
+}
+
+func startMirror(w io.Writer) *mirror {
+	m := &mirror{lines: make(chan []byte, MirrorBuffer), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		for b := range m.lines {
+			if n := m.dropped.Swap(0); n > 0 {
+				fmt.Fprintf(w, "{\"kind\":\"mirror\",\"dropped\":%d}\n", n)
+			}
+			w.Write(b)
+		}
+	}()
+	return m
+}
+
+// send queues a copy of line, or counts it dropped when the queue is full.
+func (m *mirror) send(line []byte) {
+	if m == nil {
+		return
+	}
+	select {
+	case m.lines <- bytes.Clone(line):
+	default:
+		m.dropped.Add(1)
+	}
+}
+
+// stop ends the mirror after what is queued, waiting at most a second.
+func (m *mirror) stop() {
+	if m == nil {
+		return
+	}
+	close(m.lines)
+	select {
+	case <-m.done:
+	case <-time.After(time.Second):
+	}
 }
 
 // pathCheckEvery is how often a write looks whether the log's path still
@@ -469,6 +532,7 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
+	defer l.mirror.stop()
 	if l.f == nil {
 		return nil
 	}

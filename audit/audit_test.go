@@ -430,3 +430,61 @@ func TestRedactionBySource(t *testing.T) {
 		t.Errorf("a token typed by the operator and quoted by the console: %+v", recs[1])
 	}
 }
+
+// TestMirror: every record goes to the mirror too, as the same JSON line;
+// a mirror that stops reading never holds up the log, and says how many
+// lines it lost.
+func TestMirror(t *testing.T) {
+	dir := t.TempDir()
+	var got bytes.Buffer
+	var mu sync.Mutex
+	l, err := Open(Options{Path: filepath.Join(dir, "audit.jsonl"), Mirror: writerFunc(func(b []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return got.Write(b)
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := l.WriteSync(Record{Kind: KindSession, Subject: "alice", Outcome: OutcomeOpen}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	file, _ := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	mu.Lock()
+	if got.String() != string(file) {
+		t.Fatalf("mirror:\n%s\nfile:\n%s", got.String(), file)
+	}
+	mu.Unlock()
+
+	stuck := make(chan struct{})
+	var out bytes.Buffer
+	l, err = Open(Options{Path: filepath.Join(dir, "stuck.jsonl"), Mirror: writerFunc(func(b []byte) (int, error) {
+		<-stuck
+		mu.Lock()
+		defer mu.Unlock()
+		return out.Write(b)
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := MirrorBuffer + 100
+	for i := 0; i < n; i++ {
+		if err := l.Write(Record{Kind: KindSession, Subject: "bob", Outcome: OutcomeOpen}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stuck)
+	l.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(out.String(), `{"kind":"mirror","dropped":`) {
+		t.Fatalf("a mirror that fell behind does not say it dropped lines (%d bytes)", out.Len())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }

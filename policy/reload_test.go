@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -244,5 +245,60 @@ func TestWatchPausedWriter(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the cut-off file was not reported")
+	}
+}
+
+// TestWatchConfigMapSwap: a Kubernetes ConfigMap volume updates by
+// writing the new files into a fresh timestamped folder and renaming a
+// ..data symlink over the old one; the file the console reads is a
+// symlink through ..data. That exact swap is taken, and so is the next.
+func TestWatchConfigMapSwap(t *testing.T) {
+	dir := t.TempDir()
+	version := func(name, text string) {
+		t.Helper()
+		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, "policy.csv"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// kubelet's atomic writer: a new symlink, renamed over ..data.
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(name, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..2026_12_02_08_00_00.1", basePolicy)
+	path := filepath.Join(dir, "policy.csv")
+	if err := os.Symlink(filepath.Join("..data", "policy.csv"), path); err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Options{PolicyPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changes := make(chan Change, 10)
+	go e.Watch(ctx, WatchOptions{Interval: 20 * time.Millisecond, Quiet: 100 * time.Millisecond, OnChange: func(ch Change) { changes <- ch }})
+	for i, grant := range []string{"p, alice, cmd:gc, run, allow\n", "p, bob, cmd:gc, run, allow\n"} {
+		old := fmt.Sprintf("..2026_12_02_08_00_0%d.1", i)
+		version(fmt.Sprintf("..2026_12_02_08_00_0%d.1", i+1), basePolicy+grant)
+		os.RemoveAll(filepath.Join(dir, old)) // kubelet removes the old version
+		select {
+		case ch := <-changes:
+			if ch.Err != nil {
+				t.Fatalf("swap %d: %v", i+1, ch.Err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("swap %d: not taken", i+1)
+		}
+		subject := strings.Fields(grant)[1]
+		if ok, _ := e.Authorize(strings.TrimSuffix(subject, ","), "cmd:gc", "run"); !ok {
+			t.Fatalf("swap %d: the new grant is not in force", i+1)
+		}
 	}
 }
