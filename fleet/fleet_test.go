@@ -15,61 +15,15 @@ import (
 
 	"log/slog"
 
-	"github.com/miekg/dns"
-
 	opsrepl "github.com/opsrepl/opsrepl"
 	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/auth"
 	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console"
 	"github.com/opsrepl/opsrepl/fleet"
+	"github.com/opsrepl/opsrepl/internal/dnstest"
 	"github.com/opsrepl/opsrepl/policy"
 )
-
-// dnsServer serves records (by lower-case FQDN) from a real DNS server on
-// loopback, and returns a resolver that asks it.
-func dnsServer(t *testing.T, records map[string][]dns.RR) *net.Resolver {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		m.Authoritative = true
-		for _, q := range r.Question {
-			rrs, known := records[strings.ToLower(q.Name)]
-			if !known {
-				m.Rcode = dns.RcodeNameError
-			}
-			for _, rr := range rrs {
-				if rr.Header().Rrtype == q.Qtype {
-					m.Answer = append(m.Answer, rr)
-				}
-			}
-		}
-		w.WriteMsg(m)
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	addr := pc.LocalAddr().String()
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return new(net.Dialer).DialContext(ctx, "udp", addr)
-	}}
-}
-
-func rr(t *testing.T, s string) dns.RR {
-	t.Helper()
-	r, err := dns.NewRR(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 func urls(ts []fleet.Target) []string {
 	var out []string
@@ -80,12 +34,10 @@ func urls(ts []fleet.Target) []string {
 }
 
 func TestDiscover(t *testing.T) {
-	res := dnsServer(t, map[string][]dns.RR{
-		"api.fleet.test.": {rr(t, "api.fleet.test. 5 IN A 10.0.0.1"), rr(t, "api.fleet.test. 5 IN A 10.0.0.2"),
-			rr(t, "api.fleet.test. 5 IN AAAA fd00::3")},
-		"_ops-repl._tcp.api.fleet.test.": {rr(t, "_ops-repl._tcp.api.fleet.test. 5 IN SRV 0 0 7001 a.fleet.test."),
-			rr(t, "_ops-repl._tcp.api.fleet.test. 5 IN SRV 0 0 7002 b.fleet.test.")},
-	})
+	res := dnstest.Resolver(dnstest.Server(t,
+		"api.fleet.test. 5 IN A 10.0.0.1", "api.fleet.test. 5 IN A 10.0.0.2", "api.fleet.test. 5 IN AAAA fd00::3",
+		"_ops-repl._tcp.api.fleet.test. 5 IN SRV 0 0 7001 a.fleet.test.",
+		"_ops-repl._tcp.api.fleet.test. 5 IN SRV 0 0 7002 b.fleet.test."))
 	dir := t.TempDir()
 	lines := filepath.Join(dir, "targets.txt")
 	os.WriteFile(lines, []byte("# replicas\nws://10.1.0.1:7227/ops-repl\n\nwss://h.example:443/ops-repl # tls\n"), 0o600)

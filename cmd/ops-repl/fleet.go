@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -27,6 +28,21 @@ type fleetFlags struct {
 	concurrency int
 	timeout     time.Duration
 	yes         bool
+	resolver    string // a DNS server (host:port) for dns:, dnssrv: and the targets' names
+}
+
+// resolver is a DNS resolver that asks the server at addr, over UDP, or
+// over TCP for answers too long for UDP; nil for "".
+func resolver(addr string) (*net.Resolver, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, exitf(exitUsage, "--resolver %q: want HOST:PORT (127.0.0.1:8600 for a local Consul agent)", addr)
+	}
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return new(net.Dialer).DialContext(ctx, network, addr)
+	}}, nil
 }
 
 // readOnly are the commands that fan out without --yes: they read the
@@ -79,7 +95,11 @@ func readTargetTokens(path string) (map[string]string, error) {
 // results. The exit code is the worst target's: 0 all ok, 1 a line failed,
 // 3 refused, 4 unreachable.
 func runFleet(ctx context.Context, ff fleetFlags, lines []string, tok string, tlsConf *tls.Config, p *printer, stderr io.Writer) error {
-	targets, err := fleet.Discover(ctx, ff.spec, fleet.DiscoverOptions{})
+	res, err := resolver(ff.resolver)
+	if err != nil {
+		return err
+	}
+	targets, err := fleet.Discover(ctx, ff.spec, fleet.DiscoverOptions{Resolver: res})
 	if err != nil {
 		return exitf(exitUsage, "--targets: %v", err)
 	}
@@ -97,14 +117,17 @@ func runFleet(ctx context.Context, ff fleetFlags, lines []string, tok string, tl
 	id := fleet.NewID()
 	fmt.Fprintf(stderr, "%s, fleet request %s\n", plural(len(targets), "target"), id)
 
-	// memstats and whoami alone merge into one table: ask for JSON.
+	// memstats, whoami, buildinfo and leakcheck alone merge into one
+	// table, a row a target (memstats is asked for as JSON).
 	table := ""
-	if len(lines) == 1 && !p.json {
-		switch strings.TrimSpace(lines[0]) {
-		case "memstats":
+	if f := strings.Fields(strings.Join(lines, "\n")); len(lines) == 1 && len(f) > 0 && !p.json {
+		switch {
+		case len(f) == 1 && f[0] == "memstats":
 			table, lines = "memstats", []string{"memstats --json"}
-		case "whoami":
-			table = "whoami"
+		case len(f) == 1 && (f[0] == "whoami" || f[0] == "buildinfo"):
+			table = f[0]
+		case f[0] == "leakcheck":
+			table = "leakcheck"
 		}
 	}
 	opts := fleet.Options{
@@ -131,6 +154,11 @@ func runFleet(ctx context.Context, ff fleetFlags, lines []string, tok string, tl
 			})
 		},
 	}
+	if res != nil { // the targets' own names (SRV targets) are the DNS server's too
+		d := &net.Dialer{Resolver: res}
+		opts.Client.NetDialContext = d.DialContext
+		opts.Client.Proxy = nil
+	}
 	if p.progress != nil {
 		opts.Progress = func(done, total int) {
 			fmt.Fprintf(p.progress, "\r%d/%d done", done, total)
@@ -151,6 +179,10 @@ func runFleet(ctx context.Context, ff fleetFlags, lines []string, tok string, tl
 		memstatsTable(p.stdout, results)
 	case table == "whoami":
 		whoamiTable(p.stdout, results)
+	case table == "buildinfo":
+		textTable(p.stdout, results, []string{"GO", "MAIN", "REVISION"}, buildinfoRow)
+	case table == "leakcheck":
+		textTable(p.stdout, results, []string{"VERDICT", "EVIDENCE"}, leakcheckRow)
 	default:
 		for _, r := range results {
 			fmt.Fprintf(p.stdout, "== %s  %s%s\n", r.Target.URL, r.Class, errSuffix(r))
@@ -246,4 +278,59 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// textTable prints a row a target, with cells read from its text output.
+func textTable(w io.Writer, results []fleet.Result, head []string, row func(string) []string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "TARGET\t%s\tRESULT\n", strings.Join(head, "\t"))
+	for _, r := range results {
+		cells := make([]string, len(head))
+		if r.Class == fleet.OK {
+			copy(cells, row(r.Output))
+		}
+		for i := range cells {
+			cells[i] = dash(safeText(cells[i]))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s%s\n", r.Target.URL, strings.Join(cells, "\t"), r.Class, errSuffix(r))
+	}
+	tw.Flush()
+}
+
+// buildinfoRow reads the Go version, the main module's version and the
+// VCS revision from buildinfo's output: version skew shows at once.
+func buildinfoRow(out string) []string {
+	cells := make([]string, 3)
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 2 && f[0] == "go":
+			cells[0] = f[1]
+		case len(f) >= 3 && f[0] == "main":
+			cells[1] = f[2]
+		case len(f) >= 2 && f[0] == "build" && strings.HasPrefix(f[1], "vcs.revision="):
+			rev := strings.TrimPrefix(f[1], "vcs.revision=")
+			cells[2] = rev[:min(len(rev), 12)]
+		}
+	}
+	return cells
+}
+
+// leakcheckRow reads the verdict and the live heap's trend.
+func leakcheckRow(out string) []string {
+	cells := make([]string, 2)
+	for _, l := range strings.Split(out, "\n") {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(t, "verdict: "):
+			v := strings.TrimPrefix(t, "verdict: ")
+			if i := strings.Index(v, ":"); i > 0 {
+				v = v[:i]
+			}
+			cells[0] = v
+		case strings.HasPrefix(t, "live heap trend"):
+			cells[1] = strings.Join(strings.Fields(strings.TrimPrefix(t, "live heap trend")), " ")
+		}
+	}
+	return cells
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -8,6 +9,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/opsrepl/opsrepl/client"
+	"github.com/opsrepl/opsrepl/internal/dnstest"
 )
 
 // TestFleet runs lines on two demos and a port nobody listens on, as an
@@ -74,5 +78,67 @@ func TestFleet(t *testing.T) {
 	r = runCLI(t, nil, "", "audit", "show", "--fleet", id[1], a.AuditPath, b.AuditPath)
 	if r.code != 0 || strings.Count(r.stdout, "buildinfo") != 2 || !strings.Contains(r.stdout, a.AuditPath) || !strings.Contains(r.stdout, b.AuditPath) {
 		t.Fatalf("audit show --fleet: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
+// TestFleetDiscovery: targets found by DNS SRV through --resolver (their
+// names resolved by the same server), and by a Prometheus file_sd file.
+func TestFleetDiscovery(t *testing.T) {
+	t.Parallel()
+	a, b := ownDemo(t), ownDemo(t)
+	port := func(raw string) string {
+		u, _ := client.ParseURL(raw)
+		return u.Port()
+	}
+	dns := dnstest.Server(t,
+		"_ops-repl._tcp.api.fleet.test. 5 IN SRV 0 0 "+port(a.ConsoleURL)+" a.fleet.test.",
+		"_ops-repl._tcp.api.fleet.test. 5 IN SRV 0 0 "+port(b.ConsoleURL)+" b.fleet.test.",
+		"a.fleet.test. 5 IN A 127.0.0.1", "b.fleet.test. 5 IN A 127.0.0.1")
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	os.WriteFile(tokens, []byte(fmt.Sprintf("ws://a.fleet.test:%s/ops-repl %s\nws://b.fleet.test:%s/ops-repl %s\n",
+		port(a.ConsoleURL), a.Tokens["viewer"], port(b.ConsoleURL), b.Tokens["viewer"])), 0o600)
+	r := runCLI(t, nil, "", "--targets", "dnssrv:api.fleet.test", "--resolver", dns, "--target-tokens", tokens, "-c", "whoami")
+	if r.code != 0 || strings.Count(r.stdout, " ok\n") != 2 || !strings.Contains(r.stdout, "ws://a.fleet.test:") {
+		t.Fatalf("dnssrv: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+
+	sd := filepath.Join(dir, "sd.json")
+	os.WriteFile(sd, []byte(fmt.Sprintf(`[{"targets": ["127.0.0.1:%s", "127.0.0.1:%s"], "labels": {"job": "api"}}]`, port(a.ConsoleURL), port(b.ConsoleURL))), 0o600)
+	os.WriteFile(tokens, []byte(fmt.Sprintf("%s %s\n%s %s\n", a.ConsoleURL, a.Tokens["admin"], b.ConsoleURL, b.Tokens["admin"])), 0o600)
+	r = runCLI(t, nil, "", "--targets", "file:"+sd, "--target-tokens", tokens, "--json", "-c", "buildinfo")
+	if r.code != 0 {
+		t.Fatalf("file_sd: exit %d\n%s", r.code, r.stderr)
+	}
+	var n int
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil || m["class"] != "ok" || !strings.Contains(fmt.Sprint(m["output"]), "go1.") || m["fleet"] == "" {
+			t.Fatalf("--json line %q: %v", line, err)
+		}
+		n++
+	}
+	if n != 2 {
+		t.Fatalf("%d JSON lines; want one a target", n)
+	}
+	if r := runCLI(t, nil, "", "--targets", "dnssrv:api.fleet.test", "--resolver", "nonsense", "-c", "whoami"); r.code != exitUsage {
+		t.Fatalf("a bad --resolver: exit %d", r.code)
+	}
+}
+
+func TestFleetRows(t *testing.T) {
+	build := "go\tgo1.26.8\npath\tx/cmd\nmain\tgithub.com/x/y\tv1.4.2\nbuild\tvcs.revision=0123456789abcdef0123\n"
+	if got := buildinfoRow(build); strings.Join(got, "|") != "go1.26.8|v1.4.2|0123456789ab" {
+		t.Errorf("buildinfo row: %q", got)
+	}
+	leak := "watching…\n\nverdict: LIKELY LEAK: the live heap grows steadily after each GC cycle\n\nevidence over 12 GC cycles in 1m0s:\n  live heap trend   +1.0 MiB per minute, +85.3 KiB per cycle (t 9.1, R² 0.97; mean live 20.0 MiB)\n"
+	if got := leakcheckRow(leak); got[0] != "LIKELY LEAK" || !strings.HasPrefix(got[1], "+1.0 MiB per minute") {
+		t.Errorf("leakcheck row: %q", got)
+	}
+	for line, want := range map[string]bool{"memstats": false, "goroutines": false, "goroutines --full --yes": true, "heapdump --gc": false,
+		"heapdump --full --yes": true, "loglevel": false, "loglevel debug": true, "1+2": true, "eval gc := 1": true, "setgc 50": true, "reset": true, "": false} {
+		if needsYes(line) != want {
+			t.Errorf("needsYes(%q) = %v", line, !want)
+		}
 	}
 }

@@ -73,6 +73,8 @@ Many targets (instead of --url; with -c or -f):
   --concurrency N    targets at once (default 32)
   --target-timeout D time for each target (default 30s)
   --yes              run Go, or lines that may change the targets, on all
+  --resolver ADDR    ask this DNS server (host:port) for dns:, dnssrv: and
+                     the targets' names, instead of the system's
 
 Lines: a command (help lists yours), or Go source when your role allows it;
 "eval SOURCE" evaluates Go that starts with a command's name.
@@ -187,6 +189,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	fs.IntVar(&ff.concurrency, "concurrency", 32, "")
 	fs.DurationVar(&ff.timeout, "target-timeout", 30*time.Second, "")
 	fs.BoolVar(&ff.yes, "yes", false, "")
+	fs.StringVar(&ff.resolver, "resolver", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			io.WriteString(stdout, usage)
@@ -238,8 +241,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		return runFleet(ctx, ff, ls, tok, tlsConf, p, stderr)
 	}
-	if ff.yes || ff.tokensFile != "" {
-		return exitf(exitUsage, "--yes and --target-tokens go with --targets")
+	if ff.yes || ff.tokensFile != "" || ff.resolver != "" {
+		return exitf(exitUsage, "--yes, --target-tokens and --resolver go with --targets")
 	}
 	if pu, err := client.ParseURL(u); err == nil && pu.Scheme == "ws" && !isLoopback(pu.Host) && tok != "" {
 		fmt.Fprintf(stderr, "ops-repl: warning: sending credentials to %s without TLS (ws://); use wss://\n", pu.Host)
