@@ -176,9 +176,34 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// gorilla's handshake heeds ctx's deadline but not its cancellation:
+	// closing the connection when ctx ends stops the handshake and the
+	// wait for hello at once.
+	dial := opts.NetDialContext
+	if dial == nil {
+		dial = new(net.Dialer).DialContext
+	}
+	var rawMu sync.Mutex
+	var raw net.Conn
+	stopWatch := context.AfterFunc(ctx, func() {
+		rawMu.Lock()
+		defer rawMu.Unlock()
+		if raw != nil {
+			raw.Close()
+		}
+	})
+	defer stopWatch()
 	d := websocket.Dialer{
-		Proxy:            opts.Proxy,
-		NetDialContext:   opts.NetDialContext,
+		Proxy: opts.Proxy,
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err == nil {
+				rawMu.Lock()
+				raw = c
+				rawMu.Unlock()
+			}
+			return c, err
+		},
 		HandshakeTimeout: opts.HandshakeTimeout,
 		Subprotocols:     []string{wire.Subprotocol},
 		TLSClientConfig:  opts.TLS,
@@ -227,6 +252,9 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Conn, error) {
 	typ, msg, err := ws.ReadMessage()
 	if err != nil {
 		ws.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, closeError(err, false)
 	}
 	hello, err := wire.DecodeEvent(msg)
@@ -239,6 +267,9 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Conn, error) {
 		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
 	}
 	ws.SetReadDeadline(time.Time{})
+	if !stopWatch() { // ctx ended as hello came: the connection is closed
+		return nil, ctx.Err()
+	}
 	c := &Conn{
 		ws:     ws,
 		hello:  hello,

@@ -627,3 +627,38 @@ func TestBacklog(t *testing.T) {
 		t.Fatalf("%d events of 1 MiB were queued; want at most 4", n)
 	}
 }
+
+// TestDialCanceled: cancelling the context ends a handshake that the
+// server never answers, and the wait for hello, at once (not after the
+// handshake timeout).
+func TestDialCanceled(t *testing.T) {
+	for _, stage := range []string{"handshake", "hello"} {
+		t.Run(stage, func(t *testing.T) {
+			mute := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				up := websocket.Upgrader{Subprotocols: []string{"ops-repl.v1"}}
+				c, err := up.Upgrade(w, r, nil)
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				<-r.Context().Done() // upgraded, never says hello
+			})
+			if stage == "handshake" {
+				mute = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }) // never answers
+			}
+			hs := httptest.NewServer(mute)
+			defer hs.Close()
+			defer hs.CloseClientConnections()
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(200*time.Millisecond, cancel)
+			start := time.Now()
+			_, err := client.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), client.Options{Token: "x", HandshakeTimeout: time.Minute})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("got %v; want the context's cancellation", err)
+			}
+			if d := time.Since(start); d > 30*time.Second {
+				t.Fatalf("Dial returned %v after the cancel", d)
+			}
+		})
+	}
+}

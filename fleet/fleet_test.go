@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -197,5 +198,34 @@ func TestRunFailed(t *testing.T) {
 		fleet.Options{Client: client.Options{Token: toks["admin"]}})
 	if r := results[0]; r.Class != fleet.Failed || len(r.Finals) != 1 || !strings.Contains(r.Err.Error(), "--count") {
 		t.Fatalf("got %v (%v), %d finals; want failed at the first line", r.Class, r.Err, len(r.Finals))
+	}
+}
+
+// TestRunSilence: a target that never answers counts as unreachable after
+// the timeout; a line that keeps reporting runs past it.
+func TestRunSilence(t *testing.T) {
+	u, toks, _ := startConsole(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // accepted, never answered
+		}
+	}()
+	mute := "ws://" + ln.Addr().String() + "/ops-repl"
+	results := fleet.Run(context.Background(), []fleet.Target{{URL: u}, {URL: mute}}, []string{"memstats --watch 100ms --count 8"},
+		fleet.Options{Client: client.Options{Token: toks["admin"]}, Timeout: 500 * time.Millisecond})
+	if r := results[0]; r.Class != fleet.OK || strings.Count(r.Output, "heap live") != 8 {
+		t.Fatalf("a line reporting every 100ms for 800ms, with a 500ms timeout: %v (%v)\n%s", r.Class, r.Err, r.Output)
+	}
+	if r := results[1]; r.Class != fleet.Unreachable || !errors.Is(r.Err, fleet.ErrSilent) {
+		t.Fatalf("a target that never answers: %v (%v)", r.Class, r.Err)
 	}
 }

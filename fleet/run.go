@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -40,7 +42,10 @@ type Options struct {
 	Fleet string
 	// Concurrency is how many targets run at once. Default: 32.
 	Concurrency int
-	// Timeout bounds each target: dialling and every line. Default: 30s.
+	// Timeout is how long a target may stay silent, connecting or between
+	// two events of a line, before it counts as unreachable: a long line
+	// that keeps reporting (leakcheck, gcwatch, a transfer) runs as long as
+	// it needs. Default: 30s.
 	Timeout time.Duration
 	// MaxOutput is how much text output is kept per target. Default: 1 MiB.
 	MaxOutput int
@@ -120,10 +125,16 @@ func Run(ctx context.Context, targets []Target, lines []string, opts Options) []
 	return results
 }
 
+// ErrSilent is why a target that stayed silent for Options.Timeout
+// failed.
+var ErrSilent = errors.New("fleet: the target stayed silent for the timeout")
+
 func runOne(ctx context.Context, t Target, lines []string, opts Options) Result {
 	r := Result{Target: t}
-	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	silence := time.AfterFunc(opts.Timeout, func() { cancel(fmt.Errorf("%w (%s)", ErrSilent, opts.Timeout)) })
+	defer silence.Stop()
 	co := opts.Client
 	co.Fleet = opts.Fleet
 	if opts.Token != nil {
@@ -132,18 +143,34 @@ func runOne(ctx context.Context, t Target, lines []string, opts Options) Result 
 	c, err := client.Dial(ctx, t.URL, co)
 	if err != nil {
 		r.Err, r.Class = err, classify(err)
+		if cause := context.Cause(ctx); errors.Is(cause, ErrSilent) {
+			r.Err, r.Class = cause, Unreachable
+		}
 		return r
 	}
+	silence.Reset(opts.Timeout)
 	defer c.Close()
 	r.Hello = c.Hello()
 	var out strings.Builder
-	var files client.FileFunc
+	var keep client.FileFunc
 	if opts.Files != nil {
-		files = opts.Files(t)
+		keep = opts.Files(t)
+	}
+	// A transfer's bytes are news from the target too.
+	files := func(ev wire.Event) (client.Sink, error) {
+		var s client.Sink = client.WriterSink(io.Discard)
+		if keep != nil {
+			var err error
+			if s, err = keep(ev); err != nil {
+				return nil, err
+			}
+		}
+		return lively{s, func() { silence.Reset(opts.Timeout) }}, nil
 	}
 	for _, line := range lines {
 		final, err := c.Run(ctx, line, client.Handler{
 			Event: func(ev wire.Event) error {
+				silence.Reset(opts.Timeout)
 				if ev.Type == wire.EventOutput || ev.Type == wire.EventNotice {
 					text := ev.Data
 					if ev.Type == wire.EventNotice {
@@ -161,8 +188,8 @@ func runOne(ctx context.Context, t Target, lines []string, opts Options) Result 
 		r.Finals = append(r.Finals, final)
 		if err != nil {
 			r.Err, r.Class = err, classify(err)
-			if ctx.Err() != nil {
-				r.Class = Unreachable
+			if cause := context.Cause(ctx); cause != nil {
+				r.Err, r.Class = cause, Unreachable
 			}
 			break
 		}
@@ -172,6 +199,17 @@ func runOne(ctx context.Context, t Target, lines []string, opts Options) Result 
 	}
 	r.Output = out.String()
 	return r
+}
+
+// lively is a Sink that reports each write.
+type lively struct {
+	client.Sink
+	alive func()
+}
+
+func (l lively) Write(b []byte) (int, error) {
+	l.alive()
+	return l.Sink.Write(b)
 }
 
 // classify says which Class an error of a target belongs to.

@@ -71,7 +71,9 @@ Many targets (instead of --url; with -c or -f):
   --target-tokens F  lines "TARGET TOKEN", TARGET as written in SPEC;
                      otherwise the token above is used for every target
   --concurrency N    targets at once (default 32)
-  --target-timeout D time for each target (default 30s)
+  --target-timeout D how long a target may stay silent, connecting or
+                     within a line, before it counts as unreachable
+                     (default 30s; a line that keeps reporting runs on)
   --yes              run Go, or lines that may change the targets, on all
   --resolver ADDR    ask this DNS server (host:port) for dns:, dnssrv: and
                      the targets' names, instead of the system's
