@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -182,7 +183,7 @@ func runFleet(ctx context.Context, ff fleetFlags, lines []string, tok string, tl
 	case table == "buildinfo":
 		textTable(p.stdout, results, []string{"GO", "MAIN", "REVISION"}, buildinfoRow)
 	case table == "leakcheck":
-		textTable(p.stdout, results, []string{"VERDICT", "EVIDENCE"}, leakcheckRow)
+		textTable(p.stdout, results, []string{"VERDICT", "EVIDENCE", "TOP GROWING SITE"}, leakcheckRow)
 	default:
 		for _, r := range results {
 			fmt.Fprintf(p.stdout, "== %s  %s%s\n", r.Target.URL, r.Class, errSuffix(r))
@@ -316,9 +317,14 @@ func buildinfoRow(out string) []string {
 	return cells
 }
 
-// leakcheckRow reads the verdict and the live heap's trend.
+// topSite is the first of leakcheck's growing allocation sites:
+// "1. +12.0 MiB   main.leakRequestLog".
+var topSite = regexp.MustCompile(`^1\.\s+([+-]?[0-9.]+ \S+)\s+(\S+)`)
+
+// leakcheckRow reads the verdict, the live heap's trend and the
+// allocation site that grew most.
 func leakcheckRow(out string) []string {
-	cells := make([]string, 2)
+	cells := make([]string, 3)
 	for _, l := range strings.Split(out, "\n") {
 		t := strings.TrimSpace(l)
 		switch {
@@ -330,6 +336,10 @@ func leakcheckRow(out string) []string {
 			cells[0] = v
 		case strings.HasPrefix(t, "live heap trend"):
 			cells[1] = strings.Join(strings.Fields(strings.TrimPrefix(t, "live heap trend")), " ")
+		case cells[2] == "":
+			if m := topSite.FindStringSubmatch(t); m != nil {
+				cells[2] = m[2] + " (" + m[1] + ")"
+			}
 		}
 	}
 	return cells

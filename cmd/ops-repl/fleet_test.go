@@ -131,8 +131,8 @@ func TestFleetRows(t *testing.T) {
 	if got := buildinfoRow(build); strings.Join(got, "|") != "go1.26.8|v1.4.2|0123456789ab" {
 		t.Errorf("buildinfo row: %q", got)
 	}
-	leak := "watching…\n\nverdict: LIKELY LEAK: the live heap grows steadily after each GC cycle\n\nevidence over 12 GC cycles in 1m0s:\n  live heap trend   +1.0 MiB per minute, +85.3 KiB per cycle (t 9.1, R² 0.97; mean live 20.0 MiB)\n"
-	if got := leakcheckRow(leak); got[0] != "LIKELY LEAK" || !strings.HasPrefix(got[1], "+1.0 MiB per minute") {
+	leak := "watching…\n\nverdict: LIKELY LEAK: the live heap grows steadily after each GC cycle\n\nevidence over 12 GC cycles in 1m0s:\n  live heap trend   +1.0 MiB per minute, +85.3 KiB per cycle (t 9.1, R² 0.97; mean live 20.0 MiB)\n\ntop growing allocation sites (in-use heap, end minus start):\n  1. +12.0 MiB  main.leakRequestLog\n     main.handle > main.leakRequestLog\n  2. +1.0 MiB   bytes.growSlice\n"
+	if got := leakcheckRow(leak); got[0] != "LIKELY LEAK" || !strings.HasPrefix(got[1], "+1.0 MiB per minute") || got[2] != "main.leakRequestLog (+12.0 MiB)" {
 		t.Errorf("leakcheck row: %q", got)
 	}
 	for line, want := range map[string]bool{"memstats": false, "goroutines": false, "goroutines --full --yes": true, "heapdump --gc": false,
