@@ -139,7 +139,7 @@ type Options struct {
 	// with a reopen record). Default: none.
 	Logger *slog.Logger
 	// Mirror, if set, receives a copy of each record as one JSON line,
-	// once it is in the file (and synced, for WriteSync): os.Stderr, for a
+	// once it is written to the file: os.Stderr, for a
 	// cluster's log pipeline (Fluent Bit, Vector, Loki) to collect next to
 	// the hash-chained file, which stays the record. A slow or failing
 	// mirror never holds up the log: up to MirrorBuffer lines wait for
@@ -170,6 +170,18 @@ type Log struct {
 	// holdRotation keeps the next record in the current file.
 	holdRotation bool
 	checked      time.Time // when the path was last checked (checkPath)
+
+	// Group commit (WriteSync): records are appended under mu, then one
+	// caller at a time (syncMu) fsyncs for everyone appended so far,
+	// outside mu, so that other sessions append meanwhile and share the
+	// next fsync. fileMu keeps the file open while it is being synced: a
+	// rotation or a reopen swaps it only under fileMu's write lock.
+	syncMu sync.Mutex
+	synced uint64 // the highest seq known on stable storage; under syncMu
+	fileMu sync.RWMutex
+	// serialSync makes WriteSync fsync under mu for each record, as
+	// before group commit: the benchmark's baseline.
+	serialSync bool
 }
 
 // ErrClosed is returned by Write after Close.
@@ -276,7 +288,9 @@ func New(w io.Writer) *Log { return &Log{w: w, head: zeroHash, opts: Options{Max
 func (l *Log) Write(r Record) error { return l.write(r, false) }
 
 // WriteSync is Write followed by fsync: when it returns nil, the record
-// (and every earlier one) is on stable storage.
+// (and every earlier one) is on stable storage. Concurrent callers share
+// fsyncs (group commit): each waits for one that began after its record
+// was written.
 func (l *Log) WriteSync(r Record) error { return l.write(r, true) }
 
 func (l *Log) write(r Record, durable bool) error {
@@ -289,22 +303,75 @@ func (l *Log) write(r Record, durable bool) error {
 	r.Time = r.Time.UTC()
 	l.redactRecord(&r)
 
+	seq, err := l.appendChecked(r, durable && l.serialSync)
+	if err != nil || !durable || l.serialSync {
+		return err
+	}
+	return l.syncTo(seq)
+}
+
+// appendChecked appends r, after looking whether the log may still be
+// written and its path still names its file, and returns r's seq.
+func (l *Log) appendChecked(r Record, durable bool) (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	if l.err != nil {
-		return l.err
+		return 0, l.err
 	}
 	if l.f != nil && time.Since(l.checked) >= pathCheckEvery {
 		l.checked = time.Now()
 		if err := l.checkPath(); err != nil {
 			l.err = fmt.Errorf("audit: %w", err)
-			return l.err
+			return 0, l.err
 		}
 	}
-	return l.append(r, durable)
+	if err := l.append(r, durable); err != nil {
+		return 0, err
+	}
+	return l.seq, nil
+}
+
+// syncTo returns once the record seq is on stable storage: at once if an
+// fsync that began after it was written has ended; else it fsyncs, for
+// every record written so far. Called without mu.
+func (l *Log) syncTo(seq uint64) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	if l.synced >= seq {
+		return nil
+	}
+	l.mu.Lock()
+	if l.err != nil {
+		err := l.err
+		l.mu.Unlock()
+		return err
+	}
+	if l.closed { // Close synced the file
+		l.mu.Unlock()
+		return nil
+	}
+	w, upTo := l.w, l.seq
+	l.fileMu.RLock()
+	l.mu.Unlock()
+	var err error
+	if s, ok := w.(interface{ Sync() error }); ok {
+		err = s.Sync()
+	}
+	l.fileMu.RUnlock()
+	if err != nil {
+		l.mu.Lock()
+		if l.err == nil {
+			l.err = fmt.Errorf("audit: sync: %w", err)
+		}
+		err = l.err
+		l.mu.Unlock()
+		return err
+	}
+	l.synced = upTo
+	return nil
 }
 
 // append writes r as the next record. Called with l.mu held.
@@ -426,9 +493,12 @@ func (l *Log) checkPath() error {
 		f.Close()
 		return fmt.Errorf("reopening: %w", err)
 	}
+	l.f.Sync() // what was written to it stays, whoever waits for it
 	l.unlock()
+	l.fileMu.Lock()
 	l.f.Close()
 	l.f, l.w, l.unlock, l.size = f, f, unlock, 0
+	l.fileMu.Unlock()
 	if l.opts.Logger != nil {
 		l.opts.Logger.Error("audit: the log file changed under the process; a new file continues the chain", "path", l.opts.Path, "what", what)
 	}
@@ -458,8 +528,10 @@ func (l *Log) rotate() error {
 		return err
 	}
 	l.unlock()
+	l.fileMu.Lock()
 	l.f.Close()
 	l.f, l.w, l.unlock, l.size = f, f, unlock, 0
+	l.fileMu.Unlock()
 	if d, err := os.Open(filepath.Dir(l.opts.Path)); err == nil {
 		d.Sync() // make the rename durable
 		d.Close()
@@ -538,6 +610,8 @@ func (l *Log) Close() error {
 	}
 	err := l.f.Sync()
 	l.unlock()
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
 	}
