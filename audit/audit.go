@@ -139,7 +139,9 @@ type Options struct {
 	// with a reopen record). Default: none.
 	Logger *slog.Logger
 	// Mirror, if set, receives a copy of each record as one JSON line,
-	// once it is written to the file: os.Stderr, for a
+	// once it is written to the file (before its fsync: should the fsync
+	// fail, its request is refused, and after a crash the file, which the
+	// chain protects, is what counts): os.Stderr, for a
 	// cluster's log pipeline (Fluent Bit, Vector, Loki) to collect next to
 	// the hash-chained file, which stays the record. A slow or failing
 	// mirror never holds up the log: up to MirrorBuffer lines wait for
@@ -179,8 +181,9 @@ type Log struct {
 	syncMu sync.Mutex
 	synced uint64 // the highest seq known on stable storage; under syncMu
 	fileMu sync.RWMutex
-	// serialSync makes WriteSync fsync under mu for each record, as
-	// before group commit: the benchmark's baseline.
+	// serialSync makes WriteSync fsync under mu for each record: for a
+	// writer given to New, which need not be safe for a Sync concurrent
+	// with a Write, and as the benchmark's baseline. Set before use.
 	serialSync bool
 }
 
@@ -279,7 +282,9 @@ var Discard = &Log{discard: true}
 
 // New returns a Log that writes a fresh chain to w (no rotation, no
 // lock). WriteSync calls w's Sync method, if it has one.
-func New(w io.Writer) *Log { return &Log{w: w, head: zeroHash, opts: Options{MaxBytes: -1}} }
+func New(w io.Writer) *Log {
+	return &Log{w: w, head: zeroHash, opts: Options{MaxBytes: -1}, serialSync: true}
+}
 
 // Write appends r as one line, in one write call, setting r.Seq and
 // r.Prev (and r.Time, when zero). Free-text fields are redacted first.
@@ -349,7 +354,7 @@ func (l *Log) syncTo(seq uint64) error {
 		l.mu.Unlock()
 		return err
 	}
-	if l.closed { // Close synced the file
+	if l.closed { // Close synced the file, or set l.err (above) when it could not
 		l.mu.Unlock()
 		return nil
 	}
@@ -493,12 +498,20 @@ func (l *Log) checkPath() error {
 		f.Close()
 		return fmt.Errorf("reopening: %w", err)
 	}
-	l.f.Sync() // what was written to it stays, whoever waits for it
+	if err := l.f.Sync(); err != nil { // what was written to it must stay: someone may wait for it
+		unlock()
+		f.Close()
+		return fmt.Errorf("syncing the file that was moved or replaced: %w", err)
+	}
 	l.unlock()
 	l.fileMu.Lock()
 	l.f.Close()
 	l.f, l.w, l.unlock, l.size = f, f, unlock, 0
 	l.fileMu.Unlock()
+	if d, err := os.Open(filepath.Dir(l.opts.Path)); err == nil {
+		d.Sync() // make the new file's name durable
+		d.Close()
+	}
 	if l.opts.Logger != nil {
 		l.opts.Logger.Error("audit: the log file changed under the process; a new file continues the chain", "path", l.opts.Path, "what", what)
 	}
@@ -609,6 +622,9 @@ func (l *Log) Close() error {
 		return nil
 	}
 	err := l.f.Sync()
+	if err != nil && l.err == nil {
+		l.err = fmt.Errorf("audit: sync at close: %w", err) // what waits for an fsync learns it failed
+	}
 	l.unlock()
 	l.fileMu.Lock()
 	defer l.fileMu.Unlock()

@@ -195,14 +195,19 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Conn, error) {
 	defer stopWatch()
 	d := websocket.Dialer{
 		Proxy: opts.Proxy,
-		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dial(ctx, network, addr)
-			if err == nil {
-				rawMu.Lock()
-				raw = c
-				rawMu.Unlock()
+		NetDialContext: func(dctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(dctx, network, addr)
+			if err != nil {
+				return nil, err
 			}
-			return c, err
+			rawMu.Lock()
+			defer rawMu.Unlock()
+			if ctx.Err() != nil { // cancelled before the watch could see c
+				c.Close()
+				return nil, ctx.Err()
+			}
+			raw = c
+			return c, nil
 		},
 		HandshakeTimeout: opts.HandshakeTimeout,
 		Subprotocols:     []string{wire.Subprotocol},
@@ -267,7 +272,8 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Conn, error) {
 		return nil, fmt.Errorf("%w: %v", ErrProtocol, err)
 	}
 	ws.SetReadDeadline(time.Time{})
-	if !stopWatch() { // ctx ended as hello came: the connection is closed
+	if !stopWatch() { // ctx ended as hello came
+		ws.Close()
 		return nil, ctx.Err()
 	}
 	c := &Conn{

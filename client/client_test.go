@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -660,5 +661,49 @@ func TestDialCanceled(t *testing.T) {
 				t.Fatalf("Dial returned %v after the cancel", d)
 			}
 		})
+	}
+}
+
+// TestDialCanceledAsConnected: a context cancelled just as the TCP
+// connection is made leaves no connection open.
+func TestDialCanceledAsConnected(t *testing.T) {
+	closed := make(chan struct{}, 2) // the connection ended: before a request, or after an upgrade
+	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up := websocket.Upgrader{Subprotocols: []string{"ops-repl.v1"}}
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.WriteMessage(websocket.TextMessage, []byte(`{"type":"hello","id":0,"session":"s1","subject":"alice","roles":["role:viewer"],"server":"ops-repl.v1"}`))
+		c.ReadMessage() // until the client's side is closed
+		closed <- struct{}{}
+	}))
+	hs.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	hs.Start()
+	defer hs.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	dial := func(dctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := new(net.Dialer).DialContext(dctx, network, addr)
+		cancel() // a Ctrl-C, a fleet's silence timer
+		// Let the cancellation's watcher run before the connection is
+		// handed back (it then has nothing to close): the window this test
+		// is about. On a busy machine it may run later; the test then
+		// passes either way.
+		time.Sleep(50 * time.Millisecond)
+		return c, err
+	}
+	_, err := client.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), client.Options{NetDialContext: dial, HandshakeTimeout: time.Minute})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v; want the cancellation", err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the connection is still open")
 	}
 }

@@ -187,8 +187,9 @@ func runOne(ctx context.Context, t Target, lines []string, opts Options) Result 
 		})
 		r.Finals = append(r.Finals, final)
 		if err != nil {
+			silence.Stop()
 			r.Err, r.Class = err, classify(err)
-			if cause := context.Cause(ctx); cause != nil {
+			if cause := context.Cause(ctx); cause != nil && errors.Is(err, context.Canceled) {
 				r.Err, r.Class = cause, Unreachable
 			}
 			break
@@ -227,8 +228,8 @@ func classify(err error) Class {
 			return Refused
 		}
 		return Failed
-	case errors.Is(err, client.ErrIncomplete):
-		return Failed
+	case errors.Is(err, client.ErrIncomplete), errors.As(err, new(*client.FileError)):
+		return Failed // unfinished Go; a file that failed its checks or could not be kept
 	}
 	return Unreachable // dial errors, a connection lost, the target's time limit
 }
