@@ -204,7 +204,7 @@ func TestStopResets(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := newTest(t, Options{Timeout: 2 * time.Second, MaxOutput: 100, MaxHeapGrowth: 64 << 20})
+			in := newTest(t, Options{Timeout: time.Second, MaxOutput: 100, MaxHeapGrowth: 64 << 20})
 			ctx, cancel := tt.ctx()
 			defer cancel()
 			start := time.Now()

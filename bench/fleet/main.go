@@ -53,6 +53,7 @@ type Row struct {
 	WallS     float64 `json:"wall_s"`
 	Ratio     float64 `json:"ratio_to_one"`
 	PeakRSSMB float64 `json:"client_peak_rss_mib"`
+	CPUms     float64 `json:"client_cpu_ms"` // the client's user and system time (median)
 	OK        int     `json:"ok"`
 }
 
@@ -109,10 +110,10 @@ func run(sizeList string, demos, runs int, timeout time.Duration, asJSON bool) e
 	}
 	os.WriteFile(tokFile, []byte(tf.String()), 0o600)
 
-	measure := func(n int, extra ...string) (float64, float64, int, error) {
+	measure := func(n int, extra ...string) (float64, float64, float64, int, error) {
 		list := filepath.Join(dir, fmt.Sprint("targets-", n))
 		os.WriteFile(list, []byte(strings.Join(append(slices.Clone(urls[:n]), extra...), "\n")+"\n"), 0o600)
-		var walls, rss []float64
+		var walls, rss, cpu []float64
 		ok := 0
 		for r := 0; r < runs; r++ {
 			cmd := exec.Command(bin, "--targets", "file:"+list, "--target-tokens", tokFile, "--target-timeout", timeout.String(), "-c", "memstats")
@@ -121,21 +122,22 @@ func run(sizeList string, demos, runs int, timeout time.Duration, asJSON bool) e
 			out, err := cmd.Output()
 			walls = append(walls, time.Since(start).Seconds())
 			if err != nil && len(extra) == 0 {
-				return 0, 0, 0, fmt.Errorf("%d targets: %v\n%s", n, err, out)
+				return 0, 0, 0, 0, fmt.Errorf("%d targets: %v\n%s", n, err, out)
 			}
 			rss = append(rss, float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)/1024)
+			cpu = append(cpu, (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()*1000)
 			ok = strings.Count(string(out), " ok\n")
 		}
-		return median(walls), slices.Max(rss), ok, nil
+		return median(walls), slices.Max(rss), median(cpu), ok, nil
 	}
 
 	var rows []Row
 	for _, n := range sizes {
-		wall, rss, ok, err := measure(n)
+		wall, rss, cpu, ok, err := measure(n)
 		if err != nil {
 			return err
 		}
-		rows = append(rows, Row{Targets: n, WallS: wall, PeakRSSMB: rss, OK: ok})
+		rows = append(rows, Row{Targets: n, WallS: wall, PeakRSSMB: rss, CPUms: cpu, OK: ok})
 	}
 	for i := range rows {
 		rows[i].Ratio = rows[i].WallS / rows[0].WallS
@@ -155,16 +157,16 @@ func run(sizeList string, demos, runs int, timeout time.Duration, asJSON bool) e
 			defer c.Close()
 		}
 	}()
-	stalledWall, _, _, _ := measure(most, "ws://"+ln.Addr().String()+"/ops-repl")
+	stalledWall, _, _, _, _ := measure(most, "ws://"+ln.Addr().String()+"/ops-repl")
 
 	if asJSON {
 		return json.NewEncoder(os.Stdout).Encode(map[string]any{"sizes": rows, "stalled_target_wall_s": stalledWall,
 			"stalled_targets": most + 1, "target_timeout_s": timeout.Seconds()})
 	}
-	fmt.Printf("%-8s %-10s %-12s %-18s %s\n", "targets", "wall", "vs one", "client peak RSS", "ok")
+	fmt.Printf("%-8s %-10s %-10s %-17s %-12s %s\n", "targets", "wall", "vs one", "client peak RSS", "client CPU", "ok")
 	for _, r := range rows {
-		fmt.Printf("%-8d %-10s %-12s %-18s %d\n", r.Targets, fmt.Sprintf("%.3f s", r.WallS), fmt.Sprintf("%.2f×", r.Ratio),
-			fmt.Sprintf("%.1f MiB", r.PeakRSSMB), r.OK)
+		fmt.Printf("%-8d %-10s %-10s %-17s %-12s %d\n", r.Targets, fmt.Sprintf("%.3f s", r.WallS), fmt.Sprintf("%.2f×", r.Ratio),
+			fmt.Sprintf("%.1f MiB", r.PeakRSSMB), fmt.Sprintf("%.0f ms", r.CPUms), r.OK)
 	}
 	fmt.Printf("%d targets and one that never answers (timeout %s): %.3f s\n", most, timeout, stalledWall)
 	fmt.Printf("targets: 100 targets ≤ 3× one; client RSS ≤ 64 MiB (%d of the targets are demo processes)\n", min(demos, most))
