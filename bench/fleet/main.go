@@ -125,7 +125,7 @@ func run(sizeList string, demos, runs int, timeout time.Duration, asJSON bool) e
 				return 0, 0, 0, 0, fmt.Errorf("%d targets: %v\n%s", n, err, out)
 			}
 			rss = append(rss, float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)/1024)
-			cpu = append(cpu, (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()*1000)
+			cpu = append(cpu, (cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime()).Seconds()*1000)
 			ok = strings.Count(string(out), " ok\n")
 		}
 		return median(walls), slices.Max(rss), median(cpu), ok, nil
