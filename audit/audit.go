@@ -503,15 +503,7 @@ func (l *Log) checkPath() error {
 		f.Close()
 		return fmt.Errorf("syncing the file that was moved or replaced: %w", err)
 	}
-	l.unlock()
-	l.fileMu.Lock()
-	l.f.Close()
-	l.f, l.w, l.unlock, l.size = f, f, unlock, 0
-	l.fileMu.Unlock()
-	if d, err := os.Open(filepath.Dir(l.opts.Path)); err == nil {
-		d.Sync() // make the new file's name durable
-		d.Close()
-	}
+	l.swap(f, unlock)
 	if l.opts.Logger != nil {
 		l.opts.Logger.Error("audit: the log file changed under the process; a new file continues the chain", "path", l.opts.Path, "what", what)
 	}
@@ -540,16 +532,23 @@ func (l *Log) rotate() error {
 		f.Close()
 		return err
 	}
+	l.swap(f, unlock)
+	return nil
+}
+
+// swap makes f (locked, unlock releasing it) the live file, once no fsync
+// is under way, and makes the folder's new entries durable. Called with
+// l.mu held, the old file synced.
+func (l *Log) swap(f *os.File, unlock func()) {
 	l.unlock()
 	l.fileMu.Lock()
 	l.f.Close()
 	l.f, l.w, l.unlock, l.size = f, f, unlock, 0
 	l.fileMu.Unlock()
 	if d, err := os.Open(filepath.Dir(l.opts.Path)); err == nil {
-		d.Sync() // make the rename durable
+		d.Sync() // the rename and the new file's name
 		d.Close()
 	}
-	return nil
 }
 
 // rotateLayout names rotated files; it sorts in time order.
