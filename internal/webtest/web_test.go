@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -464,6 +465,9 @@ ws.onclose = () => { if (document.title !== "open") document.title = "refused"; 
 func TestLayouts(t *testing.T) {
 	t.Parallel()
 	d := startDemo(t)
+	if *screenshots {
+		d = demoProcess(t) // what an operator sees: the demo alone in its process
+	}
 	for _, size := range []struct {
 		name string
 		w, h int64
@@ -492,6 +496,32 @@ func TestLayouts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// demoProcess runs `ops-repl demo --serve` until the test ends.
+func demoProcess(t *testing.T) *demo.Demo {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ops-repl")
+	if b, err := exec.Command("go", "build", "-o", bin, "../../cmd/ops-repl").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	cmd := exec.Command(bin, "demo", "--serve", "--dir", t.TempDir())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
+	var ready struct {
+		Web    string            `json:"web"`
+		Tokens map[string]string `json:"tokens"`
+	}
+	if err := json.NewDecoder(out).Decode(&ready); err != nil {
+		t.Fatalf("demo --serve: %v", err)
+	}
+	return &demo.Demo{WebURL: ready.Web, Tokens: ready.Tokens}
 }
 
 // shoot writes docs/web-SIZE.png: the page after a few commands, with the
