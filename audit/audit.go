@@ -55,6 +55,16 @@ const (
 // zeroHash is the prev of the first record of a chain.
 const zeroHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
+// File is a file a request sent: its name, its size and SHA-256 as
+// announced to the client (which checks the bytes against them), and how
+// many of its bytes were sent (fewer than Size when the transfer stopped).
+type File struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	Sent   int64  `json:"sent"`
+	SHA256 string `json:"sha256"`
+}
+
 // Record is one audit line. Seq and Prev are set by the Log; Prev is the
 // SHA-256 (hex) of the previous line's exact bytes, without its newline.
 type Record struct {
@@ -95,10 +105,12 @@ type Record struct {
 	// Detail records what a request changed (before and after values).
 	Detail     string  `json:"detail,omitempty"`
 	DurationMS float64 `json:"duration_ms,omitempty"`
-	// OutputBytes and OutputSHA256 describe everything the request sent
-	// back: text output, then the bytes of any file it transferred.
+	// OutputBytes and OutputSHA256 describe the text output the request
+	// sent back.
 	OutputBytes  int64  `json:"output_bytes,omitempty"`
 	OutputSHA256 string `json:"output_sha256,omitempty"`
+	// Files are the files the request sent, as announced to the client.
+	Files []File `json:"files,omitempty"`
 	// Count is how many events an aggregated record stands for.
 	Count int64 `json:"count,omitempty"`
 	// Transcript names the session's recording, if one is kept.

@@ -397,7 +397,11 @@ func (c *Conn) write(req wire.Request) error {
 func (c *Conn) read() {
 	var why error
 	for why == nil {
-		typ, data, err := c.ws.ReadMessage()
+		typ, r, err := c.ws.NextReader()
+		var data []byte
+		if err == nil && typ != websocket.BinaryMessage {
+			data, err = io.ReadAll(r)
+		}
 		switch {
 		case err != nil:
 			c.mu.Lock()
@@ -405,7 +409,7 @@ func (c *Conn) read() {
 			c.mu.Unlock()
 			why = closeError(err, closing)
 		case typ == websocket.BinaryMessage:
-			why = c.chunk(data)
+			why = c.chunk(r)
 		default:
 			ev, err := wire.DecodeEvent(data)
 			if err != nil {
@@ -484,13 +488,13 @@ func (c *Conn) dispatch(ev wire.Event) error {
 	return nil
 }
 
-// chunk writes a binary frame to the open transfer.
-func (c *Conn) chunk(data []byte) error {
+// chunk reads a binary frame into the open transfer.
+func (c *Conn) chunk(r io.Reader) error {
 	c.mu.Lock()
 	t := c.transfer
 	c.mu.Unlock()
 	if t == nil {
 		return fmt.Errorf("%w: a binary frame outside a file transfer", ErrProtocol)
 	}
-	return t.write(data)
+	return t.readFrom(r)
 }

@@ -707,3 +707,115 @@ func TestDialCanceledAsConnected(t *testing.T) {
 		t.Fatal("the connection is still open")
 	}
 }
+
+// failAfter is a Sink whose writes fail once it holds n bytes.
+type failAfter struct {
+	n, got   int
+	finished error
+}
+
+func (s *failAfter) Write(p []byte) (int, error) {
+	if s.got+len(p) > s.n {
+		return 0, errors.New("disk on fire")
+	}
+	s.got += len(p)
+	return len(p), nil
+}
+
+func (s *failAfter) Finish(err error) error { s.finished = err; return err }
+
+// TestLargeFiles: files of many buffers' worth, in frames of every size
+// (a frame may fill part of a buffer, or span several), arrive whole and
+// in order; a byte changed anywhere, a frame past the announced size, or
+// a sink that fails midway fail the file, and the connection goes on.
+func TestLargeFiles(t *testing.T) {
+	data := make([]byte, 5<<20+12345)
+	for i := range data {
+		data[i] = byte(i*31 + i>>12)
+	}
+	split := func(sizes ...int) [][]byte {
+		var out [][]byte
+		for off, i := 0, 0; off < len(data); i++ {
+			n := min(sizes[i%len(sizes)], len(data)-off)
+			out = append(out, data[off:off+n])
+			off += n
+		}
+		return out
+	}
+	flipped := func(at int) [][]byte {
+		b := bytes.Clone(data)
+		b[at] ^= 1
+		return [][]byte{b[:at+1], b[at+1:]}
+	}
+	tests := []struct {
+		name     string
+		frames   [][]byte
+		sink     *failAfter // nil: kept in memory
+		says     string     // "": the file is kept intact
+		protocol bool
+	}{
+		{name: "32 KiB frames", frames: split(32 << 10)},
+		{name: "odd frames", frames: split(1, 7, 100<<10, 3<<20, 1000)},
+		{name: "one frame", frames: [][]byte{data}},
+		{name: "empty frames between", frames: split(0, 64<<10)},
+		{name: "a byte changed early", frames: flipped(10), says: "corrupt"},
+		{name: "a byte changed late", frames: flipped(len(data) - 1), says: "corrupt"},
+		{name: "a byte changed at a buffer's edge", frames: flipped(256 << 10), says: "corrupt"},
+		{name: "more than announced", frames: append(split(32<<10), []byte("x")), protocol: true},
+		{name: "sink fails midway", frames: split(32 << 10), sink: &failAfter{n: 3 << 20}, says: "disk on fire"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := fake(t, func(ws *websocket.Conn) {
+				for {
+					req := readReq(ws)
+					if req.Type == "" {
+						return
+					}
+					if req.Line == "heapdump" {
+						ws.WriteJSON(wire.Event{Type: wire.EventFile, ID: req.ID, Name: "heap.dump", Size: int64(len(data)), SHA256: sum(data)})
+						for _, f := range tt.frames {
+							ws.WriteMessage(websocket.BinaryMessage, f)
+						}
+						ws.WriteJSON(wire.Event{Type: wire.EventFileEnd, ID: req.ID, Name: "heap.dump"})
+					}
+					ws.WriteJSON(wire.Event{Type: wire.EventResult, ID: req.ID})
+				}
+			})
+			c, err := client.Dial(context.Background(), url, client.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var got bytes.Buffer
+			_, err = c.Run(context.Background(), "heapdump", client.Handler{File: func(wire.Event) (client.Sink, error) {
+				if tt.sink != nil {
+					return tt.sink, nil
+				}
+				return client.WriterSink(&got), nil
+			}})
+			switch {
+			case tt.protocol:
+				if !errors.Is(err, client.ErrProtocol) {
+					t.Fatalf("got %v; want ErrProtocol", err)
+				}
+				return
+			case tt.says == "":
+				if err != nil || !bytes.Equal(got.Bytes(), data) {
+					t.Fatalf("got %v, %d bytes (equal: %v); want the file intact", err, got.Len(), bytes.Equal(got.Bytes(), data))
+				}
+			default:
+				var fe *client.FileError
+				if !errors.As(err, &fe) || !strings.Contains(err.Error(), tt.says) {
+					t.Fatalf("got %v; want a *FileError saying %q", err, tt.says)
+				}
+				if tt.sink != nil && tt.sink.finished == nil {
+					t.Fatal("the failed sink was finished with nil: it would keep the file")
+				}
+			}
+			if final, err := c.Run(context.Background(), "whoami", client.Handler{}); err != nil || final.Type != wire.EventResult {
+				t.Fatalf("the connection after: %+v %v", final, err)
+			}
+		})
+	}
+}

@@ -25,8 +25,9 @@ type Sink interface {
 }
 
 // FileFunc returns the Sink for a file event (its Name, Size and SHA256).
-// It is called on the connection's reading goroutine, as are the Sink's
-// methods: they must not call the Conn. An error discards the file; the
+// It is called on the connection's reading goroutine; the Sink's methods
+// are called one at a time, in order, on a goroutine of the transfer's.
+// None of them may call the Conn. An error discards the file; the
 // request goes on, and reports the error with the file_end event.
 type FileFunc func(wire.Event) (Sink, error)
 
@@ -47,17 +48,36 @@ type FileError struct {
 func (e *FileError) Error() string { return fmt.Sprintf("file %q not kept: %v", e.Name, e.Err) }
 func (e *FileError) Unwrap() error { return e.Err }
 
-// transfer is the connection's open file transfer.
+// transfer is the connection's open file transfer. Three goroutines
+// overlap: the reading goroutine reads binary frames straight into the
+// transfer's buffers, a hashing goroutine hashes each full buffer, and a
+// writing goroutine hands it to the sink and frees it. At most xferBufs
+// buffers of xferBufBytes exist per transfer, whatever the file's size.
 type transfer struct {
 	id   uint64
 	name string
 	size int64
 	sha  string
-	n    int64
+	n    int64  // bytes received (reading goroutine)
+	buf  []byte // being filled (reading goroutine)
+	made int    // buffers allocated (reading goroutine)
+	done bool   // the pipeline was told to stop (reading goroutine)
+
+	hashq   chan []byte   // full buffers, to the hashing goroutine
+	writeq  chan []byte   // hashed buffers, to the writing goroutine
+	free    chan []byte   // emptied buffers, back to the reader
+	stopped chan struct{} // closed when the writing goroutine has returned
+
+	// Theirs; read once stopped is closed.
 	h    hash.Hash
 	sink Sink  // nil: discarded
 	err  error // the first failure; later bytes are dropped
 }
+
+const (
+	xferBufBytes = 256 << 10
+	xferBufs     = 8
+)
 
 // startTransfer opens the transfer a file event announces, for r (nil for
 // a request given up on). A malformed event is a protocol error.
@@ -68,33 +88,99 @@ func startTransfer(ev wire.Event, r *Request) (*transfer, error) {
 	if _, err := hex.DecodeString(ev.SHA256); err != nil {
 		return nil, fmt.Errorf("%w: a file event with a bad sha256", ErrProtocol)
 	}
-	t := &transfer{id: ev.ID, name: ev.Name, size: ev.Size, sha: strings.ToLower(ev.SHA256), h: sha256.New()}
+	t := &transfer{id: ev.ID, name: ev.Name, size: ev.Size, sha: strings.ToLower(ev.SHA256), h: sha256.New(),
+		hashq: make(chan []byte, xferBufs), writeq: make(chan []byte, xferBufs),
+		free: make(chan []byte, xferBufs), stopped: make(chan struct{})}
 	if r != nil && r.file != nil {
 		t.sink, t.err = r.file(ev)
 	}
+	go t.hash()
+	go t.write()
 	return t, nil
 }
 
-// write takes a binary chunk. More bytes than announced is a protocol
-// error; a sink's failure only fails the file.
-func (t *transfer) write(b []byte) error {
-	if t.n+int64(len(b)) > t.size {
-		err := fmt.Errorf("%w: %s is larger than the announced %d bytes", ErrProtocol, t.name, t.size)
-		t.abort(err)
-		return err
+// hash hashes the full buffers, in order.
+func (t *transfer) hash() {
+	defer close(t.writeq)
+	for b := range t.hashq {
+		t.h.Write(b)
+		t.writeq <- b
 	}
-	t.n += int64(len(b))
-	t.h.Write(b)
-	if t.err == nil && t.sink != nil {
-		if _, err := t.sink.Write(b); err != nil {
-			t.err = err
+}
+
+// write writes the hashed buffers to the sink, in order, and frees them.
+func (t *transfer) write() {
+	defer close(t.stopped)
+	for b := range t.writeq {
+		if t.err == nil && t.sink != nil {
+			if _, err := t.sink.Write(b); err != nil {
+				t.err = err
+			}
+		}
+		t.free <- b[:0]
+	}
+}
+
+// readFrom takes one binary frame. More bytes than announced is a
+// protocol error; a sink's failure only fails the file.
+func (t *transfer) readFrom(r io.Reader) error {
+	for {
+		if t.buf == nil {
+			t.buf = t.buffer()
+		}
+		n, err := r.Read(t.buf[len(t.buf):cap(t.buf)])
+		t.buf = t.buf[:len(t.buf)+n]
+		t.n += int64(n)
+		if t.n > t.size {
+			err := fmt.Errorf("%w: %s is larger than the announced %d bytes", ErrProtocol, t.name, t.size)
+			t.abort(err)
+			return err
+		}
+		if len(t.buf) == cap(t.buf) {
+			t.hashq <- t.buf
+			t.buf = nil
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
 		}
 	}
-	return nil
+}
+
+// buffer returns an empty buffer: a new one while fewer than xferBufs
+// exist, else the next one the writing goroutine is done with.
+func (t *transfer) buffer() []byte {
+	select {
+	case b := <-t.free:
+		return b
+	default:
+	}
+	if t.made < xferBufs {
+		t.made++
+		return make([]byte, 0, xferBufBytes)
+	}
+	return <-t.free
+}
+
+// stop hands over what is buffered and waits for the pipeline to drain.
+func (t *transfer) stop() {
+	if t.done {
+		return
+	}
+	t.done = true
+	if len(t.buf) > 0 {
+		t.hashq <- t.buf
+	}
+	t.buf = nil
+	close(t.hashq)
+	<-t.stopped
 }
 
 // finish checks the file at its file_end.
 func (t *transfer) finish() error {
+	t.stop()
 	err := t.err
 	switch {
 	case err != nil:
@@ -115,6 +201,7 @@ func (t *transfer) finish() error {
 
 // abort drops a transfer that will not complete.
 func (t *transfer) abort(why error) {
+	t.stop()
 	if t.sink != nil {
 		t.sink.Finish(why)
 		t.sink = nil

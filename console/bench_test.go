@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -285,4 +287,87 @@ func BenchmarkAuditRoundTrip(b *testing.B) {
 	b.ReportMetric(us(p50(n)), "no-audit-p50-µs")
 	b.ReportMetric(float64(p50(d))/float64(p50(n)), "durable/no-audit-p50")
 	b.ReportMetric(float64(p99(d))/float64(p99(n)), "durable/no-audit-p99")
+}
+
+// BenchmarkTransfer measures a 256 MiB file transfer through a console
+// session to package client (size and SHA-256 checked as the bytes
+// arrive), against a raw loopback TCP copy of the same bytes, interleaved.
+// It reports both rates in MiB/s and their ratio (target ≥ 0.5).
+//
+//	go test -run '^$' -bench Transfer -benchtime 5x ./console/
+func BenchmarkTransfer(b *testing.B) {
+	const size = 256 << 20
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 7919 >> 8)
+	}
+	sum := sha256Hex(data)
+	blob := Command{Name: "blob", Summary: "sends a test file", Run: func(ctx context.Context, r *Request) error {
+		return r.SendStream(ctx, "blob.bin", size, sum, bytes.NewReader(data))
+	}}
+	f := newFixture(&testing.T{}, func(o *Options) { o.Audit = audit.Discard; o.Commands = []Command{blob} })
+	defer f.srv.Close()
+	defer f.hs.Close()
+	c := dialBench(b, f, "admin")
+	defer c.c.Close()
+	viaConsole := func() float64 {
+		var start, end time.Time
+		_, err := c.c.Run(context.Background(), "blob", client.Handler{File: func(wire.Event) (client.Sink, error) {
+			start = time.Now()
+			return endSink{client.WriterSink(io.Discard), &end}, nil
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return size / end.Sub(start).Seconds() / (1 << 20)
+	}
+	var cr, rr []float64
+	for i := 0; i < b.N; i++ {
+		cr = append(cr, viaConsole())
+		rr = append(rr, rawCopy(b, data))
+	}
+	slices.Sort(cr)
+	slices.Sort(rr)
+	b.ReportMetric(cr[len(cr)/2], "console-MiB/s")
+	b.ReportMetric(rr[len(rr)/2], "raw-TCP-MiB/s")
+	b.ReportMetric(cr[len(cr)/2]/rr[len(rr)/2], "console/raw")
+}
+
+// endSink notes when its transfer ends (at file_end, once checked).
+type endSink struct {
+	client.Sink
+	end *time.Time
+}
+
+func (s endSink) Finish(err error) error {
+	*s.end = time.Now()
+	return s.Sink.Finish(err)
+}
+
+// rawCopy copies data over a loopback TCP connection and returns MiB/s.
+func rawCopy(b *testing.B, data []byte) float64 {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan time.Duration, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- 0
+			return
+		}
+		defer c.Close()
+		start := time.Now()
+		io.Copy(io.Discard, c)
+		done <- time.Since(start)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.Write(data)
+	c.Close()
+	return float64(len(data)) / (<-done).Seconds() / (1 << 20)
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"runtime"
@@ -405,9 +406,63 @@ func TestFullHeapdump(t *testing.T) {
 	if len(left) != 0 {
 		t.Fatalf("temporary dump files left: %v", left)
 	}
+	// The outcome lists the file as announced, and hashes the text only.
+	var rec audit.Record
+	for _, r := range auditRecords(t, f.audit.String()) {
+		if r.Kind == audit.KindOutcome && len(r.Files) > 0 {
+			rec = r
+		}
+	}
+	want := audit.File{Name: hdr.Name, Size: hdr.Size, Sent: hdr.Size, SHA256: hdr.SHA256}
+	if len(rec.Files) != 1 || rec.Files[0] != want || rec.OutputBytes != int64(len(out)) || rec.OutputSHA256 != sha256Hex([]byte(out)) {
+		t.Fatalf("outcome record: files %+v, output %d bytes %s; want %+v and the text's %d bytes", rec.Files, rec.OutputBytes, rec.OutputSHA256, want, len(out))
+	}
+	if !strings.Contains(out, "predicted pause") || !strings.Contains(out, "likely") {
+		t.Fatalf("the prediction does not show its range: %q", out)
+	}
 	g := newFixture(t, nil) // no DumpDir
 	if final, _, _, _ := g.dial(t, "admin").run("heapdump --full --yes"); final.Code != wire.CodeBadRequest || !strings.Contains(final.Message, "DumpDir") {
 		t.Fatalf("without DumpDir: %+v", final)
+	}
+}
+
+// TestDumpPrediction: the model alone gives ±50%; observed dumps scale
+// it, one dump only halfway (in logarithm), and the range follows their
+// spread.
+func TestDumpPrediction(t *testing.T) {
+	shape := heapShape{bytes: 1 << 30, objects: 16 << 20}
+	m := shape.model()
+	if m < 3*time.Second || m > 6*time.Second {
+		t.Fatalf("model for 1 GiB in 16 Mi objects: %v; want the 3 to 6 s measured", m)
+	}
+	tests := []struct {
+		name     string
+		observed []float64 // observed/model ratios, oldest first
+		scale    float64   // want pause = model × scale
+		low      float64   // want low = model × low
+		basis    string
+	}{
+		{name: "none", scale: 1, low: 0.5, basis: "no full dump"},
+		{name: "one, twice as slow", observed: []float64{2}, scale: math.Sqrt2, low: math.Sqrt2 * 0.75, basis: "calibrated by 1 earlier full dump in"},
+		{name: "two alike", observed: []float64{2, 2}, scale: math.Pow(2, 2.0/3), low: math.Pow(2, 2.0/3) * 0.75, basis: "by 2 earlier full dumps"},
+		{name: "spread", observed: []float64{0.5, 2}, scale: 1, low: 0.5, basis: "by 2"},
+		{name: "only the last five count", observed: []float64{100, 1, 1, 1, 1, 1}, scale: 1, low: 0.75, basis: "by 5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var d dumpHistory
+			for _, r := range tt.observed {
+				d.observe(shape, time.Duration(float64(m)*r))
+				d.observe(heapShape{bytes: 1 << 20}, time.Second) // too small to count
+			}
+			p := d.predict(shape)
+			near := func(got time.Duration, f float64) bool {
+				return math.Abs(float64(got)-float64(m)*f) <= float64(m)*0.01
+			}
+			if !near(p.pause, tt.scale) || !near(p.low, tt.low) || p.high < p.pause || !strings.Contains(p.String(), tt.basis) {
+				t.Fatalf("got %v (low %v, high %v) %q; want %.2f × %v, low %.2f ×, saying %q", p.pause, p.low, p.high, p, tt.scale, m, tt.low, tt.basis)
+			}
+		})
 	}
 }
 

@@ -6,8 +6,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime/debug"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/opsrepl/opsrepl/console/wire"
@@ -19,22 +22,105 @@ import (
 // stops the world while it does.
 const objHeapdumpFull = "cmd:heapdump-full"
 
-// dumpSecondsPerGiB predicts the pause of debug.WriteHeapDump, which stops
-// the world for the whole dump (4–11 s per GiB measured on a 2-core
-// machine; the upper end is the safer prediction).
-const dumpSecondsPerGiB = 11
+// debug.WriteHeapDump stops the world for the whole dump, on one thread:
+// it writes every allocated object (live, and garbage not yet swept) and
+// goroutine stack to the file, with about dumpBytesPerObject of framing
+// each. Its pause is modelled as the bytes it writes at dumpWriteRate plus
+// dumpObjectCost per object: both measured on a 2-core machine writing
+// to its page cache, across heaps of small pointerful objects, maps and
+// large byte slices, 256 MiB to 2 GiB (observed 0.74 to 1.24 times the
+// model there). A machine with a slower disk or CPU is slower; so each
+// dump this process observes calibrates the next prediction
+// (dumpHistory).
+const (
+	dumpWriteRate      = 410 << 20 // bytes per second
+	dumpObjectCost     = 90 * time.Nanosecond
+	dumpBytesPerObject = 20
+)
 
-// heapInUse is the heap the dump will copy: objects and goroutine stacks.
-func heapInUse() uint64 {
+// heapShape is what a full dump will copy.
+type heapShape struct {
+	bytes   uint64 // heap objects (live and unswept) and goroutine stacks
+	objects uint64
+}
+
+func readHeapShape() heapShape {
 	st := diag.ReadMemStats()
 	a, _ := diag.Lookup(st, "/memory/classes/heap/objects:bytes")
 	b, _ := diag.Lookup(st, "/memory/classes/heap/stacks:bytes")
-	return uint64(a + b)
+	n, _ := diag.Lookup(st, "/gc/heap/objects:objects")
+	return heapShape{bytes: uint64(a + b), objects: uint64(n)}
 }
 
-// predictDumpPause adds a fixed 50 ms, which dominates small heaps.
-func predictDumpPause(heap uint64) time.Duration {
-	return 50*time.Millisecond + time.Duration(float64(heap)/(1<<30)*dumpSecondsPerGiB*float64(time.Second))
+// model is the uncalibrated prediction of the dump's pause.
+func (h heapShape) model() time.Duration {
+	write := float64(h.bytes+h.objects*dumpBytesPerObject) / dumpWriteRate
+	return time.Duration(write*float64(time.Second)) + time.Duration(h.objects)*dumpObjectCost
+}
+
+// dumpHistory keeps, for the process, how the last full dumps' observed
+// pauses compared with the model. The next prediction is the model times
+// their geometric mean, shrunk towards 1 while there are few (one dump
+// counts half: one slow dump, a cold page cache say, must not make the
+// next prediction as slow).
+type dumpHistory struct {
+	mu     sync.Mutex
+	ratios []float64 // observed / model, the newest last; at most 5
+}
+
+// pausePrediction is a predicted pause with the range it is likely in.
+type pausePrediction struct {
+	pause, low, high time.Duration
+	basis            string
+}
+
+func (p pausePrediction) String() string {
+	r := func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
+	return fmt.Sprintf("%s (likely %s to %s: %s)", r(p.pause), r(p.low), r(p.high), p.basis)
+}
+
+// predict returns the pause a dump of h is expected to take.
+func (d *dumpHistory) predict(h heapShape) pausePrediction {
+	m := h.model()
+	d.mu.Lock()
+	rs := slices.Clone(d.ratios)
+	d.mu.Unlock()
+	if len(rs) == 0 {
+		return pausePrediction{pause: m, low: m / 2, high: m * 3 / 2,
+			basis: "from the heap's size and object count; no full dump has run in this process yet to calibrate it"}
+	}
+	var logs float64
+	for _, r := range rs {
+		logs += math.Log(r)
+	}
+	n := float64(len(rs))
+	k := math.Exp(logs / n * n / (n + 1))
+	// The range: the spread of the observed ratios, and at least ±25%.
+	slices.Sort(rs)
+	lo, hi := min(rs[0]/k, 0.75), max(rs[len(rs)-1]/k, 1.25)
+	scale := func(f float64) time.Duration { return time.Duration(float64(m) * k * f) }
+	dumps := "dump"
+	if len(rs) > 1 {
+		dumps = "dumps"
+	}
+	return pausePrediction{pause: scale(1), low: scale(lo), high: scale(hi),
+		basis: fmt.Sprintf("calibrated by %d earlier full %s in this process", len(rs), dumps)}
+}
+
+// observe records a dump of h that took took. A dump predicted under
+// 100 ms is not kept: fixed costs dominate it, and say little of the rate
+// a large heap will see.
+func (d *dumpHistory) observe(h heapShape, took time.Duration) {
+	m := h.model()
+	if m < 100*time.Millisecond || took <= 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ratios = append(d.ratios, float64(took)/float64(m))
+	if len(d.ratios) > 5 {
+		d.ratios = d.ratios[1:]
+	}
 }
 
 // fullHeapdump writes a runtime heap dump to a temporary file in
@@ -47,10 +133,11 @@ func fullHeapdump(ctx context.Context, c *Request) error {
 	if dir == "" {
 		return wire.Errorf(wire.CodeBadRequest, "heapdump --full: this application configured no dump folder (console.Options.DumpDir)")
 	}
-	heap := heapInUse()
-	pause := predictDumpPause(heap)
-	if err := c.Confirm(fmt.Sprintf("heapdump --full (%s of heap at up to %d s per GiB; it writes about %s to %s)",
-		diag.FormatBytes(float64(heap)), dumpSecondsPerGiB, diag.FormatBytes(float64(heap)*1.3), dir), pause); err != nil {
+	shape := readHeapShape()
+	heap := shape.bytes
+	pred := process.dumps.predict(shape)
+	if err := c.Confirm(fmt.Sprintf("heapdump --full (%s of heap in %d objects; it writes about %s to %s; predicted pause %s)",
+		diag.FormatBytes(float64(heap)), shape.objects, diag.FormatBytes(float64(heap+shape.objects*dumpBytesPerObject)), dir, pred), pred.pause); err != nil {
 		return err
 	}
 	need := heap + heap/2
@@ -69,13 +156,17 @@ func fullHeapdump(ctx context.Context, c *Request) error {
 		defer os.Remove(f.Name())
 	}
 	defer f.Close()
-	fmt.Fprintf(c.Out, "dumping %s of heap; predicted pause %s…\n", diag.FormatBytes(float64(heap)), pause.Round(time.Millisecond))
+	// Read again: the heap may have changed while the operator confirmed.
+	shape = readHeapShape()
+	pred = process.dumps.predict(shape)
+	fmt.Fprintf(c.Out, "dumping %s of heap in %d objects; predicted pause %s…\n", diag.FormatBytes(float64(shape.bytes)), shape.objects, pred)
 	c.Flush()
 	start := time.Now()
 	debug.WriteHeapDump(f.Fd())
 	took := time.Since(start)
-	fmt.Fprintf(c.Out, "pause: predicted %s, observed %s\n", pause.Round(time.Millisecond), took.Round(time.Millisecond))
-	c.detail = fmt.Sprintf("full heap dump: heap %d bytes, pause predicted %s observed %s", heap, pause.Round(time.Millisecond), took.Round(time.Millisecond))
+	process.dumps.observe(shape, took)
+	fmt.Fprintf(c.Out, "pause: predicted %s, observed %s\n", pred.pause.Round(time.Millisecond), took.Round(time.Millisecond))
+	c.detail = fmt.Sprintf("full heap dump: heap %d bytes, %d objects, pause predicted %s observed %s", shape.bytes, shape.objects, pred.pause.Round(time.Millisecond), took.Round(time.Millisecond))
 	c.Flush()
 	h := sha256.New()
 	if _, err := f.Seek(0, io.SeekStart); err != nil {

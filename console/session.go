@@ -400,26 +400,28 @@ func (s *session) record(req wire.Request) audit.Record {
 func (s *session) outcome(intent audit.Record, code, msg string, t *tally, d time.Duration) audit.Record {
 	r := audit.Record{Kind: audit.KindOutcome, Session: s.id, Subject: s.subject, Remote: s.remote, Request: intent.Request,
 		Object: intent.Object, Decision: intent.Decision, Outcome: code, Message: msg, Detail: intent.Detail, DurationMS: ms(d)}
-	if t != nil && t.n > 0 {
-		r.OutputBytes, r.OutputSHA256 = t.n, hex.EncodeToString(t.h.Sum(nil))
+	if t != nil {
+		if t.n > 0 {
+			r.OutputBytes, r.OutputSHA256 = t.n, hex.EncodeToString(t.h.Sum(nil))
+		}
+		r.Files = t.files
 	}
 	return r
 }
 
-// tally counts and hashes what a request sends back.
+// tally counts and hashes the text output a request sends back, and
+// lists its files. A file's bytes are not hashed again: its SHA-256 is
+// announced with it, and the client checks the bytes against it.
 type tally struct {
-	n    int64 // every byte: text output and files
-	text int64 // text output only, for Options.MaxOutputBytes
-	h    hash.Hash
+	n     int64 // text output, for Options.MaxOutputBytes
+	h     hash.Hash
+	files []audit.File
 }
 
 func newTally() *tally { return &tally{h: sha256.New()} }
 
-func (t *tally) add(b []byte, text bool) {
+func (t *tally) add(b []byte) {
 	t.n += int64(len(b))
-	if text {
-		t.text += int64(len(b))
-	}
 	t.h.Write(b)
 }
 
@@ -918,23 +920,23 @@ func (s *session) sendStream(ctx context.Context, id uint64, name string, size i
 	if !s.sendEvent(wire.Event{Type: wire.EventFile, ID: id, Name: name, Size: size, SHA256: sha}) {
 		return s.ctx.Err()
 	}
-	var sent int64
-	for sent < size {
+	t.files = append(t.files, audit.File{Name: name, Size: size, SHA256: sha})
+	f := &t.files[len(t.files)-1]
+	for f.Sent < size {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		bp := chunkPool.Get().(*[]byte)
-		chunk := (*bp)[:min(int64(fileChunk), size-sent)]
+		chunk := (*bp)[:min(int64(fileChunk), size-f.Sent)]
 		if _, err := io.ReadFull(r, chunk); err != nil {
 			chunkPool.Put(bp)
 			return fmt.Errorf("console: read %s: %w", name, err)
 		}
-		t.add(chunk, false)
 		if !s.send(frame{typ: websocket.BinaryMessage, data: chunk, pooled: true}) {
 			chunkPool.Put(bp)
 			return s.ctx.Err()
 		}
-		sent += int64(len(chunk))
+		f.Sent += int64(len(chunk))
 	}
 	s.sendEvent(wire.Event{Type: wire.EventFileEnd, ID: id, Name: name})
 	return nil
@@ -965,7 +967,7 @@ func (w *eventWriter) Write(p []byte) (int, error) {
 	if w.last.IsZero() {
 		w.last = time.Now()
 	}
-	if w.tally.text+int64(len(w.buf)+len(p)) > w.s.srv.opts.MaxOutputBytes {
+	if w.tally.n+int64(len(w.buf)+len(p)) > w.s.srv.opts.MaxOutputBytes {
 		w.s.stopRequest(w.id, errOutputCap)
 		return 0, errOutputCap
 	}
@@ -997,7 +999,7 @@ func (w *eventWriter) send(all bool) {
 		for end < cut && end > off+1 && !utf8.RuneStart(w.buf[end]) {
 			end--
 		}
-		w.tally.add(w.buf[off:end], true)
+		w.tally.add(w.buf[off:end])
 		if !w.s.sendEvent(wire.Event{Type: wire.EventOutput, ID: w.id, Data: string(w.buf[off:end])}) {
 			break
 		}

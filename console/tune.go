@@ -25,10 +25,12 @@ const defaultTTL = 15 * time.Minute
 // which heavy and stop-the-world commands run. Every Server in the
 // process shares it, so two consoles (an app that mounts one per
 // listener, say) neither revert each other's settings in the wrong order
-// nor stop the world at the same time.
+// nor stop the world at the same time; and how long the full heap dumps
+// it observed took, which calibrates the next one's predicted pause.
 var process struct {
 	flight flight
 	tuning tuning
+	dumps  dumpHistory
 }
 
 // tuning remembers, per setting, the value before the first change and

@@ -8,18 +8,24 @@
 //     with the console idle;
 //   - the stop-the-world pause of heapdump --full, predicted and observed;
 //   - the target's peak extra RSS while it streams that dump;
-//   - the dump's transfer rate against a raw loopback TCP copy of the same
-//     bytes.
+//   - the dump's transfer rate (received and SHA-256 checked by package
+//     client) against a raw loopback TCP copy of the same bytes, and
+//     against a raw copy whose receiver checks the SHA-256 too;
+//   - then, for each size of -pause-heaps, in a fresh target: two full
+//     dumps, predicted against observed (the second prediction is
+//     calibrated by the first), and the extra RSS of the target and of
+//     this client while the second streams.
 //
 // Usage:
 //
-//	go run ./bench/harness [-heap 1GiB] [-phase 10s] [-clients 8]
+//	go run ./bench/harness [-heap-mib 1024] [-phase 10s] [-clients 8] [-pause-heaps 256,1024,2048] [-profile DIR]
 package main
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -31,6 +37,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,8 +61,13 @@ func main() {
 	heapMiB := flag.Int("heap-mib", 1024, "live heap of the target, in MiB")
 	phase := flag.Duration("phase", 10*time.Second, "length of each load phase")
 	clients := flag.Int("clients", 8, "concurrent HTTP clients")
+	pauseHeaps := flag.String("pause-heaps", "256,1024,2048", "live heaps (MiB, comma-separated) of the full-dump pause table; empty: none")
+	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of both ends of the full dump's transfer to this folder")
 	flag.Parse()
 	if *target {
+		if profileDir != "" {
+			profileOnSignal(profileDir)
+		}
 		if err := runTarget(*heapMiB); err != nil {
 			fmt.Fprintln(os.Stderr, "target:", err)
 			os.Exit(1)
@@ -65,6 +77,24 @@ func main() {
 	if err := runHarness(*heapMiB, *phase, *clients); err != nil {
 		fmt.Fprintln(os.Stderr, "harness:", err)
 		os.Exit(1)
+	}
+	var sizes []int
+	for _, f := range strings.Split(*pauseHeaps, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "harness: -pause-heaps: %q is not a size in MiB\n", f)
+			os.Exit(2)
+		}
+		sizes = append(sizes, n)
+	}
+	if len(sizes) > 0 {
+		if err := pauseTable(sizes); err != nil {
+			fmt.Fprintln(os.Stderr, "harness:", err)
+			os.Exit(1)
+		}
 	}
 }
 
@@ -131,29 +161,40 @@ func runTarget(heapMiB int) error {
 	return nil
 }
 
-func runHarness(heapMiB int, phase time.Duration, clients int) error {
+// startTarget starts this program again as a target with a live heap of
+// heapMiB; stop ends it.
+func startTarget(heapMiB int) (rd ready, stop func(), err error) {
 	self, err := os.Executable()
 	if err != nil {
-		return err
+		return rd, nil, err
 	}
-	cmd := exec.Command(self, "-target", "-heap-mib", strconv.Itoa(heapMiB))
+	cmd := exec.Command(self, "-target", "-heap-mib", strconv.Itoa(heapMiB), "-profile", profileDir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return rd, nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return err
+		return rd, nil, err
 	}
-	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
+	stop = func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }
 	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("target did not start: %w", err)
+	if err == nil {
+		err = json.Unmarshal([]byte(line), &rd)
 	}
-	var rd ready
-	if err := json.Unmarshal([]byte(line), &rd); err != nil {
+	if err != nil {
+		stop()
+		return rd, nil, fmt.Errorf("target did not start: %w", err)
+	}
+	return rd, stop, nil
+}
+
+func runHarness(heapMiB int, phase time.Duration, clients int) error {
+	rd, stop, err := startTarget(heapMiB)
+	if err != nil {
 		return err
 	}
+	defer stop()
 	fmt.Printf("target pid %d: %d MiB live heap, %d HTTP clients, %s per phase\n\n", rd.PID, heapMiB, clients, phase)
 
 	load := func(during func(ctx context.Context)) time.Duration {
@@ -193,7 +234,7 @@ func runHarness(heapMiB int, phase time.Duration, clients int) error {
 		return lat[len(lat)*99/100]
 	}
 	run := func(line string) (string, []byte, time.Duration, error) {
-		return consoleRun(rd, line)
+		return consoleRun(rd, line, true)
 	}
 
 	// Idle phases between the measured ones; their median is the baseline,
@@ -249,9 +290,113 @@ func runHarness(heapMiB int, phase time.Duration, clients int) error {
 	}
 	fmt.Printf("dump size %.1f MiB; target peak extra RSS while dumping and streaming %.1f MiB\n", float64(len(dump))/(1<<20), float64(peak-rssBefore)/(1<<20))
 	rate := float64(len(dump)) / took.Seconds() / (1 << 20)
-	raw := rawTCPRate(dump)
-	fmt.Printf("transfer rate (file event to file_end) %.0f MiB/s; raw loopback TCP copy %.0f MiB/s; ratio %.2f\n", rate, raw, rate/raw)
+	raw, checked := rawTCPRate(dump, false), rawTCPRate(dump, true)
+	fmt.Printf("transfer rate (file event to file_end, SHA-256 checked) %.0f MiB/s\n", rate)
+	fmt.Printf("  raw loopback TCP copy                 %5.0f MiB/s; ratio %.2f\n", raw, rate/raw)
+	fmt.Printf("  raw copy, receiver checks its SHA-256 %5.0f MiB/s; ratio %.2f\n", checked, rate/checked)
 	return nil
+}
+
+// pauseTable starts a target per heap size, runs two full heap dumps in
+// each (the first predicted from the model alone, the second calibrated
+// by the first), and reports predicted against observed pauses, and the
+// extra RSS of the target and of this client (which checks each file and
+// discards it) while the second dump streams.
+func pauseTable(sizes []int) error {
+	fmt.Printf("\nheapdump --full pauses, each size in a fresh target (ratio: predicted / observed; aim: within ±50%%, 0.5 to 1.5)\n")
+	fmt.Printf("%9s | %-29s | %-29s | %s\n", "live heap", "first: predicted / observed", "second, calibrated by first", "extra RSS streaming the second: target, client")
+	pausesRE := regexp.MustCompile(`pause: predicted (\S+), observed (\S+)`)
+	for _, mib := range sizes {
+		rd, stop, err := startTarget(mib)
+		if err != nil {
+			return err
+		}
+		var cells []string
+		var targetRSS, clientRSS int64
+		for i := range 2 {
+			tBase, cBase := rss(rd.PID, "VmRSS"), rss(os.Getpid(), "VmRSS")
+			tPeak, cPeak := tBase, cBase
+			stopPeak := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stopPeak:
+						return
+					case <-time.After(20 * time.Millisecond):
+						tPeak, cPeak = max(tPeak, rss(rd.PID, "VmRSS")), max(cPeak, rss(os.Getpid(), "VmRSS"))
+					}
+				}
+			}()
+			text, _, _, err := consoleRun(rd, "heapdump --full --yes", false)
+			close(stopPeak)
+			wg.Wait()
+			if err != nil {
+				stop()
+				return fmt.Errorf("heapdump --full at %d MiB: %w", mib, err)
+			}
+			m := pausesRE.FindStringSubmatch(text)
+			if m == nil {
+				stop()
+				return fmt.Errorf("heapdump --full at %d MiB: no pause line in %q", mib, text)
+			}
+			pred, _ := time.ParseDuration(m[1])
+			obs, _ := time.ParseDuration(m[2])
+			cells = append(cells, fmt.Sprintf("%7s / %-7s  %5.2f", m[1], m[2], pred.Seconds()/obs.Seconds()))
+			if i == 1 {
+				targetRSS, clientRSS = tPeak-tBase, cPeak-cBase
+			}
+		}
+		stop()
+		fmt.Printf("%5d MiB | %-29s | %-29s | %.1f MiB, %.1f MiB\n", mib, cells[0], cells[1], float64(targetRSS)/(1<<20), float64(clientRSS)/(1<<20))
+	}
+	return nil
+}
+
+// profileDir, when set, receives CPU profiles of the full dump's
+// transfer: harness-cpu.pb.gz (the client) and target-cpu.pb.gz (the
+// target, by its own profile command, on a second session).
+var profileDir string
+
+// profileTransfer starts both profiles (the target's on SIGUSR1: heavy
+// console commands run one at a time, so it can't use its own profile
+// command during the dump); the returned func stops them.
+func profileTransfer(rd ready) func() {
+	f, err := os.Create(filepath.Join(profileDir, "harness-cpu.pb.gz"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return func() {}
+	}
+	pprof.StartCPUProfile(f)
+	syscall.Kill(rd.PID, syscall.SIGUSR1)
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		syscall.Kill(rd.PID, syscall.SIGUSR2)
+	}
+}
+
+// profileOnSignal writes this process's CPU profile to
+// dir/target-cpu.pb.gz between SIGUSR1 and SIGUSR2.
+func profileOnSignal(dir string) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
+	go func() {
+		var f *os.File
+		for s := range sig {
+			switch {
+			case s == syscall.SIGUSR1 && f == nil:
+				f, _ = os.Create(filepath.Join(dir, "target-cpu.pb.gz"))
+				pprof.StartCPUProfile(f)
+			case s == syscall.SIGUSR2 && f != nil:
+				pprof.StopCPUProfile()
+				f.Close()
+				f = nil
+			}
+		}
+	}()
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -288,7 +433,7 @@ func consoleDial(ctx context.Context, rd ready) (*client.Conn, error) {
 // window); a file that fails them is the error, a *client.FileError. An
 // error event is a *wire.Error. Without a file, the duration is 0 on
 // success and the whole run's time on an error.
-func consoleRun(rd ready, line string) (string, []byte, time.Duration, error) {
+func consoleRun(rd ready, line string, keep bool) (string, []byte, time.Duration, error) {
 	ctx := context.Background()
 	c, err := consoleDial(ctx, rd)
 	if err != nil {
@@ -301,6 +446,13 @@ func consoleRun(rd ready, line string) (string, []byte, time.Duration, error) {
 	// The transfer's ends are taken on the client's reading goroutine, as
 	// the file and file_end events arrive (Event sees them a little later).
 	var xferStart, xferEnd time.Time
+	xferDone, profiled := make(chan struct{}), make(chan struct{})
+	defer func() {
+		close(xferDone)
+		if profileDir != "" && strings.Contains(line, "--full") {
+			<-profiled
+		}
+	}()
 	_, err = c.Run(ctx, line, client.Handler{
 		Event: func(ev wire.Event) error {
 			if ev.Type == wire.EventOutput {
@@ -309,10 +461,18 @@ func consoleRun(rd ready, line string) (string, []byte, time.Duration, error) {
 			return nil
 		},
 		File: func(ev wire.Event) (client.Sink, error) {
+			var sink client.Sink = client.WriterSink(io.Discard)
+			if keep {
+				file.Reset()
+				file.Grow(int(ev.Size)) // zeroes the memory, outside the timed window
+				sink = client.WriterSink(&file)
+			}
+			if profileDir != "" && strings.Contains(line, "--full") {
+				stop := profileTransfer(rd)
+				go func() { <-xferDone; stop(); close(profiled) }()
+			}
 			xferStart = time.Now()
-			file.Reset()
-			file.Grow(int(ev.Size))
-			return timedSink{Sink: client.WriterSink(&file), end: &xferEnd}, nil
+			return timedSink{Sink: sink, end: &xferEnd}, nil
 		},
 	})
 	if err != nil {
@@ -336,8 +496,20 @@ func (s timedSink) Finish(err error) error {
 	return s.Sink.Finish(err)
 }
 
-// rawTCPRate copies data over a loopback TCP connection and returns MiB/s.
-func rawTCPRate(data []byte) float64 {
+// rawTCPRate copies data over a loopback TCP connection and returns MiB/s,
+// the median of five copies. With check, the receiver also computes the
+// data's SHA-256 on a second goroutine as the bytes arrive, as any client
+// that checks a transfer must: the fastest a checked transfer can go.
+func rawTCPRate(data []byte, check bool) float64 {
+	var rates []float64
+	for range 5 {
+		rates = append(rates, rawTCPCopy(data, check))
+	}
+	slices.Sort(rates)
+	return rates[len(rates)/2]
+}
+
+func rawTCPCopy(data []byte, check bool) float64 {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0
@@ -352,7 +524,36 @@ func rawTCPRate(data []byte) float64 {
 		}
 		defer c.Close()
 		start := time.Now()
-		io.Copy(io.Discard, c)
+		if !check {
+			io.Copy(io.Discard, c)
+			done <- time.Since(start)
+			return
+		}
+		full, free := make(chan []byte, 8), make(chan []byte, 8)
+		for range 8 {
+			free <- make([]byte, 256<<10)
+		}
+		hashed := make(chan struct{})
+		go func() {
+			h := sha256.New()
+			for b := range full {
+				h.Write(b)
+				free <- b[:cap(b)]
+			}
+			close(hashed)
+		}()
+		for {
+			b := <-free
+			n, err := io.ReadFull(c, b)
+			if n > 0 {
+				full <- b[:n]
+			}
+			if err != nil {
+				break
+			}
+		}
+		close(full)
+		<-hashed
 		done <- time.Since(start)
 	}()
 	c, err := net.Dial("tcp", ln.Addr().String())
