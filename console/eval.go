@@ -74,7 +74,7 @@ func (s *session) evaluate(ctx context.Context, r *run, line, src string) (strin
 	if err != nil {
 		return "", err
 	}
-	ew := &eventWriter{s: s, id: r.req.ID, tally: r.tally}
+	ew := r.out
 	value, err := in.Eval(ctx, src, ew)
 	if errors.Is(err, interp.ErrReset) {
 		// Its process was released (idle, or to make room) between the
@@ -84,7 +84,6 @@ func (s *session) evaluate(ctx context.Context, r *run, line, src string) (strin
 		}
 		value, err = in.Eval(ctx, src, ew)
 	}
-	ew.flush()
 	if err != nil && !errors.Is(err, interp.ErrIncomplete) && !isEvalError(err) {
 		// Stopped mid-run (yaegi may resume stopped code), or its process
 		// ended: either way its state is gone.

@@ -510,7 +510,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// 6. Upgrade. The response never echoes a bearer subprotocol.
-	conn, err := s.upgrader.Upgrade(w, r, nil)
+	hw := &hijacker{ResponseWriter: w}
+	conn, err := s.upgrader.Upgrade(hw, r, nil)
 	if err != nil { // gorilla has answered the client
 		s.refused.add(audit.Record{Kind: audit.KindHandshake, Remote: r.RemoteAddr, Subject: subject,
 			Outcome: string(wire.CodeBadRequest), Message: "upgrade failed: " + err.Error(), DurationMS: ms(time.Since(start))}, source)
@@ -518,6 +519,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := newSession(s, conn, subject, r.RemoteAddr)
+	sess.batch = hw.conn
 	sess.client = clientName(r.UserAgent())
 	sess.limit = s.sessionLimit(subject)
 	if ok, why := s.register(sess); !ok {

@@ -47,7 +47,8 @@ type queued struct {
 type frame struct {
 	typ    int // websocket.TextMessage or BinaryMessage
 	data   []byte
-	pooled bool // data came from chunkPool; the writer returns it
+	pooled bool    // data came from chunkPool; the writer returns it
+	more   []frame // text frames sent after it in the same write
 }
 
 // chunkPool recycles file-transfer chunks: streaming a large file then
@@ -61,6 +62,7 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, fileChunk); return
 type session struct {
 	srv     *Server
 	conn    *websocket.Conn
+	batch   *batchConn // conn's connection; nil in tests that build sessions by hand
 	id      string
 	subject string
 	roles   []string
@@ -72,6 +74,8 @@ type session struct {
 	ctx        context.Context
 	cancel     context.CancelFunc
 	out        chan frame
+	wmu        sync.Mutex    // held while a frame is written
+	queued     atomic.Int64  // frames sent to out and not yet written
 	writerDone chan struct{} // closed when the writer has returned
 	workerDone chan struct{} // closed when the worker has returned
 	queue      chan queued
@@ -482,13 +486,10 @@ func (s *session) writer(readerDone <-chan struct{}) {
 	// write sends one frame by deadline; it reports false when the
 	// connection failed.
 	write := func(f frame, deadline time.Time) bool {
-		s.conn.SetWriteDeadline(deadline)
-		err := s.conn.WriteMessage(f.typ, f.data)
-		if f.pooled {
-			b := f.data[:cap(f.data)]
-			chunkPool.Put(&b)
-		}
-		return err == nil
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+		defer s.queued.Add(-1)
+		return s.writeFrame(f, deadline)
 	}
 	for {
 		select {
@@ -551,15 +552,61 @@ func (s *session) writer(readerDone <-chan struct{}) {
 	}
 }
 
+// writeFrame writes f, and the frames that go with it in one write, by
+// deadline; it reports false when the connection failed. Under wmu.
+func (s *session) writeFrame(f frame, deadline time.Time) bool {
+	s.conn.SetWriteDeadline(deadline)
+	gather := len(f.more) > 0 && s.batch != nil
+	if gather {
+		s.batch.gather()
+	}
+	err := s.conn.WriteMessage(f.typ, f.data)
+	if f.pooled {
+		b := f.data[:cap(f.data)]
+		chunkPool.Put(&b)
+	}
+	for _, m := range f.more {
+		if err == nil {
+			err = s.conn.WriteMessage(m.typ, m.data)
+		}
+	}
+	if gather {
+		if rerr := s.batch.release(); err == nil {
+			err = rerr
+		}
+	}
+	return err == nil
+}
+
 // send queues a frame for the writer; it blocks while the queue is full
 // and gives up once the writer is gone. A closing session's writer still
 // takes frames until its worker is done or the close grace ends, so the
 // requests under way get their final events.
+//
+// A text frame goes straight to the connection instead, on the caller's
+// goroutine, when nothing is queued or being written before it and the
+// session is not closing: a request's events then reach the client
+// without waking the writer. File chunks always go through the queue, so
+// that reading the file and writing the connection overlap.
 func (s *session) send(f frame) bool {
+	if f.typ == websocket.TextMessage && s.ctx.Err() == nil && s.wmu.TryLock() {
+		if s.queued.Load() == 0 {
+			ok := s.writeFrame(f, time.Now().Add(s.srv.opts.WriteTimeout))
+			s.wmu.Unlock()
+			if !ok { // a client that does not read: end the session, as the writer would
+				s.cancel()
+				s.conn.Close()
+			}
+			return ok
+		}
+		s.wmu.Unlock()
+	}
+	s.queued.Add(1)
 	select {
 	case s.out <- f:
 		return true
 	case <-s.writerDone:
+		s.queued.Add(-1)
 		return false
 	}
 }
@@ -634,6 +681,7 @@ type run struct {
 	req   wire.Request
 	rec   audit.Record // the intent record, completed as decisions are made
 	tally *tally
+	out   *eventWriter // the request's output; what it still holds leaves with the final event
 }
 
 // decide records a policy decision for obj and writes the intent record,
@@ -712,6 +760,7 @@ func (s *session) resolve(line string) (target, error) {
 func (s *session) handle(ctx context.Context, req wire.Request) {
 	start := time.Now()
 	r := &run{req: req, rec: s.record(req), tally: newTally()}
+	r.out = &eventWriter{s: s, id: req.ID, tally: r.tally}
 	r.rec.Time = start
 	blank := strings.TrimSpace(req.Line) == ""
 
@@ -745,7 +794,7 @@ func (s *session) handle(ctx context.Context, req wire.Request) {
 
 	final, code, msg := s.final(ctx, req.ID, value, err)
 	s.finish(req.ID) // the id is free again once its final event is out
-	s.sendEvent(final)
+	s.sendFinal(r.out, final)
 	if blank {
 		return
 	}
@@ -828,10 +877,8 @@ func (s *session) command(ctx context.Context, r *run, t target) (string, error)
 		}
 		defer release()
 	}
-	ew := &eventWriter{s: s, id: r.req.ID, tally: r.tally}
-	c := &Request{Args: args, Subject: s.subject, Out: ew, s: s, id: r.req.ID, cmd: cmd, run: r, raw: t.rest, yes: yes}
+	c := &Request{Args: args, Subject: s.subject, Out: r.out, s: s, id: r.req.ID, cmd: cmd, run: r, raw: t.rest, yes: yes}
 	err = runCommand(ctx, cmd, c)
-	ew.flush()
 	r.rec.Detail = c.detail
 	return c.value, err
 }
@@ -981,7 +1028,29 @@ func (w *eventWriter) Write(p []byte) (int, error) {
 // flush sends everything buffered.
 func (w *eventWriter) flush() { w.send(true) }
 
-func (w *eventWriter) send(all bool) {
+// sendFinal sends what w still holds and the final event in one write.
+func (s *session) sendFinal(w *eventWriter, final wire.Event) bool {
+	var fs []frame
+	w.events(true, func(ev wire.Event) bool {
+		s.cast.event(ev)
+		fs = append(fs, event(ev))
+		return true
+	})
+	s.cast.event(final)
+	f := event(final)
+	if len(fs) > 0 {
+		first := fs[0]
+		first.more = append(fs[1:], f)
+		f = first
+	}
+	return s.send(f)
+}
+
+func (w *eventWriter) send(all bool) { w.events(all, w.s.sendEvent) }
+
+// events turns what w holds (all of it, or up to its last whole rune)
+// into output events, tallied, and gives each to emit until it fails.
+func (w *eventWriter) events(all bool, emit func(wire.Event) bool) {
 	cut := len(w.buf)
 	if !all {
 		// Hold back a rune whose last bytes have not been written yet.
@@ -1000,7 +1069,7 @@ func (w *eventWriter) send(all bool) {
 			end--
 		}
 		w.tally.add(w.buf[off:end])
-		if !w.s.sendEvent(wire.Event{Type: wire.EventOutput, ID: w.id, Data: string(w.buf[off:end])}) {
+		if !emit(wire.Event{Type: wire.EventOutput, ID: w.id, Data: string(w.buf[off:end])}) {
 			break
 		}
 		off = end

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -187,6 +188,14 @@ func whole(n json.RawMessage, field string) (uint64, error) {
 			return 0, Errorf(CodeBadRequest, "malformed request: %q must be a whole number from 0 to %d; got %s", field, uint64(MaxID), n)
 		}
 	}
+	if len(text) <= 15 && strings.Trim(text, "0123456789") == "" {
+		// Plain digits (valid JSON has no leading zeros): below 10^15,
+		// so below MaxID.
+		v, err := strconv.ParseUint(text, 10, 64)
+		if err == nil {
+			return v, nil
+		}
+	}
 	v, ok := new(big.Rat).SetString(text)
 	switch {
 	case !ok || !v.IsInt() || v.Sign() < 0:
@@ -206,32 +215,99 @@ var requestKeys = map[string]bool{"type": true, "id": true, "line": true, "pos":
 
 // exactKeys checks that the object b has only requestKeys, as spelt, each
 // at most once (encoding/json would take "ID" for "id", and the last of
-// two "id"s).
+// two "id"s). It reads the object's top-level keys in one pass, without
+// allocating; a frame that is not a valid JSON object is left to the
+// decoder after it, which says what is wrong.
 func exactKeys(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil // not an object: the decoder after it says what is wrong
+	if !json.Valid(b) {
+		return nil
 	}
-	seen := map[string]bool{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil
+	}
+	var seen [len(requestKeyList)]bool
+	i = skipSpace(b, i+1)
+	for i < len(b) && b[i] == '"' {
+		end := skipString(b, i)
+		key := b[i+1 : end-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			// An escaped key: read it as JSON does (rare; allocates).
+			var k string
+			if json.Unmarshal(b[i:end], &k) != nil {
+				return nil
+			}
+			key = []byte(k)
 		}
-		k, _ := t.(string)
+		n := slices.Index(requestKeyList[:], string(key))
 		switch {
-		case !requestKeys[k]:
-			return Errorf(CodeBadRequest, "malformed request: unknown field %.40q (fields are type, id, line, pos, target, fleet, in lower case)", k)
-		case seen[k]:
-			return Errorf(CodeBadRequest, "malformed request: the field %q is given twice", k)
+		case n < 0:
+			return Errorf(CodeBadRequest, "malformed request: unknown field %.40q (fields are type, id, line, pos, target, fleet, in lower case)", key)
+		case seen[n]:
+			return Errorf(CodeBadRequest, "malformed request: the field %q is given twice", key)
 		}
-		seen[k] = true
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil
+		seen[n] = true
+		i = skipSpace(b, end)
+		i = skipSpace(b, skipValue(b, i+1)) // past the ':' and the value
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
 		}
 	}
 	return nil
+}
+
+// requestKeyList are requestKeys in an array, for exactKeys.
+var requestKeyList = [...]string{"type", "id", "line", "pos", "target", "fleet"}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON whitespace.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index just past the string that starts at b[i]
+// (a '"'), in valid JSON.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// skipValue returns the index just past the value that starts at or after
+// b[i], in valid JSON.
+func skipValue(b []byte, i int) int {
+	i = skipSpace(b, i)
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			i = skipString(b, i) - 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // the end of the enclosing object
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+		if depth == 0 && (b[i] == '"' || b[i] == '}' || b[i] == ']') {
+			return i + 1
+		}
+	}
+	return i
 }
 
 // readableID is the id of a frame that failed to decode, if it has a

@@ -1,8 +1,10 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -148,4 +150,69 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("round trip: %+v -> %s -> %+v, %v", r, again, r2, err)
 		}
 	})
+}
+
+// tokenKeys is exactKeys as encoding/json's token reader would do it:
+// the reference that exactKeys' single pass must agree with.
+func tokenKeys(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		k, _ := t.(string)
+		switch {
+		case !requestKeys[k]:
+			return Errorf(CodeBadRequest, "malformed request: unknown field %.40q (fields are type, id, line, pos, target, fleet, in lower case)", k)
+		case seen[k]:
+			return Errorf(CodeBadRequest, "malformed request: the field %q is given twice", k)
+		}
+		seen[k] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// TestExactKeys: the single-pass key check agrees with encoding/json's
+// token reader on objects nested, escaped, spaced and broken.
+func TestExactKeys(t *testing.T) {
+	frames := []string{
+		`{"type":"run","id":1,"line":"x"}`,
+		`{"type":"run","id":1,"ID":2}`,
+		`{"type":"run","Type":"run","id":1}`,
+		`{"type":"run","id":1,"id":2}`,
+		`{"type":"run","id":1,"line":"{\"ID\":1,\"id\":2}"}`,
+		`{"type":"run","id":1,"fleet":{"ID":2,"id":[1,{"x":"}"}]}}`,
+		`{"type":"run","id":1,"fleet":{"a":{"b":{"c":[]}}},"fleet":1}`,
+		`{"typ\u0065":"run","id":1}`,
+		`{"typ\u0065":"run","type":"run","id":1}`,
+		`{"\u0069d":1,"id":2}`,
+		`{"i\"d":1}`,
+		"\t{ \"type\" :\n\"run\" , \"id\" : 1 ,\"zz\":null }\r\n",
+		`{"type":"run","id":1e0,"pos":-0.5,"target":true,"x":false}`,
+		`{"line":"\\","junk":1}`,
+		`{"line":"\\\"","junk":1}`,
+		`{}`,
+		`[]`,
+		`"id"`,
+		`{"type":"run",}`,
+		`{"type":"run","id":1}{"x":1}`,
+		`{"type"`,
+		``,
+		`{"type":"run","id":1,"line":"日本語","ünknown":1}`,
+	}
+	for _, f := range frames {
+		got, want := exactKeys([]byte(f)), tokenKeys([]byte(f))
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: got %v; want %v", f, got, want)
+		}
+	}
 }
