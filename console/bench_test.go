@@ -32,6 +32,10 @@ import (
 //	eval       1+2, evaluated in the session's child process
 //	in-process 1+2 on a console with InProcessEval
 //
+// whoami and memstats are measured twice: through package client, and
+// over a bare WebSocket driven as the echo is (bare-), which is the
+// console's own cost.
+//
 // all on an open session whose console writes no audit log: this is the
 // pipeline's own cost. What the durable audit adds (an fsync of each
 // intent record before its request runs) is BenchmarkAuditRoundTrip's.
@@ -73,6 +77,36 @@ func BenchmarkRoundTrip(b *testing.B) {
 	defer f.srv.Close()
 	defer f.hs.Close()
 	admin := dialBench(b, f, "admin")
+	// A bare WebSocket to the console, driven as the echo is: what a
+	// client written from PROTOCOL.md sees, without package client's
+	// reading goroutine.
+	rh := http.Header{"Authorization": {"Bearer " + testTokens["admin"]}}
+	rc, _, err := ed.Dial(f.url, rh)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rc.Close()
+	rc.ReadMessage() // hello
+	rawID := uint64(1 << 40)
+	rawTrip := func(line string) time.Duration {
+		rawID++
+		req, _ := json.Marshal(wire.Request{Type: wire.TypeRun, ID: rawID, Line: line})
+		start := time.Now()
+		rc.WriteMessage(websocket.TextMessage, req)
+		for {
+			_, msg, err := rc.ReadMessage()
+			if err != nil {
+				b.Fatal(err)
+			}
+			ev, err := wire.DecodeEvent(msg)
+			if err != nil || ev.ID == rawID && ev.Type == wire.EventError {
+				b.Fatalf("%s: %+v %v", line, ev, err)
+			}
+			if ev.ID == rawID && ev.Final() {
+				return time.Since(start)
+			}
+		}
+	}
 	fin := newFixture(t, func(o *Options) { o.Audit = audit.Discard; o.InProcessEval = true; o.RequestRate = fast })
 	defer fin.srv.Close()
 	defer fin.hs.Close()
@@ -104,13 +138,22 @@ func BenchmarkRoundTrip(b *testing.B) {
 		roundTrip(admin, "1+2")
 		roundTrip(local, "1+2")
 	}
-	var e, w, m, v, l []time.Duration
+	// Two rounds: the commands and the child's eval against the echo;
+	// then the child's eval against the in-process one, whose interpreter
+	// allocates in this process (its garbage collection would fall on
+	// the other measurements).
+	var e, w, m, rw, rm, v, v2, l []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		e = append(e, echoTrip())
 		w = append(w, roundTrip(admin, "whoami"))
 		m = append(m, roundTrip(admin, benchLineM))
+		rw = append(rw, rawTrip("whoami"))
+		rm = append(rm, rawTrip(benchLineM))
 		v = append(v, roundTrip(admin, benchLineV))
+	}
+	for i := 0; i < b.N; i++ {
+		v2 = append(v2, roundTrip(admin, benchLineV))
 		l = append(l, roundTrip(local, benchLineV))
 	}
 	b.StopTimer()
@@ -118,12 +161,14 @@ func BenchmarkRoundTrip(b *testing.B) {
 	b.ReportMetric(us(pe), "echo-p50-µs")
 	b.ReportMetric(us(pw), "whoami-p50-µs")
 	b.ReportMetric(float64(pw)/float64(pe), "whoami/echo")
+	b.ReportMetric(float64(p50(rw))/float64(pe), "bare-whoami/echo")
+	b.ReportMetric(float64(p50(rm))/float64(pe), "bare-memstats/echo")
 	b.ReportMetric(us(pm), "memstats-p50-µs")
 	b.ReportMetric(us(pv), "eval-p50-µs")
 	b.ReportMetric(us(pl), "in-process-eval-p50-µs")
 	b.ReportMetric(float64(pm)/float64(pe), "memstats/echo")
 	b.ReportMetric(float64(pv)/float64(pe), "eval/echo")
-	b.ReportMetric(float64(pv)/float64(pl), "eval/in-process")
+	b.ReportMetric(float64(p50(v2))/float64(pl), "eval/in-process")
 }
 
 func dialBench(b *testing.B, f *fixture, subject string) *tconn {

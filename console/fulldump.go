@@ -28,13 +28,13 @@ const objHeapdumpFull = "cmd:heapdump-full"
 // each. Its pause is modelled as the bytes it writes at dumpWriteRate plus
 // dumpObjectCost per object: both measured on a 2-core machine writing
 // to its page cache, across heaps of small pointerful objects, maps and
-// large byte slices, 256 MiB to 2 GiB (observed 0.74 to 1.24 times the
-// model there). A machine with a slower disk or CPU is slower; so each
+// large byte slices, 256 MiB to 2 GiB (observed 0.75 to 1.45 times the
+// model there, the first dump of a process the slowest). A machine with a slower disk or CPU is slower; so each
 // dump this process observes calibrates the next prediction
 // (dumpHistory).
 const (
-	dumpWriteRate      = 410 << 20 // bytes per second
-	dumpObjectCost     = 90 * time.Nanosecond
+	dumpWriteRate      = 455 << 20 // bytes per second
+	dumpObjectCost     = 80 * time.Nanosecond
 	dumpBytesPerObject = 20
 )
 
@@ -52,9 +52,12 @@ func readHeapShape() heapShape {
 	return heapShape{bytes: uint64(a + b), objects: uint64(n)}
 }
 
+// dumpBytes is about how much the dump writes.
+func (h heapShape) dumpBytes() uint64 { return h.bytes + h.objects*dumpBytesPerObject }
+
 // model is the uncalibrated prediction of the dump's pause.
 func (h heapShape) model() time.Duration {
-	write := float64(h.bytes+h.objects*dumpBytesPerObject) / dumpWriteRate
+	write := float64(h.dumpBytes()) / dumpWriteRate
 	return time.Duration(write*float64(time.Second)) + time.Duration(h.objects)*dumpObjectCost
 }
 
@@ -75,9 +78,15 @@ type pausePrediction struct {
 }
 
 func (p pausePrediction) String() string {
-	r := func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
-	return fmt.Sprintf("%s (likely %s to %s: %s)", r(p.pause), r(p.low), r(p.high), p.basis)
+	return fmt.Sprintf("%s (likely %s)", roundPause(p.pause), p.likely())
 }
+
+// likely is the range and what it rests on.
+func (p pausePrediction) likely() string {
+	return fmt.Sprintf("%s to %s: %s", roundPause(p.low), roundPause(p.high), p.basis)
+}
+
+func roundPause(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
 
 // predict returns the pause a dump of h is expected to take.
 func (d *dumpHistory) predict(h heapShape) pausePrediction {
@@ -136,14 +145,15 @@ func fullHeapdump(ctx context.Context, c *Request) error {
 	shape := readHeapShape()
 	heap := shape.bytes
 	pred := process.dumps.predict(shape)
-	if err := c.Confirm(fmt.Sprintf("heapdump --full (%s of heap in %d objects; it writes about %s to %s; predicted pause %s)",
-		diag.FormatBytes(float64(heap)), shape.objects, diag.FormatBytes(float64(heap+shape.objects*dumpBytesPerObject)), dir, pred), pred.pause); err != nil {
+	dumpBytes := shape.dumpBytes()
+	if err := c.Confirm(fmt.Sprintf("heapdump --full (%s of heap in %d objects; it writes about %s to %s; likely %s)",
+		diag.FormatBytes(float64(heap)), shape.objects, diag.FormatBytes(float64(dumpBytes)), dir, pred.likely()), pred.pause); err != nil {
 		return err
 	}
-	need := heap + heap/2
+	need := dumpBytes + dumpBytes/5
 	if free, ok := diag.FreeDisk(dir); ok && free < need {
-		return wire.Errorf(wire.CodeLimit, "heapdump --full: %s has %s free; a dump of %s of heap needs at least %s (1.5 × heap)",
-			dir, diag.FormatBytes(float64(free)), diag.FormatBytes(float64(heap)), diag.FormatBytes(float64(need)))
+		return wire.Errorf(wire.CodeLimit, "heapdump --full: %s has %s free; a dump of %s of heap needs at least %s (1.2 × the expected %s)",
+			dir, diag.FormatBytes(float64(free)), diag.FormatBytes(float64(heap)), diag.FormatBytes(float64(need)), diag.FormatBytes(float64(dumpBytes)))
 	}
 	f, err := os.CreateTemp(dir, ".heapdump-*.tmp") // mode 0600
 	if err != nil {

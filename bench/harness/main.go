@@ -58,12 +58,20 @@ import (
 func main() {
 	sandbox.Main()
 	target := flag.Bool("target", false, "run as the measured process (internal)")
+	dumper := flag.Bool("dumper", false, "run one full dump as a fresh client process, the target read from stdin (internal)")
 	heapMiB := flag.Int("heap-mib", 1024, "live heap of the target, in MiB")
 	phase := flag.Duration("phase", 10*time.Second, "length of each load phase")
 	clients := flag.Int("clients", 8, "concurrent HTTP clients")
 	pauseHeaps := flag.String("pause-heaps", "256,1024,2048", "live heaps (MiB, comma-separated) of the full-dump pause table; empty: none")
 	flag.StringVar(&profileDir, "profile", "", "write CPU profiles of both ends of the full dump's transfer to this folder")
 	flag.Parse()
+	if *dumper {
+		if err := runDumper(); err != nil {
+			fmt.Fprintln(os.Stderr, "dumper:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *target {
 		if profileDir != "" {
 			profileOnSignal(profileDir)
@@ -300,8 +308,9 @@ func runHarness(heapMiB int, phase time.Duration, clients int) error {
 // pauseTable starts a target per heap size, runs two full heap dumps in
 // each (the first predicted from the model alone, the second calibrated
 // by the first), and reports predicted against observed pauses, and the
-// extra RSS of the target and of this client (which checks each file and
-// discards it) while the second dump streams.
+// extra RSS of the target and of the client (a fresh process of this
+// program, which checks the file and discards it) while the second dump
+// streams.
 func pauseTable(sizes []int) error {
 	fmt.Printf("\nheapdump --full pauses, each size in a fresh target (ratio: predicted / observed; aim: within ±50%%, 0.5 to 1.5)\n")
 	fmt.Printf("%9s | %-29s | %-29s | %s\n", "live heap", "first: predicted / observed", "second, calibrated by first", "extra RSS streaming the second: target, client")
@@ -314,8 +323,8 @@ func pauseTable(sizes []int) error {
 		var cells []string
 		var targetRSS, clientRSS int64
 		for i := range 2 {
-			tBase, cBase := rss(rd.PID, "VmRSS"), rss(os.Getpid(), "VmRSS")
-			tPeak, cPeak := tBase, cBase
+			tBase := rss(rd.PID, "VmRSS")
+			tPeak := tBase
 			stopPeak := make(chan struct{})
 			var wg sync.WaitGroup
 			wg.Add(1)
@@ -326,13 +335,14 @@ func pauseTable(sizes []int) error {
 					case <-stopPeak:
 						return
 					case <-time.After(20 * time.Millisecond):
-						tPeak, cPeak = max(tPeak, rss(rd.PID, "VmRSS")), max(cPeak, rss(os.Getpid(), "VmRSS"))
+						tPeak = max(tPeak, rss(rd.PID, "VmRSS"))
 					}
 				}
 			}()
-			text, _, _, err := consoleRun(rd, "heapdump --full --yes", false)
+			d, err := dumpInChild(rd)
 			close(stopPeak)
 			wg.Wait()
+			text := d.Text
 			if err != nil {
 				stop()
 				return fmt.Errorf("heapdump --full at %d MiB: %w", mib, err)
@@ -346,13 +356,87 @@ func pauseTable(sizes []int) error {
 			obs, _ := time.ParseDuration(m[2])
 			cells = append(cells, fmt.Sprintf("%7s / %-7s  %5.2f", m[1], m[2], pred.Seconds()/obs.Seconds()))
 			if i == 1 {
-				targetRSS, clientRSS = tPeak-tBase, cPeak-cBase
+				targetRSS, clientRSS = tPeak-tBase, d.ExtraRSS
 			}
 		}
 		stop()
 		fmt.Printf("%5d MiB | %-29s | %-29s | %.1f MiB, %.1f MiB\n", mib, cells[0], cells[1], float64(targetRSS)/(1<<20), float64(clientRSS)/(1<<20))
 	}
 	return nil
+}
+
+// dumped is what a dumper reports: the dump's text output, and its own
+// peak RSS while the file streamed, over its RSS once connected.
+type dumped struct {
+	Text     string
+	ExtraRSS int64
+}
+
+// dumpInChild runs one full dump of rd's target from a fresh process of
+// this program, so that its memory is the client's alone.
+func dumpInChild(rd ready) (dumped, error) {
+	var d dumped
+	self, err := os.Executable()
+	if err != nil {
+		return d, err
+	}
+	in, _ := json.Marshal(rd) // the token goes on stdin, not in argv
+	cmd := exec.Command(self, "-dumper")
+	cmd.Stdin = bytes.NewReader(in)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return d, fmt.Errorf("dumper: %w", err)
+	}
+	err = json.Unmarshal(out, &d)
+	return d, err
+}
+
+// runDumper is the -dumper process: one heapdump --full, the file checked
+// and discarded, and its own peak extra RSS.
+func runDumper() error {
+	var rd ready
+	if err := json.NewDecoder(os.Stdin).Decode(&rd); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	c, err := consoleDial(ctx, rd)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	base := rss(os.Getpid(), "VmRSS")
+	peak := base
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				peak = max(peak, rss(os.Getpid(), "VmRSS"))
+			}
+		}
+	}()
+	var text strings.Builder
+	_, err = c.Run(ctx, "heapdump --full --yes", client.Handler{
+		Event: func(ev wire.Event) error {
+			if ev.Type == wire.EventOutput {
+				text.WriteString(ev.Data)
+			}
+			return nil
+		},
+		File: func(wire.Event) (client.Sink, error) { return client.WriterSink(io.Discard), nil },
+	})
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(dumped{Text: text.String(), ExtraRSS: peak - base})
 }
 
 // profileDir, when set, receives CPU profiles of the full dump's
