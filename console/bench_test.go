@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"github.com/opsrepl/opsrepl/audit"
 	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console/wire"
+	"github.com/opsrepl/opsrepl/internal/loopback"
 	"github.com/opsrepl/opsrepl/sandbox"
 )
 
@@ -371,7 +371,11 @@ func BenchmarkTransfer(b *testing.B) {
 	var cr, rr []float64
 	for i := 0; i < b.N; i++ {
 		cr = append(cr, viaConsole())
-		rr = append(rr, rawCopy(b, data))
+		r, err := loopback.Rate(data, false, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rr = append(rr, r)
 	}
 	slices.Sort(cr)
 	slices.Sort(rr)
@@ -389,32 +393,4 @@ type endSink struct {
 func (s endSink) Finish(err error) error {
 	*s.end = time.Now()
 	return s.Sink.Finish(err)
-}
-
-// rawCopy copies data over a loopback TCP connection and returns MiB/s.
-func rawCopy(b *testing.B, data []byte) float64 {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	done := make(chan time.Duration, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- 0
-			return
-		}
-		defer c.Close()
-		start := time.Now()
-		io.Copy(io.Discard, c)
-		done <- time.Since(start)
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	c.Write(data)
-	c.Close()
-	return float64(len(data)) / (<-done).Seconds() / (1 << 20)
 }

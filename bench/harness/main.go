@@ -25,7 +25,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -51,6 +50,7 @@ import (
 	"github.com/opsrepl/opsrepl/client"
 	"github.com/opsrepl/opsrepl/console"
 	"github.com/opsrepl/opsrepl/console/wire"
+	"github.com/opsrepl/opsrepl/internal/loopback"
 	"github.com/opsrepl/opsrepl/policy"
 	"github.com/opsrepl/opsrepl/sandbox"
 )
@@ -274,21 +274,9 @@ func runHarness(heapMiB int, phase time.Duration, clients int) error {
 		fmt.Printf("HTTP p99 during %-22s %8.2f ms  ratio %.2f×\n", r.name, ms(r.p99), float64(r.p99)/float64(idle))
 	}
 
-	rssBefore := rss(rd.PID, "VmRSS")
-	peak := rssBefore
-	stopPeak := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stopPeak:
-				return
-			case <-time.After(20 * time.Millisecond):
-				peak = max(peak, rss(rd.PID, "VmRSS"))
-			}
-		}
-	}()
+	extra := watchRSS(rd.PID)
 	text, dump, took, err := run("heapdump --full --yes")
-	close(stopPeak)
+	targetExtra := extra()
 	if err != nil {
 		return fmt.Errorf("heapdump --full: %w", err)
 	}
@@ -296,9 +284,16 @@ func runHarness(heapMiB int, phase time.Duration, clients int) error {
 	if m != nil {
 		fmt.Printf("\nheapdump --full pause: predicted %s, observed %s\n", m[1], m[2])
 	}
-	fmt.Printf("dump size %.1f MiB; target peak extra RSS while dumping and streaming %.1f MiB\n", float64(len(dump))/(1<<20), float64(peak-rssBefore)/(1<<20))
+	fmt.Printf("dump size %.1f MiB; target peak extra RSS while dumping and streaming %.1f MiB\n", float64(len(dump))/(1<<20), float64(targetExtra)/(1<<20))
 	rate := float64(len(dump)) / took.Seconds() / (1 << 20)
-	raw, checked := rawTCPRate(dump, false), rawTCPRate(dump, true)
+	raw, err := loopback.Rate(dump, false, 5)
+	if err != nil {
+		return err
+	}
+	checked, err := loopback.Rate(dump, true, 5)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("transfer rate (file event to file_end, SHA-256 checked) %.0f MiB/s\n", rate)
 	fmt.Printf("  raw loopback TCP copy                 %5.0f MiB/s; ratio %.2f\n", raw, rate/raw)
 	fmt.Printf("  raw copy, receiver checks its SHA-256 %5.0f MiB/s; ratio %.2f\n", checked, rate/checked)
@@ -323,25 +318,9 @@ func pauseTable(sizes []int) error {
 		var cells []string
 		var targetRSS, clientRSS int64
 		for i := range 2 {
-			tBase := rss(rd.PID, "VmRSS")
-			tPeak := tBase
-			stopPeak := make(chan struct{})
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stopPeak:
-						return
-					case <-time.After(20 * time.Millisecond):
-						tPeak = max(tPeak, rss(rd.PID, "VmRSS"))
-					}
-				}
-			}()
+			extra := watchRSS(rd.PID)
 			d, err := dumpInChild(rd)
-			close(stopPeak)
-			wg.Wait()
+			tExtra := extra()
 			text := d.Text
 			if err != nil {
 				stop()
@@ -356,7 +335,7 @@ func pauseTable(sizes []int) error {
 			obs, _ := time.ParseDuration(m[2])
 			cells = append(cells, fmt.Sprintf("%7s / %-7s  %5.2f", m[1], m[2], pred.Seconds()/obs.Seconds()))
 			if i == 1 {
-				targetRSS, clientRSS = tPeak-tBase, d.ExtraRSS
+				targetRSS, clientRSS = tExtra, d.ExtraRSS
 			}
 		}
 		stop()
@@ -405,22 +384,7 @@ func runDumper() error {
 		return err
 	}
 	defer c.Close()
-	base := rss(os.Getpid(), "VmRSS")
-	peak := base
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-				peak = max(peak, rss(os.Getpid(), "VmRSS"))
-			}
-		}
-	}()
+	extra := watchRSS(os.Getpid())
 	var text strings.Builder
 	_, err = c.Run(ctx, "heapdump --full --yes", client.Handler{
 		Event: func(ev wire.Event) error {
@@ -431,12 +395,11 @@ func runDumper() error {
 		},
 		File: func(wire.Event) (client.Sink, error) { return client.WriterSink(io.Discard), nil },
 	})
-	close(stop)
-	wg.Wait()
+	grew := extra()
 	if err != nil {
 		return err
 	}
-	return json.NewEncoder(os.Stdout).Encode(dumped{Text: text.String(), ExtraRSS: peak - base})
+	return json.NewEncoder(os.Stdout).Encode(dumped{Text: text.String(), ExtraRSS: grew})
 }
 
 // profileDir, when set, receives CPU profiles of the full dump's
@@ -484,6 +447,30 @@ func profileOnSignal(dir string) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// watchRSS samples pid's RSS every 10 ms until the returned func is
+// called, which returns the peak over the RSS at the start.
+func watchRSS(pid int) (stop func() int64) {
+	base := rss(pid, "VmRSS")
+	peak := base
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(10 * time.Millisecond):
+				peak = max(peak, rss(pid, "VmRSS"))
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-stopped
+		return peak - base
+	}
+}
 
 // rss reads a VmRSS-style field of /proc/PID/status, in bytes.
 func rss(pid int, field string) int64 {
@@ -578,74 +565,4 @@ type timedSink struct {
 func (s timedSink) Finish(err error) error {
 	*s.end = time.Now()
 	return s.Sink.Finish(err)
-}
-
-// rawTCPRate copies data over a loopback TCP connection and returns MiB/s,
-// the median of five copies. With check, the receiver also computes the
-// data's SHA-256 on a second goroutine as the bytes arrive, as any client
-// that checks a transfer must: the fastest a checked transfer can go.
-func rawTCPRate(data []byte, check bool) float64 {
-	var rates []float64
-	for range 5 {
-		rates = append(rates, rawTCPCopy(data, check))
-	}
-	slices.Sort(rates)
-	return rates[len(rates)/2]
-}
-
-func rawTCPCopy(data []byte, check bool) float64 {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
-	}
-	defer ln.Close()
-	done := make(chan time.Duration, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- 0
-			return
-		}
-		defer c.Close()
-		start := time.Now()
-		if !check {
-			io.Copy(io.Discard, c)
-			done <- time.Since(start)
-			return
-		}
-		full, free := make(chan []byte, 8), make(chan []byte, 8)
-		for range 8 {
-			free <- make([]byte, 256<<10)
-		}
-		hashed := make(chan struct{})
-		go func() {
-			h := sha256.New()
-			for b := range full {
-				h.Write(b)
-				free <- b[:cap(b)]
-			}
-			close(hashed)
-		}()
-		for {
-			b := <-free
-			n, err := io.ReadFull(c, b)
-			if n > 0 {
-				full <- b[:n]
-			}
-			if err != nil {
-				break
-			}
-		}
-		close(full)
-		<-hashed
-		done <- time.Since(start)
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		return 0
-	}
-	c.Write(data)
-	c.Close()
-	d := <-done
-	return float64(len(data)) / d.Seconds() / (1 << 20)
 }

@@ -221,6 +221,7 @@ func outputCount(t *testing.T, ctx context.Context) int {
 
 func TestSignInEachRole(t *testing.T) {
 	t.Parallel()
+	chromium(t) // the check after the subtests needs them to have run
 	d := startDemo(t)
 	for _, subject := range []string{"viewer", "operator", "admin"} {
 		t.Run(subject, func(t *testing.T) {
