@@ -55,9 +55,13 @@ const (
 // zeroHash is the prev of the first record of a chain.
 const zeroHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
-// File is a file a request sent: its name, its size and SHA-256 as
-// announced to the client (which checks the bytes against them), and how
-// many of its bytes were sent (fewer than Size when the transfer stopped).
+// File is a file a request sent: its name, and its size and SHA-256 as
+// announced to the client, which checks the bytes against them and keeps
+// the file only if they match. The console does not hash the bytes a
+// second time: the command that sends a file computes its SHA-256 from
+// what it sends (heapdump --full from its unlinked temporary file). Sent
+// is how many bytes were handed to the connection (fewer than Size when
+// the transfer stopped).
 type File struct {
 	Name   string `json:"name"`
 	Size   int64  `json:"size"`

@@ -402,14 +402,23 @@ func (c *Conn) read() {
 		if err == nil && typ != websocket.BinaryMessage {
 			data, err = io.ReadAll(r)
 		}
+		if err == nil && typ == websocket.BinaryMessage {
+			// A failure to read the frame's bytes is the connection's, as
+			// for any frame; what the bytes break is a protocol error.
+			if err = c.chunk(r); errors.Is(err, ErrProtocol) {
+				why = err
+				break
+			}
+			if err == nil {
+				continue
+			}
+		}
 		switch {
 		case err != nil:
 			c.mu.Lock()
 			closing := c.closing
 			c.mu.Unlock()
 			why = closeError(err, closing)
-		case typ == websocket.BinaryMessage:
-			why = c.chunk(r)
 		default:
 			ev, err := wire.DecodeEvent(data)
 			if err != nil {

@@ -799,6 +799,9 @@ func TestLargeFiles(t *testing.T) {
 				if !errors.Is(err, client.ErrProtocol) {
 					t.Fatalf("got %v; want ErrProtocol", err)
 				}
+				if got.Len() > len(data) {
+					t.Fatalf("the sink got %d bytes of a file announced at %d", got.Len(), len(data))
+				}
 				return
 			case tt.says == "":
 				if err != nil || !bytes.Equal(got.Bytes(), data) {
@@ -819,3 +822,72 @@ func TestLargeFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestEndsMidTransfer: a connection that ends in the middle of a file's
+// frame ends as any other: a *ClosedError (with the close code when the
+// server sent one), or ErrClosed after Close; the file is not kept.
+func TestEndsMidTransfer(t *testing.T) {
+	data := bytes.Repeat([]byte("d"), 1<<20)
+	tests := []struct {
+		name  string
+		end   func(ws *websocket.Conn) // after half a frame is out
+		close bool                     // the client calls Close instead
+		code  int                      // want a *ClosedError with this code (0: none)
+	}{
+		{name: "connection dropped", end: func(ws *websocket.Conn) { ws.NetConn().Close() }},
+		{name: "close frame between fragments", end: func(ws *websocket.Conn) {
+			ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4001, "revoked"), time.Now().Add(time.Second))
+		}, code: 4001},
+		{name: "client closes", close: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			started := make(chan struct{})
+			url := fake(t, func(ws *websocket.Conn) {
+				req := readReq(ws)
+				ws.WriteJSON(wire.Event{Type: wire.EventFile, ID: req.ID, Name: "heap.dump", Size: int64(len(data)), SHA256: sum(data)})
+				// Half of a fragmented binary message: its first fragments
+				// are flushed, its last never comes.
+				w, _ := ws.NextWriter(websocket.BinaryMessage)
+				w.Write(data[:len(data)/2])
+				close(started)
+				if tt.end != nil {
+					tt.end(ws)
+				}
+				ws.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second))
+				ws.NetConn().Read(make([]byte, 1)) // until the client goes
+			})
+			c, err := client.Dial(context.Background(), url, client.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if tt.close {
+				go func() { <-started; c.Close() }()
+			}
+			var got bytes.Buffer
+			var finished error
+			_, err = c.Run(context.Background(), "heapdump", client.Handler{File: func(wire.Event) (client.Sink, error) {
+				return sinkFunc{&got, func(err error) error { finished = err; return err }}, nil
+			}})
+			var ce *client.ClosedError
+			switch {
+			case tt.close && !errors.Is(err, client.ErrClosed):
+				t.Fatalf("got %v; want ErrClosed", err)
+			case !tt.close && (!errors.As(err, &ce) || ce.Code != tt.code):
+				t.Fatalf("got %#v; want a *ClosedError with code %d", err, tt.code)
+			}
+			if finished == nil {
+				t.Fatal("the sink was finished with nil: it would keep half a file")
+			}
+		})
+	}
+}
+
+// sinkFunc is a Sink from a Writer and a Finish func.
+type sinkFunc struct {
+	io.Writer
+	finish func(error) error
+}
+
+func (s sinkFunc) Finish(err error) error { return s.finish(err) }

@@ -25,8 +25,9 @@ type Sink interface {
 }
 
 // FileFunc returns the Sink for a file event (its Name, Size and SHA256).
-// It is called on the connection's reading goroutine; the Sink's methods
-// are called one at a time, in order, on a goroutine of the transfer's.
+// It is called on the connection's reading goroutine. The Sink's Write
+// is called on a goroutine of the transfer's, in order; its Finish on the
+// reading goroutine once the last Write has returned: never two at once.
 // None of them may call the Conn. An error discards the file; the
 // request goes on, and reports the error with the file_end event.
 type FileFunc func(wire.Event) (Sink, error)
@@ -133,6 +134,7 @@ func (t *transfer) readFrom(r io.Reader) error {
 		t.n += int64(n)
 		if t.n > t.size {
 			err := fmt.Errorf("%w: %s is larger than the announced %d bytes", ErrProtocol, t.name, t.size)
+			t.buf = nil // no byte past the announced size reaches the sink
 			t.abort(err)
 			return err
 		}

@@ -161,9 +161,10 @@ func (r *Request) SendFile(ctx context.Context, name string, data []byte) error 
 }
 
 // SendStream sends size bytes read from src as a file transfer, in chunks
-// (it holds one at a time, whatever the size); sha256 (hex) is the
-// content's, which the client checks. A read that ends early fails the
-// request.
+// (it holds one at a time, whatever the size); sha256 (hex) must be the
+// SHA-256 of exactly those bytes: the client checks it, and the request's
+// audit record lists the file by it (the console does not hash the bytes
+// again). A read that ends early fails the request.
 func (r *Request) SendStream(ctx context.Context, name string, size int64, sha256 string, src io.Reader) error {
 	return r.s.sendStream(ctx, r.id, name, size, sha256, src, r.run.tally)
 }

@@ -17,6 +17,7 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -729,5 +730,60 @@ func TestAppCommandAPI(t *testing.T) {
 	if _, err := New(Options{Authenticator: f.srv.opts.Authenticator, Authorizer: f.srv.opts.Authorizer, Audit: audit.Discard,
 		Commands: []Command{{Name: "bad", Summary: "x", Requires: []string{"eval"}, Run: sneaky.Run}}}); err == nil {
 		t.Error("New with Requires eval: got no error")
+	}
+}
+
+// TestDumpDiskBound: the free-disk check's bound holds what a dump of a
+// heap of each shape writes, pointer-dense ones included.
+func TestDumpDiskBound(t *testing.T) {
+	const n = 1 << 20
+	tests := []struct {
+		name string
+		make func() any
+	}{
+		{"bytes", func() any { return make([]byte, 16<<20) }},
+		{"strings", func() any {
+			s := make([]string, n)
+			for i := range s {
+				s[i] = strconv.Itoa(i)
+			}
+			return s
+		}},
+		{"pointers", func() any {
+			p := make([]*int, n)
+			for i := range p {
+				p[i] = new(int)
+			}
+			return p
+		}},
+		{"maps", func() any {
+			m := make(map[int]*[2]int, n/4)
+			for i := 0; i < n/4; i++ {
+				m[i] = new([2]int)
+			}
+			return m
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			keep := tt.make()
+			runtime.GC()
+			shape := readHeapShape()
+			f, err := os.CreateTemp(t.TempDir(), "dump")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			debug.WriteHeapDump(f.Fd())
+			runtime.KeepAlive(keep)
+			st, err := f.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("dump %d bytes, bound %d (%.2f)", st.Size(), shape.diskBytes(), float64(shape.diskBytes())/float64(st.Size()))
+			if uint64(st.Size()) > shape.diskBytes() {
+				t.Fatalf("the dump wrote %d bytes; the bound is %d (heap %d, %d objects, scan %d)", st.Size(), shape.diskBytes(), shape.bytes, shape.objects, shape.scan)
+			}
+		})
 	}
 }

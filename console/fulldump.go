@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"time"
@@ -42,6 +43,7 @@ const (
 type heapShape struct {
 	bytes   uint64 // heap objects (live and unswept) and goroutine stacks
 	objects uint64
+	scan    uint64 // heap bytes the GC scans for pointers
 }
 
 func readHeapShape() heapShape {
@@ -49,11 +51,24 @@ func readHeapShape() heapShape {
 	a, _ := diag.Lookup(st, "/memory/classes/heap/objects:bytes")
 	b, _ := diag.Lookup(st, "/memory/classes/heap/stacks:bytes")
 	n, _ := diag.Lookup(st, "/gc/heap/objects:objects")
-	return heapShape{bytes: uint64(a + b), objects: uint64(n)}
+	scan := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
+	metrics.Read(scan)
+	var sc uint64
+	if scan[0].Value.Kind() == metrics.KindUint64 {
+		sc = scan[0].Value.Uint64()
+	}
+	return heapShape{bytes: uint64(a + b), objects: uint64(n), scan: sc}
 }
 
 // dumpBytes is about how much the dump writes.
 func (h heapShape) dumpBytes() uint64 { return h.bytes + h.objects*dumpBytesPerObject }
+
+// diskBytes bounds what the dump may write, for the free-disk check: the
+// dump also records each pointer slot of an object (about 3 bytes per
+// 8-byte word the GC scans), and never less than 1.5 × the heap.
+func (h heapShape) diskBytes() uint64 {
+	return max(h.dumpBytes()+h.scan*3/8, h.bytes+h.bytes/2)
+}
 
 // model is the uncalibrated prediction of the dump's pause.
 func (h heapShape) model() time.Duration {
@@ -150,10 +165,10 @@ func fullHeapdump(ctx context.Context, c *Request) error {
 		diag.FormatBytes(float64(heap)), shape.objects, diag.FormatBytes(float64(dumpBytes)), dir, pred.likely()), pred.pause); err != nil {
 		return err
 	}
-	need := dumpBytes + dumpBytes/5
+	need := shape.diskBytes() + shape.diskBytes()/5
 	if free, ok := diag.FreeDisk(dir); ok && free < need {
-		return wire.Errorf(wire.CodeLimit, "heapdump --full: %s has %s free; a dump of %s of heap needs at least %s (1.2 × the expected %s)",
-			dir, diag.FormatBytes(float64(free)), diag.FormatBytes(float64(heap)), diag.FormatBytes(float64(need)), diag.FormatBytes(float64(dumpBytes)))
+		return wire.Errorf(wire.CodeLimit, "heapdump --full: %s has %s free; a dump of %s of heap in %d objects needs at least %s",
+			dir, diag.FormatBytes(float64(free)), diag.FormatBytes(float64(heap)), shape.objects, diag.FormatBytes(float64(need)))
 	}
 	f, err := os.CreateTemp(dir, ".heapdump-*.tmp") // mode 0600
 	if err != nil {
@@ -174,7 +189,6 @@ func fullHeapdump(ctx context.Context, c *Request) error {
 	start := time.Now()
 	debug.WriteHeapDump(f.Fd())
 	took := time.Since(start)
-	process.dumps.observe(shape, took)
 	fmt.Fprintf(c.Out, "pause: predicted %s, observed %s\n", pred.pause.Round(time.Millisecond), took.Round(time.Millisecond))
 	c.detail = fmt.Sprintf("full heap dump: heap %d bytes, %d objects, pause predicted %s observed %s", shape.bytes, shape.objects, pred.pause.Round(time.Millisecond), took.Round(time.Millisecond))
 	c.Flush()
@@ -192,6 +206,7 @@ func fullHeapdump(ctx context.Context, c *Request) error {
 	if _, err := f.ReadAt(last, size-1); err != nil || size < 16 || last[0] != 0 {
 		return wire.Errorf(wire.CodeInternal, "heapdump --full: the dump is incomplete (%d bytes written; disk full?)", size)
 	}
+	process.dumps.observe(shape, took) // a whole dump only: a cut one says nothing of the rate
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("heapdump --full: %w", err)
 	}

@@ -582,13 +582,24 @@ func (s *session) writeFrame(f frame, deadline time.Time) bool {
 // and gives up once the writer is gone. A closing session's writer still
 // takes frames until its worker is done or the close grace ends, so the
 // requests under way get their final events.
-//
-// A text frame goes straight to the connection instead, on the caller's
-// goroutine, when nothing is queued or being written before it and the
-// session is not closing: a request's events then reach the client
-// without waking the writer. File chunks always go through the queue, so
-// that reading the file and writing the connection overlap.
 func (s *session) send(f frame) bool {
+	s.queued.Add(1)
+	select {
+	case s.out <- f:
+		return true
+	case <-s.writerDone:
+		s.queued.Add(-1)
+		return false
+	}
+}
+
+// sendNow is send for the worker's output and final events: a text frame
+// goes straight to the connection, on the worker's goroutine, when
+// nothing is queued or being written before it and the session is not
+// closing, so that a request's events reach the client without waking
+// the writer. Other goroutines (the reader, the token watcher) always
+// queue: they must not wait on a client that does not read.
+func (s *session) sendNow(f frame) bool {
 	if f.typ == websocket.TextMessage && s.ctx.Err() == nil && s.wmu.TryLock() {
 		if s.queued.Load() == 0 {
 			ok := s.writeFrame(f, time.Now().Add(s.srv.opts.WriteTimeout))
@@ -601,14 +612,7 @@ func (s *session) send(f frame) bool {
 		}
 		s.wmu.Unlock()
 	}
-	s.queued.Add(1)
-	select {
-	case s.out <- f:
-		return true
-	case <-s.writerDone:
-		s.queued.Add(-1)
-		return false
-	}
+	return s.send(f)
 }
 
 // sendEvent records an event in the transcript and queues it.
@@ -1043,10 +1047,15 @@ func (s *session) sendFinal(w *eventWriter, final wire.Event) bool {
 		first.more = append(fs[1:], f)
 		f = first
 	}
-	return s.send(f)
+	return s.sendNow(f)
 }
 
-func (w *eventWriter) send(all bool) { w.events(all, w.s.sendEvent) }
+func (w *eventWriter) send(all bool) {
+	w.events(all, func(ev wire.Event) bool {
+		w.s.cast.event(ev)
+		return w.s.sendNow(event(ev))
+	})
+}
 
 // events turns what w holds (all of it, or up to its last whole rune)
 // into output events, tallied, and gives each to emit until it fails.
