@@ -404,7 +404,7 @@ func runDumper() error {
 
 // profileDir, when set, receives CPU profiles of the full dump's
 // transfer: harness-cpu.pb.gz (the client) and target-cpu.pb.gz (the
-// target, by its own profile command, on a second session).
+// target, between the signals profileTransfer sends it).
 var profileDir string
 
 // profileTransfer starts both profiles (the target's on SIGUSR1: heavy
