@@ -443,7 +443,7 @@ func TestDumpPrediction(t *testing.T) {
 		low      float64   // want low = model × low
 		basis    string
 	}{
-		{name: "none", scale: 1, low: 0.5, basis: "no full dump"},
+		{name: "none", scale: 1, low: 0.5, basis: "not yet calibrated"},
 		{name: "one, twice as slow", observed: []float64{2}, scale: math.Sqrt2, low: math.Sqrt2 * 0.75, basis: "calibrated by 1 earlier full dump in"},
 		{name: "two alike", observed: []float64{2, 2}, scale: math.Pow(2, 2.0/3), low: math.Pow(2, 2.0/3) * 0.75, basis: "by 2 earlier full dumps"},
 		{name: "spread", observed: []float64{0.5, 2}, scale: 1, low: 0.5, basis: "by 2"},

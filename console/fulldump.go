@@ -37,6 +37,7 @@ const (
 	dumpWriteRate      = 455 << 20 // bytes per second
 	dumpObjectCost     = 80 * time.Nanosecond
 	dumpBytesPerObject = 20
+	dumpFixedCost      = 15 * time.Millisecond // the runtime's own tables and the file; dominates small heaps
 )
 
 // heapShape is what a full dump will copy.
@@ -73,7 +74,7 @@ func (h heapShape) diskBytes() uint64 {
 // model is the uncalibrated prediction of the dump's pause.
 func (h heapShape) model() time.Duration {
 	write := float64(h.dumpBytes()) / dumpWriteRate
-	return time.Duration(write*float64(time.Second)) + time.Duration(h.objects)*dumpObjectCost
+	return dumpFixedCost + time.Duration(write*float64(time.Second)) + time.Duration(h.objects)*dumpObjectCost
 }
 
 // dumpHistory keeps, for the process, how the last full dumps' observed
@@ -101,7 +102,13 @@ func (p pausePrediction) likely() string {
 	return fmt.Sprintf("%s to %s: %s", roundPause(p.low), roundPause(p.high), p.basis)
 }
 
-func roundPause(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
+// roundPause shows d to the millisecond under a second, else to 10 ms.
+func roundPause(d time.Duration) string {
+	if d < time.Second {
+		return max(d.Round(time.Millisecond), time.Millisecond).String()
+	}
+	return d.Round(10 * time.Millisecond).String()
+}
 
 // predict returns the pause a dump of h is expected to take.
 func (d *dumpHistory) predict(h heapShape) pausePrediction {
@@ -111,7 +118,7 @@ func (d *dumpHistory) predict(h heapShape) pausePrediction {
 	d.mu.Unlock()
 	if len(rs) == 0 {
 		return pausePrediction{pause: m, low: m / 2, high: m * 3 / 2,
-			basis: "from the heap's size and object count; no full dump has run in this process yet to calibrate it"}
+			basis: "from the heap's size and object count, not yet calibrated by a full dump in this process"}
 	}
 	var logs float64
 	for _, r := range rs {
