@@ -636,9 +636,17 @@ func TestNoGrantNoSession(t *testing.T) {
 }
 
 func TestQueueLimit(t *testing.T) {
-	f := newFixture(t, func(o *Options) { o.MaxQueued = 1 })
+	// A command that holds the worker until cancelled: one request runs,
+	// one waits, so whatever the timing the fourth is refused. (An eval
+	// would not do: one that fails fast, a busy machine's child refused,
+	// frees the worker.)
+	hold := Command{Name: "hold", Summary: "waits until cancelled", Run: func(ctx context.Context, _ *Request) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}}
+	f := newFixture(t, func(o *Options) { o.MaxQueued = 1; o.Commands = []Command{hold} })
 	c := f.dial(t, "admin")
-	first := c.send(wire.Request{Type: wire.TypeRun, Line: "time.Sleep(time.Second)"})
+	first := c.send(wire.Request{Type: wire.TypeRun, Line: "hold"})
 	c.send(wire.Request{Type: wire.TypeRun, Line: "1"})
 	c.send(wire.Request{Type: wire.TypeRun, Line: "2"})
 	third := c.send(wire.Request{Type: wire.TypeRun, Line: "3"})
